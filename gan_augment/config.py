@@ -1,0 +1,221 @@
+"""Frozen configuration dataclasses, one per stage, with a strict JSON round-trip.
+
+`ModelConfig` describes the networks (it is all `models.py` sees); `TrainConfig` describes one
+training run. Both validate on construction, so an impossible value fails where it is written,
+with the field's name in the message, instead of deep inside a training step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="_JsonConfig")
+
+LOSSES = ("bce", "wgan-gp", "hinge")
+UPSAMPLE_MODES = ("nearest", "transpose")
+D_NORMS = ("batch", "layer", "none")
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class _JsonConfig:
+    """Shared JSON round-trip: unknown keys are errors, not silently dropped."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(known)}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+
+def _check(ok: bool, cls: object, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{type(cls).__name__}.{name}={value!r} is invalid: expected {expected}")
+
+
+def _check_int(cfg: object, name: str, low: int, high: int | None = None) -> None:
+    value = getattr(cfg, name)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    _check(ok, cfg, name, value, f"an integer {bound}")
+
+
+def _check_float(cfg: object, name: str, low: float, high: float, *, open_low: bool = False) -> None:
+    value = getattr(cfg, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and value <= high
+    _check(ok, cfg, name, value, f"a number in {'(' if open_low else '['}{low}, {high}]")
+
+
+def _check_choice(cfg: object, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    _check(value in choices, cfg, name, value, f"one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_JsonConfig):
+    """The DCGAN's shape.
+
+    Attributes:
+        image_size: side of the square images; a power of two from 16 to 256.
+        channels: 1 (grayscale) or 3 (RGB).
+        latent_dim: length of the noise vector z.
+        ngf: generator width: the feature map after block i of N has ngf * 2**(N-i) channels,
+            capped at 8 * ngf (the 4x4 base counts as block 0).
+        ndf: discriminator width: block i of N (from 1) outputs ndf * 2**(i-1) channels,
+            capped at 8 * ndf.
+        upsample: "nearest" (Upsample x2 then Conv 3x3, the seed article's generator) or
+            "transpose" (one ConvTranspose2d(4, 2, 1) per block, as pytorch/examples does).
+        d_norm: normalisation in discriminator blocks after the first: "batch" (the seed),
+            "layer" (valid under a gradient penalty) or "none".
+        d_dropout: dropout probability in every discriminator block (the seed uses 0.25).
+        projection_dim: width of the discriminator's projection head for its auxiliary
+            self-supervised loss; 0 builds no head.
+    """
+
+    image_size: int = 32
+    channels: int = 3
+    latent_dim: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    upsample: str = "nearest"
+    d_norm: str = "batch"
+    d_dropout: float = 0.25
+    projection_dim: int = 0
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        ok = isinstance(size, int) and 16 <= size <= 256 and size & (size - 1) == 0
+        _check(ok, self, "image_size", size, "a power of two from 16 to 256")
+        _check(self.channels in (1, 3) and isinstance(self.channels, int), self, "channels",
+               self.channels, "1 (grayscale) or 3 (RGB)")
+        for name in ("latent_dim", "ngf", "ndf"):
+            _check_int(self, name, 1)
+        _check_int(self, "projection_dim", 0)
+        _check_choice(self, "upsample", UPSAMPLE_MODES)
+        _check_choice(self, "d_norm", D_NORMS)
+        _check_float(self, "d_dropout", 0.0, 0.9)
+
+    @property
+    def num_blocks(self) -> int:
+        """Up/down-sampling blocks between the 4x4 base and the image size."""
+        return int(math.log2(self.image_size)) - 2
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+    """One training run.
+
+    Attributes:
+        steps: optimiser steps of D (and G); None derives them from `epochs`, or from the
+            dataset size when both are None (see `train.resolve_steps`).
+        epochs: passes over the data, used when `steps` is None.
+        max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
+            this long; None is no limit. A run stopped this way is not reproducible.
+        batch_size: real images per step.
+        lr: Adam learning rate for both networks (Radford et al. 2015: 2e-4).
+        beta1, beta2: Adam betas (Radford et al. 2015: 0.5, 0.999).
+        loss: "bce" (non-saturating), "wgan-gp" or "hinge".
+        gp_weight: gradient-penalty weight for "wgan-gp" (Gulrajani et al. 2017: 10).
+        d_steps: discriminator updates per generator update.
+        unrolled_steps: look-ahead D updates seen by G's loss (Metz et al. 2016); 0 is off.
+        concat_real_fake: pass real and fake through D as one batch (the seed's
+            concatenation layer) instead of two.
+        diffaugment: comma-separated DiffAugment policies applied to real and fake
+            (Zhao et al. 2020), e.g. "color,translation,cutout"; "" is off.
+        flip: random horizontal flips of real images.
+        contrastive_weight: weight of the SimCLR-style loss on D's projection head over two
+            augmented views of the real batch (Jeong & Shin 2021, ContraD); 0 is off.
+        contrastive_temperature: NT-Xent temperature.
+        ema_decay: decay of the generator's exponential moving average used for sampling.
+        amp: bf16 autocast on CUDA (ignored elsewhere).
+        channels_last: channels-last memory format on CUDA (ignored elsewhere).
+        compile: wrap both networks in torch.compile.
+        device: "auto" (cuda > mps > cpu), "cpu", "cuda" or "mps".
+        seed: seeds every random draw of the run.
+        log_every: steps between metrics rows and progress updates.
+        checkpoint_every: steps between resumable checkpoints.
+        sample_every: steps between sample grids and loss curves.
+        keep_checkpoints: checkpoints kept besides the latest.
+        nan_lr_factor: learning-rate multiplier applied after a non-finite loss rolls back.
+        max_nan_rollbacks: rollbacks allowed before the run stops with an error.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    max_seconds: float | None = None
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    loss: str = "bce"
+    gp_weight: float = 10.0
+    d_steps: int = 1
+    unrolled_steps: int = 0
+    concat_real_fake: bool = False
+    diffaugment: str = ""
+    flip: bool = False
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.2
+    ema_decay: float = 0.999
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    keep_checkpoints: int = 2
+    nan_lr_factor: float = 0.5
+    max_nan_rollbacks: int = 3
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            _check_int(self, "steps", 1)
+        if self.epochs is not None:
+            _check_float(self, "epochs", 0.0, 1e6, open_low=True)
+        if self.max_seconds is not None:
+            _check_float(self, "max_seconds", 0.0, 1e9, open_low=True)
+        for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every"):
+            _check_int(self, name, 1)
+        for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed"):
+            _check_int(self, name, 0)
+        _check_float(self, "lr", 0.0, 1.0, open_low=True)
+        _check_float(self, "beta1", 0.0, 0.9999)
+        _check_float(self, "beta2", 0.0, 0.9999)
+        _check_float(self, "gp_weight", 0.0, 1e6)
+        _check_float(self, "contrastive_weight", 0.0, 1e3)
+        _check_float(self, "contrastive_temperature", 0.0, 10.0, open_low=True)
+        _check_float(self, "ema_decay", 0.0, 1.0)
+        _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
+        _check_choice(self, "loss", LOSSES)
+        _check_choice(self, "device", DEVICES)
+        for name in ("concat_real_fake", "flip", "amp", "channels_last", "compile"):
+            _check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
+        unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
+        _check(not unknown, self, "diffaugment", self.diffaugment,
+               f"a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
+
+    @property
+    def augment_policies(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.diffaugment.split(",") if p.strip())

@@ -1,0 +1,151 @@
+"""The DCGAN of the seed article (Radford et al. 2015, "Unsupervised Representation Learning
+with Deep Convolutional Generative Adversarial Networks"), in the shape DESIGN.md fixes.
+
+This module knows nothing of training, storage or orchestration: it maps a `ModelConfig` to two
+`nn.Module`s and an initialiser.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gan_augment.config import ModelConfig
+
+
+def _generator_width(config: ModelConfig, level: int) -> int:
+    """Channels of the generator's feature map at `level` (0 = the 4x4 base)."""
+    return min(config.ngf * 2 ** (config.num_blocks - level), 8 * config.ngf)
+
+
+def _discriminator_width(config: ModelConfig, block: int) -> int:
+    """Channels out of discriminator block `block` (1-based)."""
+    return min(config.ndf * 2 ** (block - 1), 8 * config.ndf)
+
+
+class Generator(nn.Module):
+    """z ~ N(0, I) -> image in [-1, 1].
+
+    Linear -> reshape to (C0, 4, 4) -> BatchNorm -> N x [Upsample x2 -> Conv 3x3 -> BatchNorm ->
+    ReLU] -> Conv 3x3 to image channels -> Tanh. With `upsample="transpose"` each block's
+    Upsample + Conv becomes one ConvTranspose2d(4, stride 2, pad 1).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        base = _generator_width(config, 0)
+        self.project = nn.Linear(config.latent_dim, base * 4 * 4, bias=False)
+        self.base_norm = nn.BatchNorm2d(base)
+        blocks: list[nn.Module] = []
+        for level in range(1, config.num_blocks + 1):
+            c_in, c_out = _generator_width(config, level - 1), _generator_width(config, level)
+            if config.upsample == "transpose":
+                resample: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)]
+            else:
+                # Upsample + 3x3 conv instead of a strided transpose avoids checkerboard
+                # artefacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
+                resample = [nn.Upsample(scale_factor=2, mode="nearest"),
+                            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
+            blocks.append(nn.Sequential(*resample, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+        self.blocks = nn.Sequential(*blocks)
+        self.to_image = nn.Sequential(
+            nn.Conv2d(_generator_width(config, config.num_blocks), config.channels, 3, 1, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.project(z)  # (B, C0 * 16)
+        h = h.view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
+        h = self.blocks(self.base_norm(h))  # (B, ngf, S, S)
+        return self.to_image(h)  # (B, channels, S, S)
+
+
+def _d_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        # LayerNorm over (C, H, W): per-sample, so it keeps the gradient penalty's
+        # per-sample gradients valid (Gulrajani et al. 2017, section 4).
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class Discriminator(nn.Module):
+    """Image -> one logit per image (no sigmoid; losses work on logits).
+
+    N x [Conv 4x4 stride 2 -> LeakyReLU(0.2) -> Dropout -> Norm (not in the first block)] ->
+    Flatten -> Linear. `trunk` exposes the flattened last block for auxiliary heads and
+    `block_activations` every block's output for feature extraction.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks: list[nn.Module] = []
+        c_in = config.channels
+        for block in range(1, config.num_blocks + 1):
+            c_out = _discriminator_width(config, block)
+            layers: list[nn.Module] = [
+                nn.Conv2d(c_in, c_out, 4, 2, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Dropout(config.d_dropout),
+            ]
+            if block > 1:  # Radford et al.: no normalisation on D's input layer
+                layers.append(_d_norm(config.d_norm, c_out))
+            blocks.append(nn.Sequential(*layers))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.trunk_dim = c_in * 4 * 4
+        self.classifier = nn.Linear(self.trunk_dim, 1)
+        self.projection: nn.Module | None = None
+        if config.projection_dim:
+            # SimCLR's two-layer MLP head (Chen et al. 2020); only the auxiliary loss uses it.
+            self.projection = nn.Sequential(
+                nn.Linear(self.trunk_dim, 512),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Linear(512, config.projection_dim),
+            )
+
+    def block_activations(self, x: Tensor) -> list[Tensor]:
+        """Every block's output: [(B, ndf, S/2, S/2), (B, 2 ndf, S/4, S/4), ..., (B, C, 4, 4)]."""
+        activations = []
+        for block in self.blocks:
+            x = block(x)
+            activations.append(x)
+        return activations
+
+    def trunk(self, x: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x.flatten(1)  # (B, C * 4 * 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.trunk(x)).squeeze(1)  # (B,)
+
+    def project(self, trunk: Tensor) -> Tensor:
+        """Projection-head output for the trunk features of a batch."""
+        if self.projection is None:
+            raise ValueError("this discriminator has no projection head (projection_dim=0)")
+        return self.projection(trunk)
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2015, section 4): weights N(0, 0.02), norm scales
+    N(1, 0.02), biases 0. Use as `model.apply(init_weights)`."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:
+    """A freshly initialised generator and discriminator for `config`."""
+    generator, discriminator = Generator(config), Discriminator(config)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    return generator, discriminator

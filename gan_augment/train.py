@@ -1,0 +1,459 @@
+"""The training loop: one `Trainer` with numbered phases, checkpoints, exact resume and a NaN
+guard, and `train()`, which builds the data cache and runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gan_augment import __version__
+from gan_augment.augment import diff_augment
+from gan_augment.checkpoint import (load_latest_checkpoint, list_checkpoints, save_checkpoint, save_model,
+                                    write_model_card)
+from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.data import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
+from gan_augment.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
+from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
+                                unrolled_generator_loss)
+from gan_augment.models import build_models
+from gan_augment.store import validate_dataset_name
+from gan_augment.visualize import loss_curve_png, sample_grid_png
+
+log = logging.getLogger(__name__)
+METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Losses stayed non-finite after every allowed rollback."""
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; an explicit device must be available."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[requested]:
+        raise ValueError(f"device {requested!r} is not available here; use --device auto or cpu")
+    return torch.device(requested)
+
+
+def auto_epochs(num_images: int) -> float:
+    """Training length when neither steps nor epochs is given: about 100k images seen,
+    at least 5 and at most 40 passes over the data."""
+    return min(40.0, max(5.0, 100_000 / num_images))
+
+
+def resolve_steps(config: TrainConfig, num_images: int) -> int:
+    """Total G steps: `steps`, else `epochs` passes over the data, else `auto_epochs`."""
+    if config.steps is not None:
+        return config.steps
+    epochs = config.epochs if config.epochs is not None else auto_epochs(num_images)
+    return max(1, math.ceil(epochs * num_images / (config.batch_size * config.d_steps)))
+
+
+@dataclass
+class TrainResult:
+    model_dir: str
+    model_id: str
+    dataset: str
+    steps: int
+    num_images: int
+    resumed_from: int | None
+    seconds: float
+    images_per_second: float
+    metrics: dict[str, float]
+    files: dict[str, str]
+
+
+class Trainer:
+    """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`."""
+
+    def __init__(
+        self,
+        cache: ImageCache,
+        model_dir: str,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        *,
+        dataset: str,
+        source: str = "",
+        storage_options: dict[str, Any] | None = None,
+        callback: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        if train_config.loss == "wgan-gp" and model_config.d_norm == "batch":
+            # BatchNorm couples samples, which breaks the per-sample gradient penalty.
+            log.info("loss wgan-gp: using d_norm='layer' instead of BatchNorm in D")
+            model_config = dataclasses.replace(model_config, d_norm="layer")
+        if train_config.contrastive_weight > 0 and model_config.projection_dim == 0:
+            model_config = dataclasses.replace(model_config, projection_dim=128)
+        self.mc, self.tc, self.cache = model_config, train_config, cache
+        self.model_dir, self.dataset, self.source = model_dir, dataset, source
+        self.storage_options, self.callback = storage_options, callback
+        self.checkpoint_dir = join_url(model_dir, "checkpoints")
+        self.device = select_device(train_config.device)
+        self.total_steps = resolve_steps(train_config, len(cache))
+        self.policies = train_config.augment_policies
+        cuda = self.device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and train_config.amp \
+            else contextlib.nullcontext
+        self.memory_format = torch.channels_last if cuda and train_config.channels_last else torch.contiguous_format
+
+        torch.manual_seed(train_config.seed)  # weight init and dropout draw from the global RNG
+        self.generator, self.discriminator = build_models(model_config)
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        for module in (self.generator, self.discriminator, self.ema):
+            module.to(self.device, memory_format=self.memory_format)
+        betas = (train_config.beta1, train_config.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr, betas=betas)
+        self.g_forward, self.d_forward = self.generator, self.discriminator
+        if train_config.compile:
+            self.g_forward, self.d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
+        self.rng = torch.Generator(self.device).manual_seed(train_config.seed)
+        # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
+        self.images = cache.images.to(self.device) if cuda else cache.images
+        self.sampler = BatchSampler(len(cache), train_config.batch_size, train_config.seed)
+        fixed = torch.Generator().manual_seed(train_config.seed + 1)
+        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
+        self.step, self.nan_rollbacks, self.resumed_from = 0, 0, None
+        self.history: dict[str, list[float]] = {k: [] for k in ("step", *METRICS, "images_per_second")}
+        self.model_id = f"{dataset}-" + hashlib.sha256(
+            f"{cache.fingerprint}\0{model_config.to_json()}\0{train_config.to_json()}".encode()).hexdigest()[:12]
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _real_batch(self, index: int) -> Tensor:
+        indices = self.sampler.indices(index).to(self.images.device)
+        real = to_model_range(self.images[indices]).to(self.device, non_blocking=True)  # (B, C, S, S)
+        if self.tc.flip:
+            real = random_flip(real, self.rng)
+        return real.contiguous(memory_format=self.memory_format)
+
+    def _augment(self, images: Tensor) -> Tensor:
+        return diff_augment(images, self.policies, self.rng)
+
+    def _discriminate(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        if self.tc.concat_real_fake:  # the seed's concatenation layer: one pass, shared BN stats
+            logits = self.d_forward(torch.cat([real, fake]))
+            return logits[: real.shape[0]], logits[real.shape[0]:]
+        return self.d_forward(real), self.d_forward(fake)
+
+    def _contrastive_loss(self, real: Tensor) -> Tensor:
+        # Two independently augmented views of the real batch; the positives are the twins.
+        views = torch.cat([self._augment(real), self._augment(real)])
+        projected = self.discriminator.project(self.discriminator.trunk(views))
+        first, second = projected.chunk(2)
+        return nt_xent(first, second, self.tc.contrastive_temperature)
+
+    def train_step(self) -> Tensor:
+        """One G step (after `d_steps` D steps); returns (loss_d, loss_g, D(x), D(G(z)))."""
+        tc, batch = self.tc, self.tc.batch_size
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the hinge / critic objective)
+        for i in range(tc.d_steps):
+            real = self._real_batch(self.step * tc.d_steps + i)
+            z = torch.randn(batch, self.mc.latent_dim, device=self.device, generator=self.rng)
+            with self.autocast():
+                fake = self.g_forward(z)  # (B, C, S, S)
+                real_aug, fake_aug = self._augment(real), self._augment(fake.detach())
+                real_logits, fake_logits = self._discriminate(real_aug, fake_aug)
+                loss_d = discriminator_loss(tc.loss, real_logits, fake_logits)
+                if tc.loss == "wgan-gp":
+                    loss_d = loss_d + tc.gp_weight * gradient_penalty(
+                        self.discriminator, real_aug, fake_aug, generator=self.rng)
+                if tc.contrastive_weight:
+                    loss_d = loss_d + tc.contrastive_weight * self._contrastive_loss(real)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+
+        # (2) Update G: maximise log D(G(z)) (non-saturating), optionally against an unrolled D
+        with self.autocast():
+            if tc.unrolled_steps:
+                loss_g = unrolled_generator_loss(tc.loss, self.discriminator, self.opt_d, real_aug,
+                                                 self._augment(fake), tc.unrolled_steps)
+            else:
+                loss_g = generator_loss(tc.loss, self.d_forward(self._augment(fake)))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        # (3) EMA of G's weights for sampling; the warm-up lets early, short runs track G
+        # (TensorFlow's ExponentialMovingAverage num_updates rule).
+        decay = min(tc.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), 1 - decay)
+            for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
+                ema_buffer.copy_(buffer)
+        self.step += 1
+        with torch.no_grad():
+            return torch.stack([loss_d.float(), loss_g.float(), torch.sigmoid(real_logits.float()).mean(),
+                                torch.sigmoid(fake_logits.float()).mean()])
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit (weights and plain values)."""
+        return {
+            "step": self.step,
+            "model_config": self.mc.to_dict(),
+            "train_config": self.tc.to_dict(),
+            "data_fingerprint": self.cache.fingerprint,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "train": self.rng.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
+            "history": self.history,
+            "nan_rollbacks": self.nan_rollbacks,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"]["train"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.nan_rollbacks = state["nan_rollbacks"]
+
+    def _compatible(self, state: dict[str, Any]) -> str | None:
+        """Why a checkpoint cannot be resumed here, or None if it can."""
+        if state["model_config"] != self.mc.to_dict():
+            return "it was made with another model config"
+        if state["data_fingerprint"] != self.cache.fingerprint:
+            return "the data changed since"
+        return None
+
+    def _delete_checkpoints(self) -> None:
+        for _, url in list_checkpoints(self.checkpoint_dir, self.storage_options):
+            remove(url, self.storage_options)
+
+    def _resume(self, resume: bool) -> None:
+        state = load_latest_checkpoint(self.checkpoint_dir, self.storage_options, self.device) if resume else None
+        reason = self._compatible(state) if state is not None else None
+        if state is not None and reason is None:
+            self.load_state_dict(state)
+            self.resumed_from = self.step
+            log.info("resumed %s from its checkpoint at step %d", self.dataset, self.step)
+            return
+        if reason:
+            log.warning("not resuming from %s: %s; starting over", redact_url(self.checkpoint_dir), reason)
+        self._delete_checkpoints()
+        self._save_checkpoint()  # step 0: the NaN guard always has a good state to return to
+
+    def _save_checkpoint(self) -> None:
+        save_checkpoint(self.checkpoint_dir, self.state_dict(), self.tc.keep_checkpoints, self.storage_options)
+
+    def _weights_finite(self) -> bool:
+        params = [p for m in (self.generator, self.discriminator) for p in m.parameters()]
+        return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
+
+    def _roll_back(self) -> None:
+        """Return to the last good checkpoint with a smaller learning rate, or give up."""
+        self.nan_rollbacks += 1
+        if self.nan_rollbacks > self.tc.max_nan_rollbacks:
+            raise TrainingDivergedError(
+                f"training of {self.dataset} diverged (non-finite loss) {self.nan_rollbacks} times; "
+                f"the last good checkpoint stays in {redact_url(self.checkpoint_dir)}. Try a lower --lr "
+                "or another --loss."
+            )
+        rollbacks = self.nan_rollbacks
+        state = load_latest_checkpoint(self.checkpoint_dir, self.storage_options, self.device)
+        assert state is not None, "the step-0 checkpoint is written before training starts"
+        self.load_state_dict(state)
+        self.nan_rollbacks = rollbacks
+        for optimizer in (self.opt_g, self.opt_d):
+            for group in optimizer.param_groups:
+                group["lr"] *= self.tc.nan_lr_factor
+        log.warning("non-finite loss in %s: rolled back to step %d, learning rate now %.3g (rollback %d of %d)",
+                    self.dataset, self.step, self.opt_d.param_groups[0]["lr"], rollbacks, self.tc.max_nan_rollbacks)
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _write_samples(self, name: str) -> str:
+        images = self.ema(self.fixed_noise)  # (64, C, S, S)
+        url = join_url(self.model_dir, "samples", f"{name}.png")
+        atomic_write_bytes(url, sample_grid_png(images), self.storage_options)
+        atomic_write_bytes(join_url(self.model_dir, "samples", "loss_curve.png"),
+                           loss_curve_png(self.history, title=self.dataset), self.storage_options)
+        return url
+
+    def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
+        """Turn the summed step metrics into one metrics row; None when any is non-finite."""
+        values = (sums / count).tolist()  # the one host sync of a logging interval
+        if not all(math.isfinite(v) for v in values):
+            return None
+        row = dict(zip(METRICS, values), step=self.step,
+                   images_per_second=count * self.tc.batch_size * self.tc.d_steps / max(seconds, 1e-9))
+        for key in self.history:
+            self.history[key].append(row[key])
+        return row
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, resume: bool = True) -> TrainResult:
+        self._resume(resume)
+        tc, start_step, started = self.tc, self.step, time.perf_counter()
+        self.generator.train()
+        self.discriminator.train()
+        progress = _progress(self.total_steps, self.step, self.dataset)
+        sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
+        row = {key: values[-1] for key, values in self.history.items() if values}
+        while self.step < self.total_steps:
+            sums += self.train_step()
+            count += 1
+            if tc.max_seconds is not None and time.perf_counter() - started > tc.max_seconds:
+                log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, self.step)
+                self.total_steps = self.step
+            at_end = self.step == self.total_steps
+            at_checkpoint = self.step % tc.checkpoint_every == 0 or at_end
+            at_samples = self.step % tc.sample_every == 0 or at_end
+            if not (self.step % tc.log_every == 0 or at_checkpoint or at_samples):
+                continue
+            new_row = self._record(sums, count, time.perf_counter() - window)
+            if new_row is None or (at_checkpoint and not self._weights_finite()):
+                self._roll_back()
+                progress.reset(self.step)
+                sums.zero_()
+                count, window = 0, time.perf_counter()
+                continue
+            row = new_row
+            progress.update(self.step, row)
+            if self.callback:
+                self.callback(row)
+            if at_checkpoint:
+                self._save_checkpoint()
+            if at_samples:
+                self._write_samples(f"step-{self.step:08d}")
+            sums.zero_()
+            count, window = 0, time.perf_counter()
+        progress.close()
+        seconds = time.perf_counter() - started
+        images_per_second = (self.step - start_step) * tc.batch_size * tc.d_steps / max(seconds, 1e-9)
+        return self._finish(row, seconds, images_per_second)
+
+    def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
+        files = {"samples": self._write_samples("final"), "loss_curve": join_url(self.model_dir, "samples", "loss_curve.png")}
+        files["model"] = save_model(self.model_dir, self.ema, self.discriminator, model_id=self.model_id,
+                                    dataset=self.dataset, extra={"step": self.step}, storage_options=self.storage_options)
+        metrics = {k: v for k, v in row.items() if k != "step"}
+        if self.resumed_from != self.step:
+            metrics.update(seconds=seconds, images_per_second=images_per_second)
+        card = {
+            "format": "gan-augment/model-card",
+            "model_id": self.model_id,
+            "dataset": self.dataset,
+            "source": redact_url(self.source),
+            "data_fingerprint": self.cache.fingerprint,
+            "num_images": len(self.cache),
+            "skipped_images": len(self.cache.skipped),
+            "model_config": self.mc.to_dict(),
+            "train_config": self.tc.to_dict(),
+            "steps": self.step,
+            "epochs": self.step * self.tc.batch_size * self.tc.d_steps / len(self.cache),
+            "resumed_from": self.resumed_from,
+            "nan_rollbacks": self.nan_rollbacks,
+            "metrics": metrics,
+            "device": str(self.device),
+            "versions": {"gan_augment": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": {k: basename(v) if k == "model" else f"samples/{basename(v)}" for k, v in files.items()},
+        }
+        files["card"] = write_model_card(self.model_dir, card, self.storage_options)
+        return TrainResult(self.model_dir, self.model_id, self.dataset, self.step, len(self.cache),
+                           self.resumed_from, seconds, images_per_second, metrics, files)
+
+
+class _progress:
+    """A tqdm bar on a terminal, a log line per logging interval elsewhere."""
+
+    def __init__(self, total: int, initial: int, name: str) -> None:
+        self.name, self.total, self.bar = name, total, None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", dynamic_ncols=True)
+
+    def update(self, step: int, row: dict[str, float]) -> None:
+        text = (f"loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
+                f"D(G(z))={row['d_fake']:.2f} {row['images_per_second']:.0f} img/s")
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix_str(text)
+        else:
+            log.info("%s step %d/%d %s", self.name, step, self.total, text)
+
+    def reset(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(
+    source: str | ImageCache,
+    out: str,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    dataset: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    resume: bool = True,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a DCGAN on one dataset and write it to `out/<dataset>/model/`.
+
+    Args:
+        source: a folder/prefix of images (any fsspec URL), or an `ImageCache` already built.
+        out: the output root; the model lands in `out/<dataset>/model`.
+        model_config, train_config: defaults when None.
+        dataset: the dataset name; defaults to the last path component of `source`.
+        storage_options: fsspec options for `source` and `out`.
+        resume: continue from the newest compatible checkpoint, if any.
+        callback: called with every metrics row (step, losses, D outputs, img/s).
+    """
+    model_config, train_config = model_config or ModelConfig(), train_config or TrainConfig()
+    if isinstance(source, ImageCache):
+        if dataset is None:
+            raise ValueError("pass dataset= when training from an ImageCache")
+        cache, source_url = source, ""
+    else:
+        cache = build_cache(source, model_config.image_size, model_config.channels, storage_options)
+        source_url = source
+    dataset = validate_dataset_name(dataset or basename(source_url))
+    model_dir = join_url(out, dataset, "model")
+    trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source_url,
+                      storage_options=storage_options, callback=callback)
+    return trainer.run(resume=resume)

@@ -1,0 +1,62 @@
+"""PNG renderings of training progress: sample grids and loss curves."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+
+def images_to_uint8(images: Tensor) -> Tensor:
+    """Generator output in [-1, 1] -> uint8 [0, 255], rounding like PNG quantisation does."""
+    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def encode_png(array: Tensor) -> bytes:
+    """(C, H, W) uint8 tensor -> PNG bytes (grayscale for C == 1)."""
+    hwc = array.cpu().permute(1, 2, 0).numpy()
+    image = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_grid_png(images: Tensor) -> bytes:
+    """A square-ish grid of generated images (B, C, H, W) in [-1, 1] as PNG bytes."""
+    grid = make_grid(images_to_uint8(images).cpu(), nrow=int(math.ceil(math.sqrt(images.shape[0]))),
+                     padding=2, pad_value=0)
+    if images.shape[1] == 1:
+        grid = grid[:1]  # make_grid repeats grayscale to RGB; keep one channel
+    return encode_png(grid)
+
+
+def loss_curve_png(history: Mapping[str, Sequence[float]], title: str = "") -> bytes:
+    """Both losses and D's mean outputs against the step, as PNG bytes."""
+    import matplotlib  # imported here: only training renders plots, and pyplot is slow to load
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (ax_loss, ax_prob) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    steps = history.get("step", [])
+    ax_loss.plot(steps, history.get("loss_d", []), label="loss D")
+    ax_loss.plot(steps, history.get("loss_g", []), label="loss G")
+    ax_loss.set_xlabel("step")
+    ax_loss.legend()
+    ax_prob.plot(steps, history.get("d_real", []), label="D(x)")
+    ax_prob.plot(steps, history.get("d_fake", []), label="D(G(z))")
+    ax_prob.set_xlabel("step")
+    ax_prob.set_ylim(0, 1)
+    ax_prob.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
