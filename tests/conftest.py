@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny seeded configs and small image folders."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_augment.config import ModelConfig, TrainConfig
+
+# Tiny models gain nothing from intra-op threads, and OpenMP threads that spin-wait against
+# other processes (a Prefect server, a moto server) make every step much slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_model_config() -> ModelConfig:
+    return ModelConfig(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
+
+
+@pytest.fixture
+def tiny_train_config() -> TrainConfig:
+    return TrainConfig(steps=6, batch_size=8, log_every=2, checkpoint_every=3, sample_every=3, seed=0)
+
+
+def write_png_folder(folder: str, count: int, size: int = 16, channels: int = 1, seed: int = 0) -> list[str]:
+    """`count` PNGs of blurred random blobs, deterministic in `seed`."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        shape = (size, size) if channels == 1 else (size, size, 3)
+        yy, xx = np.mgrid[:size, :size]
+        cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 5) ** 2))
+        pixels = (blob[..., None] if channels == 3 else blob) * 200 + rng.uniform(0, 55, shape)
+        path = os.path.join(folder, f"img-{i:03d}.png")
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> str:
+    """A dataset folder named "blobs" holding 24 grayscale 16x16 PNGs."""
+    folder = str(tmp_path / "store" / "blobs")
+    write_png_folder(folder, 24)
+    return folder
