@@ -69,6 +69,18 @@ def resolve_steps(config: TrainConfig, num_images: int) -> int:
     return max(1, math.ceil(epochs * num_images / (config.batch_size * config.d_steps)))
 
 
+def effective_model_config(model_config: ModelConfig, train_config: TrainConfig) -> ModelConfig:
+    """The model config a run with `train_config` actually trains (and records in its card):
+    wgan-gp swaps D's BatchNorm for LayerNorm, a contrastive loss adds a projection head."""
+    if train_config.loss == "wgan-gp" and model_config.d_norm == "batch":
+        # BatchNorm couples samples, which breaks the per-sample gradient penalty.
+        log.info("loss wgan-gp: using d_norm='layer' instead of BatchNorm in D")
+        model_config = dataclasses.replace(model_config, d_norm="layer")
+    if train_config.contrastive_weight > 0 and model_config.projection_dim == 0:
+        model_config = dataclasses.replace(model_config, projection_dim=128)
+    return model_config
+
+
 @dataclass
 class TrainResult:
     model_dir: str
@@ -98,12 +110,7 @@ class Trainer:
         storage_options: dict[str, Any] | None = None,
         callback: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
-        if train_config.loss == "wgan-gp" and model_config.d_norm == "batch":
-            # BatchNorm couples samples, which breaks the per-sample gradient penalty.
-            log.info("loss wgan-gp: using d_norm='layer' instead of BatchNorm in D")
-            model_config = dataclasses.replace(model_config, d_norm="layer")
-        if train_config.contrastive_weight > 0 and model_config.projection_dim == 0:
-            model_config = dataclasses.replace(model_config, projection_dim=128)
+        model_config = effective_model_config(model_config, train_config)
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
