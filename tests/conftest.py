@@ -49,3 +49,9 @@ def image_folder(tmp_path) -> str:
     folder = str(tmp_path / "store" / "blobs")
     write_png_folder(folder, 24)
     return folder
+
+
+@pytest.fixture
+def png_writer():
+    """`write_png_folder`, for tests in sub-folders, which cannot import this conftest by name."""
+    return write_png_folder
