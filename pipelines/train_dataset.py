@@ -87,4 +87,4 @@ def train_dataset(
     summary = train_model(dataset, join_url(store_url, dataset), out_url, model, training, storage_options, force)
     publish_training_report(summary, storage_options)
     name = "Skipped" if summary["status"] == "skipped" else "Completed"
-    return Completed(name=name, message=f"{summary['status']}: {summary['reason']}", data=summary)
+    return Completed(name=name, message=summary["reason"], data=summary)
