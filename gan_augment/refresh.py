@@ -18,7 +18,7 @@ from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.data import build_cache
 from gan_augment.fsio import basename, exists, join_url
 from gan_augment.store import validate_dataset_name
-from gan_augment.train import TrainResult, effective_model_config, resolve_steps, train
+from gan_augment.train import Trainer, TrainResult, effective_model_config, resolve_steps
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,10 @@ def refresh_model(
                 fraction = max(fraction, (time.monotonic() - started) / train_config.max_seconds)
             callback(min(1.0, fraction), row)
 
-    result = train(cache, out, model_config, train_config, dataset=dataset, storage_options=storage_options,
-                   callback=report)
+    # The Trainer itself rather than train(cache, ...): it records `source` in the model card,
+    # where exports find the real images again.
+    trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source,
+                      storage_options=storage_options, callback=report)
+    result = trainer.run()
     card = read_model_card(model_dir, storage_options) or {}
     return RefreshResult(dataset, model_dir, "trained", reason, card, result)

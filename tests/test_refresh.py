@@ -48,3 +48,8 @@ def test_stale_reason_names_what_changed(tiny_model_config, tiny_train_config):
     assert stale_reason(card, "abc", wider, tiny_train_config) == "the model config changed"
     longer = dataclasses.replace(tiny_train_config, steps=7)
     assert stale_reason(card, "abc", tiny_model_config, longer) == "the training config changed"
+
+
+def test_the_model_card_records_the_source(image_folder, tmp_path, tiny_model_config, tiny_train_config):
+    outcome = refresh_model(image_folder, str(tmp_path / "out"), tiny_model_config, tiny_train_config)
+    assert outcome.card["source"] == image_folder
