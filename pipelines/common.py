@@ -6,7 +6,9 @@ import hashlib
 import re
 from typing import Any
 
-from gan_augment.fsio import join_url
+from prefect.cache_policies import NO_CACHE
+
+from gan_augment.fsio import is_transient, join_url
 
 # fsspec option names that carry secrets. Flow parameters are stored in the Prefect database
 # and shown in the UI, so credentials must come from the environment (AWS_* variables, an AWS
@@ -76,3 +78,16 @@ def training_summary(dataset: str, status: str, reason: str, card: dict[str, Any
 # Training tasks carry this tag. A tag concurrency limit of that name
 # (`prefect concurrency-limit create gpu 1`) caps how many trainings run at once; see README.
 GPU_TAG = "gpu"
+
+
+def retry_on_transient_errors(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry what may pass on its own (timeouts, throttling, 5xx;
+    `fsio.is_transient`), fail at once on a missing file, a bad argument or bad data."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+# The options of every task that does storage or API I/O: retried, with growing delays, only
+# on transient errors; never cached (the tasks write, and inputs do not identify outputs).
+IO_TASK = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_condition_fn": retry_on_transient_errors,
+           "cache_policy": NO_CACHE}

@@ -22,13 +22,13 @@ from prefect.states import State
 
 from gan_augment.checkpoint import read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
-from pipelines.common import model_dir_url, training_summary
+from pipelines.common import IO_TASK, model_dir_url, training_summary
 from pipelines.train_dataset import train_dataset
 
 TRAIN_FLOW = "train-dataset"
 
 
-@task(name="collect-training", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="collect-training", **IO_TASK)
 def collect_training(
     dataset: str, state_type: str, state_name: str, message: str | None, out_url: str,
     storage_options: dict[str, Any] | None = None,
@@ -57,7 +57,7 @@ def train_in_process(
     return summaries
 
 
-@task(name="find-train-deployment", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="find-train-deployment", **IO_TASK)
 def find_train_deployment(work_pool: str) -> str:
     """The "train-dataset/<name>" deployment whose runs go to `work_pool`.
 

@@ -19,7 +19,7 @@ from gan_augment.fsio import join_url, read_bytes
 from gan_augment.refresh import refresh_model
 from gan_augment.store import validate_dataset_name
 from pipelines.artifacts import TrainingProgress, training_markdown
-from pipelines.common import GPU_TAG, artifact_key, check_storage_options, training_summary
+from pipelines.common import GPU_TAG, IO_TASK, artifact_key, check_storage_options, training_summary
 
 
 @task(name="train-model", tags=[GPU_TAG], cache_policy=NO_CACHE)
@@ -43,7 +43,7 @@ def train_model(
     return training_summary(dataset, outcome.status, outcome.reason, outcome.card, outcome.model_dir)
 
 
-@task(name="publish-training-report", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="publish-training-report", **IO_TASK)
 def publish_training_report(summary: dict[str, Any], storage_options: dict[str, Any] | None = None) -> None:
     """A markdown artifact with the final sample grid (embedded) and metrics of one dataset."""
     grid = None
