@@ -19,7 +19,8 @@ from gan_augment.checkpoint import TrainedModel, as_trained_model
 from gan_augment.features import Features
 from gan_augment.parquet import (PART_BYTES, features_table, gan_augment_metadata, synthetic_table,
                                  write_features, write_synthetic)
-from gan_augment.synthetic import BLOCK_SIZE, SyntheticDataset
+from gan_augment.sampling import BLOCK_SIZE
+from gan_augment.synthetic import SyntheticDataset
 from gan_augment.visualize import encode_png
 
 Progress = Callable[[int, int], None]
@@ -62,7 +63,7 @@ def export_samples(
 
     The row with `index` i holds exactly `SyntheticDataset(model, num_samples, seed=seed)[i]`
     as PNG bytes; its `seed` column is `seed * 2**32 + i` and regenerates it on its own (see
-    `synthetic` for the rule).
+    `sampling` for the rule).
 
     Args:
         model: a model directory `OUT/<dataset>/model` (any fsspec URL) or a `TrainedModel`.

@@ -1,20 +1,6 @@
-"""`SyntheticDataset`: samples of trained DCGAN generators as a torch `Dataset`.
-
-The determinism rule, shared by the dataset and the Parquet export (`export.export_samples`):
-
-- sample `index` of a run with `seed` has the per-sample seed `seed * 2**32 + index`
-  (`sample_seed`; the `seed` column of the synthetic table), and its noise is
-  `numpy.random.Generator(numpy.random.Philox(key=sample_seed)).standard_normal(latent_dim,
-  dtype=float32)` (`sample_noise`);
-- images are generated in fixed, aligned blocks: block `b` holds indices
-  `[b * block_size, (b + 1) * block_size)` and always goes through the EMA generator (eval mode,
-  no grad) as one batch, whatever is asked of it;
-- the output in [-1, 1] is quantised to uint8 exactly as a PNG export stores it
-  (`visualize.images_to_uint8`).
-
-A convolution's result for one sample can differ in the last bits with the batch it is computed
-in, so the fixed blocks are what make `ds[i]` identical across processes, DataLoader workers,
-repeated calls and the exported row with the same seed (for one `block_size` and device type).
+"""`SyntheticDataset`: samples of trained DCGAN generators as a torch `Dataset`, following the
+determinism rule of `sampling` (per-sample seeds, fixed generator blocks, PNG quantisation), and
+samples read back from an exported synthetic table.
 """
 
 from __future__ import annotations
@@ -33,64 +19,14 @@ from torch.utils.data import Dataset
 
 from gan_augment.checkpoint import TrainedModel, as_trained_model
 from gan_augment.data import to_model_range
-from gan_augment.models import Generator, inference_copy
+from gan_augment.models import inference_copy
 from gan_augment.parquet import read_synthetic
-from gan_augment.visualize import images_to_uint8
+from gan_augment.sampling import BLOCK_SIZE, generate_block, sample_seed
 
-BLOCK_SIZE = 256
 CACHE_BYTES = 256 * 2**20
 OUTPUTS = ("float", "signed", "uint8", "pil")
-_INDEX_BITS = 32
 
 ModelSource = str | TrainedModel
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The per-sample seed of sample `index` of a run with `seed`: `seed * 2**32 + index`.
-
-    It is invertible (`divmod(sample_seed, 2**32) == (seed, index)`), so a `seed` value of the
-    synthetic table alone names its run, its index and therefore its exact block.
-    """
-    if not 0 <= seed < 2 ** (63 - _INDEX_BITS):
-        raise ValueError(f"seed={seed} is out of range: use an integer in [0, 2**31)")
-    if not 0 <= index < 2**_INDEX_BITS:
-        raise ValueError(f"index={index} is out of range: at most 2**32 samples per seed")
-    return (seed << _INDEX_BITS) | index
-
-
-def sample_noise(sample_seeds: Sequence[int], latent_dim: int) -> Tensor:
-    """The noise of each sample: Philox keyed by its sample seed, standard normal float32.
-
-    Why not `torch.Generator`: its CPU generator (mt19937) keeps only the low 32 bits of a
-    seed, so sample seeds 2**32 apart would repeat their noise. Philox is counter-based and
-    keyed (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"), so consecutive
-    keys give independent streams.
-
-    Returns:
-        (B, latent_dim) float32 tensor on the CPU.
-    """
-    noise = np.empty((len(sample_seeds), latent_dim), dtype=np.float32)
-    for row, key in enumerate(sample_seeds):
-        noise[row] = np.random.Generator(np.random.Philox(key=key)).standard_normal(latent_dim, dtype=np.float32)
-    return torch.from_numpy(noise)
-
-
-@torch.no_grad()
-def generate_block(generator: Generator, seed: int, block: int, block_size: int = BLOCK_SIZE) -> Tensor:
-    """Block `block` of the run with `seed`: indices [block * block_size, (block + 1) * block_size).
-
-    `generator` must be in eval mode (BatchNorm on running statistics), so each sample depends
-    only on its own noise.
-
-    Returns:
-        (block_size, C, S, S) uint8 tensor on the CPU.
-    """
-    assert not generator.training, "generate with the generator in eval mode"
-    start = block * block_size
-    seeds = [sample_seed(seed, index) for index in range(start, start + block_size)]
-    device = next(generator.parameters()).device
-    z = sample_noise(seeds, generator.config.latent_dim).to(device)  # (block_size, latent_dim)
-    return images_to_uint8(generator(z)).cpu()  # (block_size, C, S, S)
 
 
 class _GeneratedPart:
@@ -160,7 +96,7 @@ class _StoredPart:
 class SyntheticDataset(Dataset):
     """Generated samples of one trained DCGAN, or of one generator per class.
 
-    `ds[i]` is a pure function of (model, seed, i) (see the module docstring for the rule):
+    `ds[i]` is a pure function of (model, seed, i) (the rule is in `sampling`):
     identical across processes, DataLoader workers and repeated calls, and equal to the row with
     `index` i of `export_samples(model, ..., seed=seed)` after PNG quantisation. Generation is
     batched: every block of `block_size` samples is one generator forward, kept in a small LRU
@@ -171,7 +107,7 @@ class SyntheticDataset(Dataset):
     Args:
         model: a model directory `OUT/<dataset>/model` (any fsspec URL), a `TrainedModel`, or a
             mapping {label: model} for one generator per class, which makes `ds[i]` an
-            `(image, label)` pair; the label's samples come first-label-first.
+            `(image, label)` pair; samples are ordered by label, in the mapping's order.
         num_samples: samples of a single model.
         num_samples_per_model: samples of each model of a mapping: one int, or {label: int}.
         seed: the run's seed in [0, 2**31); each model of a mapping uses it, so the samples of
@@ -181,8 +117,8 @@ class SyntheticDataset(Dataset):
         label: with a single model, return `(image, label)` pairs with this label.
         output: "float" (float32 CHW in [0, 1], torchvision's convention), "signed" (float32 CHW
             in [-1, 1], the generator's tanh range), "uint8" (uint8 CHW) or "pil" (PIL image).
-        device: where the generator runs; generation matches an export made on the same kind
-            of device.
+        device: where the generator runs; samples match an export made on the same kind of
+            device. Keep "cpu" with DataLoader workers (CUDA does not survive their fork).
         block_size: samples per generator batch; part of the determinism rule, keep the default
             to match exports.
         image_size, channels: the image shape the caller expects; a model of another shape is an

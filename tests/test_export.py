@@ -19,7 +19,8 @@ from gan_augment.export import export_features, export_samples
 from gan_augment.features import extract_features
 from gan_augment.fsio import get_fs
 from gan_augment.parquet import read_features, read_gan_augment_metadata, read_synthetic
-from gan_augment.synthetic import SyntheticDataset, generate_block, sample_seed
+from gan_augment.sampling import generate_block, sample_seed
+from gan_augment.synthetic import SyntheticDataset
 from gan_augment.visualize import encode_png
 
 
