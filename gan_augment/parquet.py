@@ -6,10 +6,8 @@ config}. Writes are atomic (see `fsio.atomic_write_bytes`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import posixpath
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -149,32 +147,19 @@ def write_parts(
     """
     single = out.rstrip("/").endswith(".parquet")
     compression = _column_compression(schema, "zstd", uncompressed)
-    urls: list[str] = []
-    part: contextlib.ExitStack | None = None
-    writer: pq.ParquetWriter | None = None
-    written = 0
-    try:
-        for group in _rebatch(tables, min(row_group_bytes, part_bytes)):  # a part holds whole row groups
-            if writer is None:
-                urls.append(out if single else join_url(out, f"part-{len(urls):05d}.parquet"))
-                part = contextlib.ExitStack()
-                sink = part.enter_context(atomic_open(urls[-1], storage_options))
-                writer = part.enter_context(pq.ParquetWriter(sink, schema, compression=compression))
-                written = 0
-            writer.write_table(group, row_group_size=group.num_rows)
-            written += group.nbytes
-            if not single and written >= part_bytes:
-                part.close()
-                part, writer = None, None
-        if part is not None:
-            part.close()
-    except BaseException:
-        if part is not None:
-            part.__exit__(*sys.exc_info())  # discards the unfinished part
-        raise
-    if not urls:  # no rows: one empty file, so readers still find the schema
-        urls.append(out if single else join_url(out, "part-00000.parquet"))
-        write_table(urls[0], schema.empty_table(), storage_options, compression=compression)
+    groups = _rebatch(tables, min(row_group_bytes, part_bytes))  # a part holds whole row groups
+    group, urls = next(groups, None), []
+    while group is not None or not urls:  # no rows still writes one file, so readers find the schema
+        url = out if single else join_url(out, f"part-{len(urls):05d}.parquet")
+        # An exception anywhere in here discards this file (atomic_open) and propagates.
+        with atomic_open(url, storage_options) as sink, \
+                pq.ParquetWriter(sink, schema, compression=compression) as writer:
+            written = 0
+            while group is not None and (single or written < part_bytes):
+                writer.write_table(group, row_group_size=group.num_rows)
+                written += group.nbytes
+                group = next(groups, None)
+        urls.append(url)
     if not single:
         _remove_stale_parts(out, urls, storage_options)
     return urls
