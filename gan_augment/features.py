@@ -41,11 +41,37 @@ def discriminator_features(discriminator: Discriminator, images: Tensor, protoco
     Returns:
         (B, d) float32 tensor, d = `feature_dim(discriminator, protocol)`.
     """
-    pool = F.adaptive_max_pool2d if protocol.pooling == "max" else F.adaptive_avg_pool2d
     activations = discriminator.block_activations(images)  # [(B, C_b, S / 2**b, S / 2**b)]
-    pooled = [pool(activations[b - 1], protocol.grid).flatten(1)  # (B, C_b * grid**2)
+    pooled = [_pool(activations[b - 1], protocol).flatten(1)  # (B, C_b * grid**2)
               for b in protocol.block_numbers(discriminator.config)]
     return torch.cat(pooled, dim=1).float()  # (B, d)
+
+
+def _pool(activation: Tensor, protocol: FeatureProtocol) -> Tensor:
+    """(B, C, H, W) -> (B, C, grid, grid)."""
+    side, grid = activation.shape[-1], protocol.grid
+    if side == grid:
+        return activation
+    if side % grid:
+        pool = F.adaptive_max_pool2d if protocol.pooling == "max" else F.adaptive_avg_pool2d
+        return pool(activation, grid)
+    if protocol.pooling == "avg":
+        return F.avg_pool2d(activation, side // grid)
+    if activation.device.type == "cpu":
+        return _window_max(activation, side // grid)
+    return F.max_pool2d(activation, side // grid)
+
+
+def _window_max(x: Tensor, k: int) -> Tensor:
+    """Max over non-overlapping k x k windows, exactly `F.max_pool2d(x, k)`. On CPU with one thread
+    it measured 6x faster for a (256, 16, 16, 16) input (1.1 ms vs 6.9 ms), and max_pool2d had
+    cost more than the discriminator's convolutions for narrow models."""
+    b, c, h, w = x.shape
+    rows = x.view(b, c, h // k, k, w)  # (B, C, H/k, k, W)
+    out = rows[:, :, :, 0]
+    for i in range(1, k):
+        out = torch.maximum(out, rows[:, :, :, i])  # (B, C, H/k, W)
+    return out.view(b, c, h // k, w // k, k).amax(-1)  # (B, C, H/k, W/k)
 
 
 class Features:

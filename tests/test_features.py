@@ -13,7 +13,7 @@ from conftest import write_png_folder
 from gan_augment.checkpoint import load_model
 from gan_augment.config import FeatureProtocol
 from gan_augment.data import build_cache, to_model_range
-from gan_augment.features import discriminator_features, extract_features, feature_dim
+from gan_augment.features import _window_max, discriminator_features, extract_features, feature_dim
 
 
 @pytest.fixture
@@ -119,3 +119,9 @@ def test_the_discriminator_runs_in_eval_mode(random_model_dir, images):
         model.discriminator.eval()
         direct = discriminator_features(model.discriminator, to_model_range(images), FeatureProtocol())
     np.testing.assert_array_equal(a, direct.numpy())
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_window_max_is_max_pool(k):
+    x = torch.randn(3, 5, 16, 16, generator=torch.Generator().manual_seed(k))
+    assert torch.equal(_window_max(x, k), F.max_pool2d(x, k))
