@@ -147,8 +147,9 @@ class TrainConfig(_JsonConfig):
             augmented views of the real batch (Jeong & Shin 2021, ContraD); 0 is off.
         contrastive_temperature: NT-Xent temperature.
         ema_decay: decay of the generator's exponential moving average used for sampling.
-        amp: bf16 autocast on CUDA (ignored elsewhere).
-        channels_last: channels-last memory format on CUDA (ignored elsewhere).
+        amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
+            AVX512-BF16 or AMX); fp32 elsewhere.
+        channels_last: channels-last memory format on CUDA and CPU (ignored on MPS).
         compile: wrap both networks in torch.compile.
         device: "auto" (cuda > mps > cpu), "cpu", "cuda" or "mps".
         seed: seeds every random draw of the run.
