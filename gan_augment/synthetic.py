@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from gan_augment.checkpoint import TrainedModel, as_trained_model
 from gan_augment.data import to_model_range
+from gan_augment.fsio import redact_url
 from gan_augment.models import inference_copy
 from gan_augment.parquet import read_synthetic
 from gan_augment.sampling import BLOCK_SIZE, generate_block, sample_seed
@@ -72,7 +73,8 @@ class _StoredPart:
 
     def __init__(self, png: list[bytes], seeds: list[int], dataset: str, model_id: str,
                  shape: tuple[int, int, int], url: str) -> None:
-        self.png, self.seeds, self.dataset, self.model_id, self.shape, self.url = png, seeds, dataset, model_id, shape, url
+        self.png, self.seeds, self.dataset, self.model_id = png, seeds, dataset, model_id
+        self.shape, self.url = shape, url
         self.num_samples = len(png)
 
     def images(self, indices: Sequence[int]) -> Tensor:
@@ -196,16 +198,17 @@ class SyntheticDataset(Dataset):
         """
         table = read_synthetic(url, storage_options)
         if table.num_rows == 0:
-            raise ValueError(f"{url} holds no synthetic samples")
+            raise ValueError(f"{redact_url(url)} holds no synthetic samples")
         widths, heights = set(table.column("width").to_pylist()), set(table.column("height").to_pylist())
         if len(widths) != 1 or len(heights) != 1:
-            raise ValueError(f"{url} mixes image sizes (widths {sorted(widths)}, heights {sorted(heights)})")
+            raise ValueError(f"{redact_url(url)} mixes image sizes "
+                             f"(widths {sorted(widths)}, heights {sorted(heights)})")
         png = table.column("image").combine_chunks().field("bytes").to_pylist()
         with Image.open(io.BytesIO(png[0])) as first:
             depth = 1 if first.mode in ("L", "I", "I;16", "1") else 3
         shape = (depth, heights.pop(), widths.pop())
         part = _StoredPart(png, table.column("seed").to_pylist(), table.column("dataset")[0].as_py(),
-                           table.column("model_id")[0].as_py(), shape, url)
+                           table.column("model_id")[0].as_py(), shape, redact_url(url))
         dataset = cls.__new__(cls)
         dataset._setup([part], None if label is None else [label], transform, output, image_size, channels)
         dataset.seed, dataset.block_size = None, None
