@@ -2,9 +2,9 @@
 extraction vs the raw discriminator forward, and Parquet write rates vs a plain pyarrow write.
 
 Each repeat times ours and the baseline back to back, so both see the same machine load; the
-table reports medians over the repeats and the ratio of the medians.
+table reports medians over the repeats and the ratio of the medians, by wall clock and by CPU time.
 
-    OMP_NUM_THREADS=1 python benchmarks/export_throughput.py --write BENCHMARKS.md
+    python benchmarks/export_throughput.py [--threads 1] [--repeats 11] [--no-write]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
 from gan_augment.checkpoint import load_model, save_model  # noqa: E402
 from gan_augment.config import ModelConfig  # noqa: E402
 from gan_augment.data import to_model_range  # noqa: E402
@@ -35,7 +36,7 @@ from gan_augment.parquet import (features_table, read_synthetic, synthetic_schem
                                  write_synthetic)
 from gan_augment.synthetic import SyntheticDataset  # noqa: E402
 
-SECTION = "## Export throughput (SyntheticDataset, features, Parquet)"
+SECTION = "Export throughput (SyntheticDataset, features, Parquet)"
 
 
 def timed(call: Callable[[], object]) -> tuple[float, float]:
@@ -53,7 +54,6 @@ def replicate(table: pa.Table, args: argparse.Namespace) -> pa.Table:
 
 def run(args: argparse.Namespace) -> list[tuple[str, str, float, float, float]]:
     """Rows of (what, unit, ours, baseline, CPU-time ratio); nan where there is none."""
-    torch.set_num_threads(args.threads)
     config = ModelConfig(image_size=args.image_size, channels=3, latent_dim=100, ngf=args.width, ndf=args.width)
     work = tempfile.mkdtemp(prefix="export-bench-")
     torch.manual_seed(0)
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, float, float, float]]:
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     shutil.rmtree(work)
-    wall = {key: statistics.median(w for w, _ in values) for key, values in samples.items()}
-    cpu = {key: statistics.median(c for _, c in values) for key, values in samples.items()}
+    wall = {key: median([w for w, _ in values]) for key, values in samples.items()}
+    cpu = {key: median([c for _, c in values]) for key, values in samples.items()}
     synthetic_mb, features_mb = tables["synthetic"].nbytes / 1e6, tables["features"].nbytes / 1e6
     nan = float("nan")
     return [  # what, unit, ours, baseline (wall-clock rates), CPU-time ratio where it means something
@@ -141,49 +141,30 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, float, float, float]]:
 
 
 def render(rows: list[tuple[str, str, float, float, float]], args: argparse.Namespace, command: str) -> str:
-    lines = [
-        SECTION, "",
-        f"Command: `{command}`", "",
-        f"Model: DCGAN {args.image_size}x{args.image_size} RGB, latent 100, ngf=ndf={args.width}; "
-        f"{args.samples} samples/images per repeat, batch = block size = {args.batch_size}; "
-        f"write rows on tables of about {args.write_mb:.0f} MB; "
-        f"torch threads: {args.threads}; {args.repeats} repeats, medians, ours and baseline timed back to "
-        f"back in each repeat. CPU: {os.cpu_count()} cores, shared with other work.", "",
-        "| measurement | unit | ours | baseline | ours / baseline | same, by CPU time |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for what, unit, ours, base, cpu_ratio in rows:
-        ratio = "" if base != base else f"{ours / base:.2f}"
-        base_text = "" if base != base else f"{base:,.1f}"
-        cpu_text = "" if cpu_ratio != cpu_ratio else f"{cpu_ratio:.2f}"
-        lines.append(f"| {what} | {unit} | {ours:,.1f} | {base_text} | {ratio} | {cpu_text} |")
-    lines += [
-        "",
+    def number(value: float, text: str) -> str:
+        return "" if value != value else text  # nan: no such figure
+
+    table = markdown_table(
+        ["measurement", "unit", "ours", "baseline", "ours / baseline", "same, by CPU time"],
+        [[what, unit, f"{ours:,.1f}", number(base, f"{base:,.1f}"), number(base, f"{ours / base:.2f}"),
+          number(cpu_ratio, f"{cpu_ratio:.2f}")] for what, unit, ours, base, cpu_ratio in rows],
+    )
+    return (
+        f"Command: `{command}`\n\n"
+        f"Machine: {machine_line(args.threads)}; load average {os.getloadavg()[0]:.1f} at the end of the run. "
+        f"Model: DCGAN {args.image_size}x{args.image_size} RGB, latent 100, ngf = ndf = {args.width}; "
+        f"{args.samples} samples/images per repeat, batch = block size = {args.batch_size}; write rows on "
+        f"tables of about {args.write_mb:.0f} MB; medians of {args.repeats} repeats, ours and the baseline "
+        f"timed back to back in each, alternating which goes first.\n\n{table}\n\n"
         "What is timed: SyntheticDataset passes use a fresh seed (no cached block); they include the "
         "noise draw, uint8 quantisation, the [0, 1] conversion and collation. The 2-worker pass "
         "includes starting its workers. extract_features starts from uint8 images in memory and "
         "includes pooling and the copy out; the raw D forward runs the whole discriminator. Our "
         "writes stream row groups into a temporary file, fsync it and rename it into place (atomic "
-        "and durable); the plain pq.write_table does neither, which is most of the gap.",
-        "",
-        f"Load average at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. On a shared "
+        "and durable); the plain pq.write_table does neither, which is most of the gap. On a shared "
         "machine wall-clock ratios move between runs (a ratio above 1 is noise, not a speed-up); the "
-        "CPU-time column (this thread's CPU seconds, medians) is the steadier comparison of the work done.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: str, section: str) -> None:
-    """Replace this benchmark's section of `path` (or append it), keeping every other section."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
+        "CPU-time column (this thread's CPU seconds) is the steadier comparison of the work done.\n"
+    )
 
 
 def main() -> None:
@@ -195,13 +176,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--write-mb", type=float, default=64, help="size of the tables in the write rows")
-    parser.add_argument("--write", metavar="BENCHMARKS.md", help="also write the table into this file")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    command = "OMP_NUM_THREADS=1 python benchmarks/export_throughput.py " + " ".join(sys.argv[1:])
-    section = render(run(args), args, command.strip())
-    print(section)
-    if args.write:
-        write_section(args.write, section)
+    set_threads(args.threads)
+    command = " ".join(["python benchmarks/export_throughput.py", *sys.argv[1:]])
+    body = render(run(args), args, command)
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":
