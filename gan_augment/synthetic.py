@@ -170,7 +170,8 @@ class SyntheticDataset(Dataset):
         for key, source in models.items():
             count = counts.get(key)
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise ValueError(f"number of samples for {key!r} is {count!r}: give a positive integer")
+                which = f" for {key!r}" if labeled else ""
+                raise ValueError(f"the number of samples{which} is {count!r}: give a positive integer")
             loaded = as_trained_model(source, device=device, storage_options=storage_options)
             parts.append(_GeneratedPart(loaded, count, seed, block_size, device, cache_bytes))
         self._setup(parts, list(models) if labeled else None, transform, output, image_size, channels)
