@@ -7,6 +7,8 @@ This module knows nothing of training, storage or orchestration: it maps a `Mode
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -171,3 +173,12 @@ def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     return generator, discriminator
+
+
+def inference_copy(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` itself when it is already in eval mode on `device`, else an eval-mode copy there,
+    so that sampling or feature extraction never changes the caller's model."""
+    first = next(module.parameters(), None)
+    if not module.training and (first is None or first.device == device):
+        return module
+    return copy.deepcopy(module).eval().to(device)
