@@ -38,6 +38,9 @@ def test_a_gpu_limit_of_one_serialises_trainings(tmp_path, png_writer, tiny_mode
 
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=1)
+        # Prefect's task engine remembers for 5 s that a tag had no limit (a client-side TTL
+        # cache in prefect.concurrency.services); earlier tests ran gpu-tagged tasks without one.
+        time.sleep(6)
         try:
             summaries = two_trainings_at_once()
         finally:
