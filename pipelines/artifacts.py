@@ -61,7 +61,11 @@ class TrainingProgress:
 
     def __init__(self, key: str, dataset: str, min_interval: float = 2.0) -> None:
         self.dataset, self.min_interval, self.last = dataset, min_interval, 0.0
-        self.artifact_id = create_progress_artifact(0.0, key=key, description=f"training {dataset}")
+        try:
+            self.artifact_id = create_progress_artifact(0.0, key=key, description=f"training {dataset}")
+        except Exception as exc:  # noqa: BLE001 - the display is best-effort by design
+            log.warning("could not create the progress artifact of %s: %s", dataset, exc)
+            self.artifact_id = None
 
     def __call__(self, fraction: float, row: dict[str, float]) -> None:
         if time.monotonic() - self.last < self.min_interval:
@@ -71,6 +75,8 @@ class TrainingProgress:
         self.update(100.0 * fraction, description)
 
     def update(self, percent: float, description: str) -> None:
+        if self.artifact_id is None:
+            return
         try:
             update_progress_artifact(self.artifact_id, percent, description=description)
             self.last = time.monotonic()
