@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[test,demo]'
 	touch $@
 
+# dark-data on the embedded default (ephemeral Prefect server, SQLite, local files) over a
+# sample store of MNIST digits under ./demo; `gan-augment demo` is the library-only version.
 demo: venv
-	$(VENV)/bin/gan-augment demo --out demo
+	$(PY) -m pipelines.demo --workdir demo
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
