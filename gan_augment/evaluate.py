@@ -186,7 +186,10 @@ def evaluate_model(
             tensor; runs `probe.compare_features` on a stratified pool/test split of the labelled
             images (`test_fraction` of each class is test).
         labelled_per_class, draws, protocol: passed to the probe.
-        max_images, seed, batch_size, device: as above; `device` runs the networks.
+        max_images: at most this many real images for the distances (a seeded random subset).
+        seed: seeds the subset, the halves, the samples, the metrics and the label draws.
+        batch_size: images per discriminator forward in the probe.
+        device: where the generator, the discriminators and the extractor run.
         write_card: store the results under "evaluation" in the model card (model directory
             given as a URL only).
         storage_options: fsspec options for every URL.
@@ -198,6 +201,9 @@ def evaluate_model(
     """
     if max_images < 4:
         raise ValueError(f"max_images={max_images} must be >= 4 (two halves of at least 2 images)")
+    if labels is not None and (draws < 1 or not labelled_per_class or min(labelled_per_class) < 1):
+        raise ValueError(f"the probe needs draws >= 1 and labelled_per_class values >= 1; got draws={draws}, "
+                         f"labelled_per_class={tuple(labelled_per_class)}")
     trained = as_trained_model(model, device=device, storage_options=storage_options)
     config = trained.model_config
     if isinstance(real_source, str):

@@ -95,9 +95,9 @@ def load_inception(weights: str | os.PathLike[str], storage_options: dict[str, A
         network = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
         network.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not these weights"
+        reason = (str(exc).strip().splitlines() or [""])[0]
         raise ValueError(f"{redact_url(url)} is not a state dict of torchvision's Inception-v3 "
-                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
-                         f"{INCEPTION_HELP}") from exc
+                         f"({type(exc).__name__}: {reason}); {INCEPTION_HELP}") from exc
     return InceptionFeatures(network.eval(), name=os.path.basename(url.rstrip("/")))
 
 

@@ -97,7 +97,8 @@ def labelled_rows(
     elif isinstance(features, Features):
         uris, matrix, where = features.uris, features.features, features.source or features.dataset
     else:
-        uris, matrix, where = None, np.asarray(features, dtype=np.float32), "the feature array"
+        array = features.detach().cpu().numpy() if isinstance(features, Tensor) else features
+        uris, matrix, where = None, np.asarray(array, dtype=np.float32), "the feature array"
     if matrix.ndim != 2:
         raise ValueError(f"features must be (N, d); {where} has shape {matrix.shape}")
     if isinstance(labels, Mapping):

@@ -93,6 +93,10 @@ def test_bad_input_fails_before_any_work(model_dir, source):
     with pytest.raises(ValueError, match="class [01] has 2 labelled images left .* lower labelled_per_class"):
         evaluate_model(model_dir, source, labels={f"img-{i:03d}.png": i % 2 for i in range(8)},
                        labelled_per_class=(3,))
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        evaluate_model(model_dir, source, labels=labels_by_name(), test_fraction=1.0)
+    with pytest.raises(ValueError, match="labelled_per_class values >= 1"):
+        evaluate_model(model_dir, source, labels=labels_by_name(), labelled_per_class=(0, 5))
     with pytest.raises(ValueError, match="3 labels for 40 images"):
         evaluate_model(model_dir, torch.zeros(40, 1, 16, 16, dtype=torch.uint8), labels=[0, 1, 0])
     with pytest.raises(ValueError, match="evaluation needs at least 4"):
