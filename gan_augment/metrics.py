@@ -106,7 +106,8 @@ def _pyramid_descriptors(images: Tensor, count: int, patch: int, min_resolution:
     offsets = torch.arange(patch)
     out = [torch.empty(count, c, patch, patch) for _ in sides]
     for start in range(0, n, batch_size):
-        pyramid = laplacian_pyramid(as_signed(images[start:start + batch_size]), min_resolution)
+        # SWD runs on the CPU (numpy sorts the projections), whatever device the images are on.
+        pyramid = laplacian_pyramid(as_signed(images[start:start + batch_size].cpu()), min_resolution)
         rows = ((image_of >= start) & (image_of < start + batch_size)).nonzero().squeeze(1)  # (R,)
         for level, band in enumerate(pyramid):  # band: (B, C, s, s)
             y = (corners[level][0, rows, None] + offsets)[:, :, None]  # (R, patch, 1)
