@@ -162,7 +162,7 @@ def save_model(
     return url
 
 
-def _resolve_model_url(location: str) -> tuple[str, str]:
+def resolve_model_location(location: str) -> tuple[str, str]:
     """(model.pt URL, model dir URL) for a model directory or a direct path to model.pt."""
     if location.rstrip("/").endswith(".pt"):
         model_url = location
@@ -179,7 +179,7 @@ def load_model(
         FileNotFoundError: no model.pt at `location`.
         UnsafeFileError: the file is damaged, not ours, or would need unpickling.
     """
-    model_url, model_dir = _resolve_model_url(location)
+    model_url, model_dir = resolve_model_location(location)
     try:
         state = load_state(model_url, MODEL_FORMAT, storage_options, map_location="cpu")
     except FileNotFoundError:

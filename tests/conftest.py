@@ -61,6 +61,17 @@ def write_png_folder(folder: str, count: int, size: int = 16, channels: int = 1,
     return paths
 
 
+def blob_tensor(count: int, size: int = 32, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """(count, channels, size, size) uint8 images of one random Gaussian blob each, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = torch.rand(count, 2, generator=g) * size * 0.4 + size * 0.3
+    d2 = (yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2
+    blob = torch.exp(-d2 / (2 * (size / 6) ** 2))[:, None].expand(-1, channels, -1, -1)
+    noise = torch.rand(count, channels, size, size, generator=g) * 40
+    return (blob * 200 + noise).round().clamp(0, 255).to(torch.uint8)
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> str:
     """A dataset folder named "blobs" holding 24 grayscale 16x16 PNGs."""
