@@ -82,8 +82,11 @@ def _pillow_format(head: bytes) -> str | None:
     not know (plugins that claim anything, lacking a check, are not asked)."""
     Image.init()
     for name, (_, accept) in Image.OPEN.items():
-        if accept is not None and accept(head[:16]):
-            return name
+        try:
+            if accept is not None and accept(head[:16]):
+                return name
+        except Exception:  # noqa: BLE001 - some checks assume a longer prefix
+            continue
     return None
 
 

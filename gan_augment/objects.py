@@ -116,6 +116,8 @@ class DecodedImage:
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
                   max_pixels: int, max_bytes: int) -> DecodedImage:
     """Read one object whole and decode it (`images.decode_image`); never raises."""
+    if obj.size == 0:  # judged from the listing alone, as the scan does
+        return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
     if obj.size > max_bytes:
         return DecodedImage(obj.uri, None, f"too_large: {obj.size} bytes exceed the limit of {max_bytes}")
     try:
