@@ -7,10 +7,12 @@ moto and boto3 come with the `test` extra; they are imported only when a server 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import random
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ def start_moto_server() -> tuple[Any, str]:
     """Start moto's S3 server in a thread on 127.0.0.1 and a free port; returns (server, endpoint URL)."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -55,20 +58,24 @@ _SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDow
 class FaultProxy:
     """An HTTP/1.1 reverse proxy on 127.0.0.1 that makes a loopback server behave like a remote
     object store: every request waits `latency` seconds before it is forwarded (first-byte
-    latency), a `fail_rate` fraction is answered 503 SlowDown, and a `reset_rate` fraction has
-    its connection reset. Faults are drawn from `random.Random(seed)`.
+    latency), a `fail_rate` fraction is answered 503 SlowDown and a `reset_rate` fraction has
+    its connection reset, drawn from `random.Random(seed)`; with `fail_first=n`, each distinct
+    request (method, target, range) is answered 503 the first n times it comes.
 
     Use as a context manager, or `start()` / `stop()`; `url` is the endpoint to give clients.
     """
 
     def __init__(self, upstream: str, *, latency: float = 0.0, fail_rate: float = 0.0, reset_rate: float = 0.0,
-                 seed: int = 0) -> None:
+                 fail_first: int = 0, seed: int = 0) -> None:
         host_port = upstream.split("://", 1)[-1].rstrip("/")
         self.upstream_host, port = host_port.rsplit(":", 1)
         self.upstream_port = int(port)
         self.latency, self.fail_rate, self.reset_rate = latency, fail_rate, reset_rate
+        self.fail_first, self.seen = fail_first, Counter()
         self.rng = random.Random(seed)
-        self.counts = {"requests": 0, "failed": 0, "reset": 0}
+        # max_in_flight: the most requests handled at once (waiting out the latency or forwarded)
+        self.counts = {"requests": 0, "failed": 0, "reset": 0, "max_in_flight": 0}
+        self.in_flight = 0
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -94,52 +101,67 @@ class FaultProxy:
         self.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        upstream: list[asyncio.StreamWriter | asyncio.StreamReader] = []  # [reader, writer] once connected
         try:
             while True:
                 head, body = await _read_message(reader, writer, request=True)
                 if head is None:
                     return
                 self.counts["requests"] += 1
-                fate = self.rng.random()
-                if fate < self.reset_rate:
-                    self.counts["reset"] += 1
-                    sock = writer.get_extra_info("socket")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    writer.transport.abort()  # with SO_LINGER 0: an RST, as from a dropped connection
+                self.in_flight += 1
+                self.counts["max_in_flight"] = max(self.counts["max_in_flight"], self.in_flight)
+                try:
+                    keep_open = await self._answer(head, body, writer, upstream)
+                finally:
+                    self.in_flight -= 1
+                if not keep_open:
                     return
-                await asyncio.sleep(self.latency)
-                if fate < self.reset_rate + self.fail_rate:
-                    self.counts["failed"] += 1
-                    writer.write(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(_SLOW_DOWN), _SLOW_DOWN))
-                    await writer.drain()
-                    continue
-                method = head.split(b" ", 1)[0]
-                for _ in range(2):  # once more on a fresh connection if the server closed a kept-alive one
-                    if upstream is None:
-                        upstream = await asyncio.open_connection(self.upstream_host, self.upstream_port)
-                    upstream[1].write(head + body)
-                    await upstream[1].drain()
-                    response_head, response_body = await _read_message(upstream[0], None, request=False,
-                                                                       method=method)
-                    if response_head is not None:
-                        break
-                    upstream[1].close()
-                    upstream = None
-                if response_head is None:
-                    return
-                writer.write(response_head + response_body)
-                await writer.drain()
-                if b"\r\nconnection: close" in response_head.lower():
-                    upstream[1].close()
-                    upstream = None
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
         finally:
-            for stream in (writer, upstream[1] if upstream else None):
-                if stream is not None and not stream.is_closing():
+            for stream in (writer, *upstream[1:]):
+                if not stream.is_closing():
                     stream.close()
+
+    async def _answer(self, head: bytes, body: bytes, writer: asyncio.StreamWriter, upstream: list) -> bool:
+        """Answer one request: reset, 503, or forward it (over `upstream`, opened on first use).
+        Returns whether the client connection stays open."""
+        fate = self.rng.random()
+        if fate < self.reset_rate:
+            self.counts["reset"] += 1
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            writer.transport.abort()  # with SO_LINGER 0: an RST, as from a dropped connection
+            return False
+        await asyncio.sleep(self.latency)
+        request_line, _, rest = head.partition(b"\r\n")
+        byte_range = next((line for line in rest.lower().split(b"\r\n") if line.startswith(b"range:")), b"")
+        self.seen[request_line + byte_range] += 1
+        if fate < self.reset_rate + self.fail_rate or self.seen[request_line + byte_range] <= self.fail_first:
+            self.counts["failed"] += 1
+            writer.write(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(_SLOW_DOWN), _SLOW_DOWN))
+            await writer.drain()
+            return True
+        method = head.split(b" ", 1)[0]
+        for _ in range(2):  # once more on a fresh connection if the server closed a kept-alive one
+            if not upstream:
+                upstream.extend(await asyncio.open_connection(self.upstream_host, self.upstream_port))
+            upstream[1].write(head + body)
+            await upstream[1].drain()
+            response_head, response_body = await _read_message(upstream[0], None, request=False, method=method)
+            if response_head is not None:
+                break
+            upstream.pop().close()
+            upstream.clear()
+        if response_head is None:
+            return False
+        writer.write(response_head + response_body)
+        await writer.drain()
+        if b"\r\nconnection: close" in response_head.lower():
+            upstream.pop().close()
+            upstream.clear()
+        return True
 
 
 async def _read_message(reader: asyncio.StreamReader, client: asyncio.StreamWriter | None, *, request: bool,
