@@ -82,9 +82,13 @@ def unrolled_generator_loss(
         real_logits = functional_call(discriminator, (current, buffers), (real,))
         fake_logits = functional_call(discriminator, (current, buffers), (fake,))
         loss = discriminator_loss(kind, real_logits, fake_logits)
-        grads = torch.autograd.grad(loss, list(current.values()), create_graph=True)
+        # allow_unused: parameters outside the logit path (a projection head) stay as they are.
+        grads = torch.autograd.grad(loss, list(current.values()), create_graph=True, allow_unused=True)
         updated = {}
         for (name, p), g in zip(current.items(), grads):
+            if g is None:
+                updated[name] = p
+                continue
             m, v = moments[name]
             m = beta1 * m + (1 - beta1) * g
             v = beta2 * v + (1 - beta2) * g.detach() ** 2

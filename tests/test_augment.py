@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from gan_augment.augment import color, cutout, diff_augment, translation
+
+
+def _images():
+    return torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("policies", [(), ("color",), ("translation",), ("cutout",), ("color", "translation", "cutout")])
+def test_shape_and_determinism(policies):
+    x = _images()
+    first = diff_augment(x, policies, torch.Generator().manual_seed(0))
+    second = diff_augment(x, policies, torch.Generator().manual_seed(0))
+    assert first.shape == x.shape and torch.equal(first, second)
+
+
+def test_empty_policy_is_identity():
+    x = _images()
+    assert diff_augment(x, ()) is x
+
+
+def test_translation_shifts_content_and_pads_with_zeros():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0
+    shifted = translation(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(shifted.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))  # the square stays inside
+    moved = (shifted != x).flatten(1).any(dim=1)
+    assert moved.float().mean() > 0.5  # most of 64 images moved (shift 0 has probability 1/25)
+    edge = translation(torch.ones(64, 1, 16, 16), torch.Generator().manual_seed(0))
+    assert (edge == 0).any() and set(edge.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_cutout_zeroes_a_half_side_square():
+    x = torch.ones(32, 1, 16, 16)
+    out = cutout(x, torch.Generator().manual_seed(0))
+    zeroed = (out == 0).flatten(1).sum(dim=1)
+    assert zeroed.max() <= 64 and zeroed.min() >= 16  # 8x8 square, clipped at the border
+
+
+def test_color_is_per_sample():
+    x = torch.zeros(16, 3, 8, 8)
+    out = color(x, torch.Generator().manual_seed(0))
+    means = out.mean(dim=(1, 2, 3))
+    assert means.std() > 0.05 and means.abs().max() <= 0.5
+
+
+def test_gradients_flow_through_every_policy():
+    x = _images().requires_grad_(True)
+    diff_augment(x, ("color", "translation", "cutout"), torch.Generator().manual_seed(0)).sum().backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) > 0

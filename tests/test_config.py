@@ -1,0 +1,58 @@
+import pytest
+
+from gan_augment.config import ModelConfig, TrainConfig
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
+def test_json_round_trip(cls):
+    config = cls()
+    assert cls.from_json(config.to_json()) == config
+
+
+def test_round_trip_keeps_non_defaults():
+    config = TrainConfig(steps=10, epochs=None, diffaugment="color,cutout", flip=True, lr=1e-3)
+    assert TrainConfig.from_json(config.to_json()) == config
+
+
+def test_unknown_key_names_it():
+    with pytest.raises(ValueError, match="unknown field.*'image_sise'"):
+        ModelConfig.from_dict({"image_sise": 32})
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        (ModelConfig, {"image_size": 48}, "image_size"),
+        (ModelConfig, {"image_size": 8}, "image_size"),
+        (ModelConfig, {"image_size": 512}, "image_size"),
+        (ModelConfig, {"channels": 2}, "channels"),
+        (ModelConfig, {"upsample": "bicubic"}, "upsample"),
+        (ModelConfig, {"ngf": 0}, "ngf"),
+        (ModelConfig, {"d_dropout": 1.5}, "d_dropout"),
+        (TrainConfig, {"lr": -1e-4}, "lr"),
+        (TrainConfig, {"lr": float("nan")}, "lr"),
+        (TrainConfig, {"batch_size": 0}, "batch_size"),
+        (TrainConfig, {"steps": 0}, "steps"),
+        (TrainConfig, {"loss": "mse"}, "loss"),
+        (TrainConfig, {"diffaugment": "color,zoom"}, "diffaugment"),
+        (TrainConfig, {"device": "tpu"}, "device"),
+        (TrainConfig, {"flip": "yes"}, "flip"),
+    ],
+)
+def test_impossible_values_name_the_field(cls, kwargs, field):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field}="):
+        cls(**kwargs)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(AttributeError):
+        ModelConfig().image_size = 64  # type: ignore[misc]
+
+
+def test_num_blocks_follows_image_size():
+    assert [ModelConfig(image_size=s).num_blocks for s in (16, 32, 64, 128, 256)] == [2, 3, 4, 5, 6]
+
+
+def test_augment_policies_parse():
+    assert TrainConfig(diffaugment=" color, translation ").augment_policies == ("color", "translation")
+    assert TrainConfig().augment_policies == ()

@@ -1,0 +1,86 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
+                                unrolled_generator_loss)
+
+
+def test_bce_on_known_logits():
+    zeros = torch.zeros(4)
+    # D(x) = D(G(z)) = 1/2: -log(1/2) - log(1 - 1/2) = 2 log 2
+    assert discriminator_loss("bce", zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    assert generator_loss("bce", zeros).item() == pytest.approx(math.log(2))
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    expected = -math.log(1 / (1 + math.exp(-2))) - math.log(1 - 1 / (1 + math.exp(1)))
+    assert discriminator_loss("bce", real, fake).item() == pytest.approx(expected)
+    # non-saturating: G's loss is -log D(G(z)), large when D confidently rejects the fake
+    assert generator_loss("bce", torch.tensor([-10.0])).item() == pytest.approx(10.0, abs=1e-4)
+
+
+def test_bce_is_stable_for_extreme_logits():
+    loss = discriminator_loss("bce", torch.tensor([1e4]), torch.tensor([-1e4]))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0)
+
+
+def test_hinge_and_wasserstein_values():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    # hinge: mean(relu(1 - r)) + mean(relu(1 + f)) = (0 + 0.5)/2 + (0 + 1)/2
+    assert discriminator_loss("hinge", real, fake).item() == pytest.approx(0.75)
+    assert generator_loss("hinge", fake).item() == pytest.approx(1.0)
+    assert discriminator_loss("wgan-gp", real, fake).item() == pytest.approx(-1.0 - 1.25)
+    assert generator_loss("wgan-gp", fake).item() == pytest.approx(1.0)
+
+
+def test_unknown_loss_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown loss"):
+        generator_loss("mse", torch.zeros(1))
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # ||grad|| = 5 everywhere
+    real, fake = torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)  # (5 - 1)^2
+
+
+def _tiny_d():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1), nn.Flatten(0))
+
+
+def test_unrolled_with_zero_steps_is_the_plain_loss():
+    d = _tiny_d()
+    optimizer = torch.optim.Adam(d.parameters(), lr=1e-2)
+    real, fake = torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2)
+    plain = generator_loss("bce", d(fake))
+    assert unrolled_generator_loss("bce", d, optimizer, real, fake, 0).item() == pytest.approx(plain.item())
+
+
+def test_unrolled_look_ahead_changes_the_loss_and_leaves_d_untouched():
+    d = _tiny_d()
+    optimizer = torch.optim.Adam(d.parameters(), lr=1e-1)
+    before = [p.clone() for p in d.parameters()]
+    real = torch.randn(6, 1, 2, 2)
+    source = torch.randn(6, 1, 2, 2, requires_grad=True)  # stands in for G's output
+    plain = generator_loss("bce", d(source)).item()
+    unrolled = unrolled_generator_loss("bce", d, optimizer, real, source, 3)
+    # the look-ahead D has learned to reject these fakes: G's loss is higher
+    assert unrolled.item() > plain
+    unrolled.backward()
+    assert source.grad is not None and torch.count_nonzero(source.grad) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, d.parameters()))
+    assert not optimizer.state  # no optimiser step was taken
+
+
+def test_nt_xent_prefers_aligned_views():
+    torch.manual_seed(0)
+    z = torch.randn(8, 16)
+    aligned = nt_xent(z, z + 0.01 * torch.randn(8, 16), temperature=0.2)
+    shuffled = nt_xent(z, z[torch.randperm(8)], temperature=0.2)
+    assert aligned.item() < shuffled.item()
+    # lower bound: positives at similarity 1/t, all negatives far below -> loss near 0
+    assert aligned.item() < 1.0
