@@ -55,23 +55,30 @@ def md5_hash(data: bytes) -> str:
     return "md5:" + hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def read_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, start: int = 0, end: int | None = None) -> bytes:
+    """Bytes [start, end) of an object (default: all of it), retried on transient errors.
+
+    Always a range read: for a whole object s3fs would first send a HEAD request to learn its
+    size, a second round trip per object, while the listing already gave the size.
+    """
+    end = obj.size if end is None else end
+    return retry(lambda: fs.cat_file(obj.path, start=start, end=end), what=f"read {redact_url(obj.uri)}")
+
+
 def probe_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLimits) -> tuple[Probe, str | None] | None:
     """The verdict on one object and its content hash when it was read whole; None when the
     object vanished since it was listed. Read errors that outlast the retries are recorded."""
-    def read(start: int | None, end: int | None) -> bytes:
-        return retry(lambda: fs.cat_file(obj.path, start=start, end=end), what=f"read {redact_url(obj.uri)}")
-
     rules = dict(max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)
     try:
         if obj.size == 0:
             return probe_image(b"", 0), None
         if obj.size <= limits.head_bytes or (limits.hash_contents and obj.size <= limits.max_bytes):
-            data = read(None, None)
+            data = read_object(fs, obj)
             return probe_image(data, len(data), **rules), md5_hash(data)
-        tail = read(obj.size - TAIL_BYTES, obj.size)
+        tail = read_object(fs, obj, max(0, obj.size - TAIL_BYTES))
         limit = limits.head_bytes
         while True:
-            data = read(0, min(limit, obj.size))
+            data = read_object(fs, obj, 0, min(limit, obj.size))
             probe = probe_image(data, obj.size, tail=tail, **rules)
             if not probe.incomplete:
                 return probe, md5_hash(data) if len(data) >= obj.size else None
@@ -121,7 +128,7 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
     if obj.size > max_bytes:
         return DecodedImage(obj.uri, None, f"too_large: {obj.size} bytes exceed the limit of {max_bytes}")
     try:
-        data = retry(lambda: fs.cat_file(obj.path), what=f"read {redact_url(obj.uri)}")
+        data = read_object(fs, obj)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable object is recorded, never fatal
         return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {exc}")
     try:
