@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import posixpath
+import queue
 import random
 import re
 import sys
@@ -19,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import fsspec
@@ -122,7 +123,7 @@ def retry(
                 raise
             delay = random.uniform(0, min(max_delay, base_delay * 2**attempt))
             log.debug("%s failed (%s: %s); retry %d/%d in %.2fs", what, type(exc).__name__,
-                      exc, attempt, attempts - 1, delay)
+                      redact_url(str(exc)), attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -182,9 +183,9 @@ def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
 
 def default_workers(fs: fsspec.AbstractFileSystem) -> int:
     """How many objects to work on at once: object stores are latency-bound, so many requests
-    overlap; local disks are CPU-bound (decoding), so a few threads per core suffice."""
+    overlap; on local disks a few threads per core overlap file reads with decoding."""
     if isinstance(fs, LocalFileSystem) or protocol_of(fs) == "memory":
-        return min(8, 2 * (os.cpu_count() or 1))
+        return min(16, 4 * (os.cpu_count() or 1))
     return 32
 
 
@@ -260,31 +261,32 @@ def parallel_map(
 def _bounded_map(
     fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: _Progress | None
 ) -> Iterator[tuple[int, R]]:
+    # Finished futures report through a queue: O(1) per item, where concurrent.futures.wait
+    # would register a waiter on every pending future for every result.
+    done: queue.SimpleQueue[tuple[int, Future[R]]] = queue.SimpleQueue()
     iterator = enumerate(items)
-    pending: dict[Future[R], int] = {}
     finished: dict[int, R] = {}
-    next_index = 0  # the next index to yield when ordered
+    submitted = yielded = next_index = 0  # next_index: the next index to yield when ordered
+    exhausted = False
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        exhausted = False
         while True:
-            while not exhausted and len(pending) + len(finished) < window:
+            while not exhausted and submitted - yielded < window:
                 item = next(iterator, None)
                 if item is None:
                     exhausted = True
                     break
-                pending[pool.submit(fn, item[1])] = item[0]
-            if not pending and not finished:
+                future = pool.submit(fn, item[1])
+                future.add_done_callback(lambda f, index=item[0]: done.put((index, f)))
+                submitted += 1
+            if submitted == yielded:
                 return
-            if pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished[pending.pop(future)] = future.result()
-                if bar is not None:
-                    bar.update(len(done))
+            index, future = done.get()
+            finished[index] = future.result()
+            if bar is not None:
+                bar.update(1)
             if not ordered:
-                yield from finished.items()
-                finished.clear()
-                continue
-            while next_index in finished:
+                yield index, finished.pop(index)
+                yielded += 1
+            while ordered and next_index in finished:
                 yield next_index, finished.pop(next_index)
-                next_index += 1
+                next_index, yielded = next_index + 1, yielded + 1

@@ -25,11 +25,12 @@ def test_parallel_map_returns_every_result_in_either_order():
 
 
 def test_parallel_map_bounds_the_work_in_flight():
-    lock, state = threading.Lock(), {"now": 0, "most": 0}
+    lock, state = threading.Lock(), {"now": 0, "most": 0, "started": 0}
 
     def tracked(x: int) -> int:
         with lock:
             state["now"] += 1
+            state["started"] += 1
             state["most"] = max(state["most"], state["now"])
         time.sleep(0.001)
         with lock:
@@ -37,8 +38,9 @@ def test_parallel_map_bounds_the_work_in_flight():
         return x
 
     consumed = 0
-    for _ in parallel_map(tracked, range(200), max_workers=3, window=6):
+    for _ in parallel_map(tracked, range(200), max_workers=3, window=6, ordered=True):
         consumed += 1
+        assert state["started"] - consumed < 6  # never more than `window` results ahead of the consumer
     assert consumed == 200 and state["most"] <= 3
 
 
@@ -109,4 +111,4 @@ def test_concurrent_fs_sizes_the_s3_connection_pool():
     fs, _ = concurrent_fs("s3://bucket", {"anon": True, "config_kwargs": {"max_pool_connections": 5}})
     assert fs.config_kwargs == {"max_pool_connections": 5}
     local, workers = concurrent_fs("/tmp", None)
-    assert workers == fsio.default_workers(local) and workers <= 8
+    assert workers == fsio.default_workers(local) and workers <= 16
