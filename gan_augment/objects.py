@@ -91,7 +91,7 @@ def probe_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLi
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - a permanent error on one object is recorded, not raised
-        return Probe("unreadable", f"read failed: {type(exc).__name__}: {exc}"), None
+        return Probe("unreadable", f"read failed: {type(exc).__name__}: {redact_url(str(exc))}"), None
 
 
 def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
@@ -106,7 +106,7 @@ def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
     try:
         return retry(stream, what=f"hash {redact_url(obj.uri)}")
     except Exception as exc:  # noqa: BLE001 - it then only misses duplicate detection
-        log.warning("could not hash %s: %s: %s", redact_url(obj.uri), type(exc).__name__, exc)
+        log.warning("could not hash %s: %s: %s", redact_url(obj.uri), type(exc).__name__, redact_url(str(exc)))
         return None
 
 
@@ -130,7 +130,7 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
     try:
         data = read_object(fs, obj)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable object is recorded, never fatal
-        return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {exc}")
+        return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}")
     try:
         pixels = decode_image(data, image_size, channels, max_pixels=max_pixels)
     except ImageRejected as exc:
