@@ -115,12 +115,12 @@ def test_training_reads_each_object_once_and_skips_bad_ones(tmp_path, read_log, 
                                                            tiny_train_config):
     folder = tmp_path / "store" / "blobs"
     write_png_folder(str(folder), 12)
-    (folder / "truncated.png").write_bytes(INPUTS["truncated.png"][0])
-    (folder / "empty.png").write_bytes(b"")
+    for name, (data, _) in INPUTS.items():  # every kind of bad input, and the odd modes
+        (folder / name).write_bytes(data)
     read_log.clear()
     result = train(str(folder), str(tmp_path / "out"), tiny_model_config, tiny_train_config)
     images_read = [path for path in read_log if path.startswith(str(folder))]
     assert sorted(images_read) == sorted(str(path) for path in folder.iterdir() if path.stat().st_size)
-    assert result.num_images == 12
+    assert result.num_images == 12 + len(GOOD)
     card = read_model_card(str(tmp_path / "out" / "blobs" / "model"))
-    assert card["skipped_images"] == 2
+    assert card["skipped_images"] == len(INPUTS) - len(GOOD)
