@@ -19,6 +19,7 @@ import argparse
 import functools
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,8 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from fsspec.implementations.local import LocalFileSystem  # noqa: E402
+
 from gan_augment.data import build_cache  # noqa: E402
-from gan_augment.fsio import get_fs  # noqa: E402
+from gan_augment.fsio import default_workers, get_fs  # noqa: E402
 from gan_augment.store import scan_store  # noqa: E402
 from gan_augment.testing import (s3_client, s3_storage_options, serve_in_subprocess, start_fault_proxy,  # noqa: E402
                                  start_moto_server)
@@ -166,6 +169,7 @@ def main() -> None:
     root = os.path.join(workdir, "store")
     print(f"writing {args.objects} images under {root}", flush=True)
     paths = write_images(root, args.objects)
+    sizes = [os.path.getsize(os.path.join(root, path)) for path in paths]
     all_prefixes = [f"ds-{i:02d}/" for i in range(DATASETS)]
     latency_prefixes = all_prefixes[:max(1, args.latency_objects * DATASETS // args.objects)]
 
@@ -186,14 +190,16 @@ def main() -> None:
                         "server limit": lambda: server_limit(proxied, "lake", latency_prefixes),
                         "scan_store": lambda: ours_s3(proxied, "lake", latency_prefixes)}, args.repeats)
         rows += rows_for(f"S3, +{LATENCY * 1000:.0f} ms latency", slow, "naive loop")
+        print("local folder", flush=True)
+        local = measure({"naive loop": lambda: naive_local(root), "scan_store": lambda: ours_local(root)},
+                        args.repeats)
+        rows += rows_for("local folder", local, "naive loop")
+        cache = measure({"decode, 1 thread": lambda: cache_build(root, 1),
+                         "build_cache": lambda: cache_build(root, None)}, args.repeats)
     finally:
         proxy.terminate()
         moto.terminate()
-    print("local folder", flush=True)
-    local = measure({"naive loop": lambda: naive_local(root), "scan_store": lambda: ours_local(root)}, args.repeats)
-    rows += rows_for("local folder", local, "naive loop")
-    cache = measure({"decode, 1 thread": lambda: cache_build(root, 1),
-                     "build_cache": lambda: cache_build(root, None)}, args.repeats)
+        shutil.rmtree(workdir)
     rows += [[*row[:4], f"{row[4]} images/s", row[5]] for row in rows_for("decoded cache 32x32", cache,
                                                                              "decode, 1 thread")]
 
@@ -205,9 +211,10 @@ def main() -> None:
         command += f" --objects {args.objects} --latency-objects {args.latency_objects} --repeats {args.repeats}"
     body = f"""Command: `{command}` ({os.cpu_count()} cores shared with other work, OMP_NUM_THREADS=1,
 medians of {args.repeats} interleaved repeats; scan_store uses its default 32 requests in flight on S3
-and {min(8, 2 * (os.cpu_count() or 1))} threads locally).
+and {default_workers(LocalFileSystem())} threads locally, build_cache the same).
 
-{args.objects} small images (48x48 RGB, half PNG, half JPEG, 1-7 KB) in {DATASETS} datasets. On S3 the
+{args.objects} small images (48x48 RGB, half PNG, half JPEG, {min(sizes) / 1024:.1f}-{max(sizes) / 1024:.1f} KiB)
+in {DATASETS} datasets. On S3 the
 endpoint is moto's server on loopback in its own process; the ratio on the bare-loopback rows is to the
 server limit (a tight loop of 64-byte range GETs, 64 in flight), since that server, not the client, sets
 the pace there. Behind the latency proxy (its own process, {LATENCY * 1000:.0f} ms before each request is
