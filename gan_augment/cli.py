@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scan only this dataset (repeatable; default: every first-level folder)")
     scan.add_argument("--rescan", action="store_true", help="read every object again, ignoring the last manifests")
     scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
-    scan.add_argument("--workers", type=int, help="objects in flight (default: 32 for object stores, a few per core locally)")
+    scan.add_argument("--workers", type=int,
+                      help="objects in flight (default: 32 for object stores, a few per core locally)")
     _add_storage_options(scan)
     scan.add_argument("--out-storage-options", metavar="JSON",
                       help="fsspec options for --out when they differ from the store's")

@@ -118,7 +118,9 @@ def _decode_objects(
 # -- the cache --------------------------------------------------------------------------------
 
 
-def _manifest_rows(manifest: str | pa.Table | None, storage_options: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def _manifest_rows(
+    manifest: str | pa.Table | None, storage_options: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
     """Manifest rows by uri; a manifest URL with nothing behind it gives none."""
     if manifest is None:
         return {}

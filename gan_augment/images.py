@@ -8,7 +8,7 @@ object that only the cache sees is judged as the scan would judge it.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
@@ -102,6 +102,10 @@ def _upright_size(img: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
+def _unsupported(name: str | None) -> str:
+    return f"format {name} is not one of {', '.join(sorted(SUPPORTED_FORMATS))}"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).split(" <_io.", 1)[0].strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
@@ -139,33 +143,32 @@ def probe_image(
         if known in SUPPORTED_FORMATS:
             return Probe("corrupt", f"unreadable {known} data ({_describe(exc)})", format=known)
         if known:  # another format, which Pillow could not open from the bytes read
-            return Probe("unsupported", f"format {known} is not one of {sorted(SUPPORTED_FORMATS)}", format=known)
+            return Probe("unsupported", _unsupported(known), format=known)
         return Probe("corrupt", f"not an image: no known format starts with {data[:8]!r}")
     with img:
         width, height = _upright_size(img)
         found = Probe("ok", "", img.format, img.mode, width, height)
         if img.format not in SUPPORTED_FORMATS:
-            return _with(found, "unsupported", f"format {img.format} is not one of {sorted(SUPPORTED_FORMATS)}")
+            return replace(found, status="unsupported", error=_unsupported(img.format))
         if img.mode not in CONVERTIBLE_MODES:
-            return _with(found, "unsupported", f"pixel mode {img.mode} cannot be converted to L or RGB")
+            return replace(found, status="unsupported",
+                           error=f"pixel mode {img.mode} cannot be converted to L or RGB")
         if width * height > max_pixels:
-            return _with(found, "too_large", f"{width}x{height} pixels exceed the limit of {max_pixels}")
+            return replace(found, status="too_large",
+                           error=f"{width}x{height} pixels exceed the limit of {max_pixels}")
         if max_bytes is not None and size > max_bytes:
-            return _with(found, "too_large", f"{size} bytes exceed the limit of {max_bytes}")
+            return replace(found, status="too_large", error=f"{size} bytes exceed the limit of {max_bytes}")
         if complete and img.format == "PNG":
             try:
                 img.verify()  # walks every chunk to IEND and checks its CRC, without inflating
             except Exception as exc:  # noqa: BLE001
-                return _with(found, "corrupt", f"damaged PNG ({_describe(exc)})")
+                return replace(found, status="corrupt", error=f"damaged PNG ({_describe(exc)})")
     end = data[-TAIL_BYTES:] if complete else tail
     marker = _END_MARKERS.get(found.format or "")
     if marker and end is not None and marker not in end:
-        return _with(found, "corrupt", f"truncated {found.format}: the file does not end with its end marker")
+        return replace(found, status="corrupt",
+                       error=f"truncated {found.format}: the file does not end with its end marker")
     return found
-
-
-def _with(probe: Probe, status: str, error: str) -> Probe:
-    return Probe(status, error, probe.format, probe.mode, probe.width, probe.height)
 
 
 def to_channels(img: Image.Image, channels: int) -> Image.Image:

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 _PLAIN_MD5_ETAG = re.compile(r"etag:[0-9a-f]{32}")
 
 
-def new_row(obj: ImageObject, dataset: str, probe: Probe, content_hash: str | None, scanned_at: datetime) -> dict[str, Any]:
+def new_row(
+    obj: ImageObject, dataset: str, probe: Probe, content_hash: str | None, scanned_at: datetime
+) -> dict[str, Any]:
     """The manifest row of an object just probed."""
     return {
         "uri": obj.uri, "dataset": dataset, "size_bytes": obj.size,
@@ -113,7 +115,9 @@ def mark_duplicates(rows: Iterable[dict[str, Any]]) -> None:
             row.update(status="duplicate", error=f"same content as {original}", duplicate_of=original)
 
 
-def apply_verdicts(objects: list[ImageObject], rows: dict[str, dict[str, Any]]) -> tuple[list[ImageObject], dict[str, str]]:
+def apply_verdicts(
+    objects: list[ImageObject], rows: dict[str, dict[str, Any]]
+) -> tuple[list[ImageObject], dict[str, str]]:
     """Objects still to decode, and those that a matching manifest row already rejected.
     A row matches when size and change token are unchanged; a duplicate is left out only
     while the copy it duplicates is still listed."""
@@ -123,7 +127,8 @@ def apply_verdicts(objects: list[ImageObject], rows: dict[str, dict[str, Any]]) 
         row = rows.get(obj.uri)
         if row and obj.version and (row["size_bytes"], row["etag_or_hash"]) == (obj.size, obj.version):
             status = row["status"]
-            if status not in ("ok", "duplicate", "unreadable") or (status == "duplicate" and row["duplicate_of"] in listed):
+            rejected = status not in ("ok", "duplicate", "unreadable")
+            if rejected or (status == "duplicate" and row["duplicate_of"] in listed):
                 skipped[obj.uri] = f"{status}: {row['error']}"
                 continue
         keep.append(obj)
@@ -168,9 +173,8 @@ class DatasetScan:
     @property
     def sizes(self) -> Counter[str]:
         """Image sizes seen among the ok objects, as "WxH" -> count."""
-        ok = [(w, h) for w, h, status in zip(*(self.manifest.column(c).to_pylist() for c in ("width", "height", "status")))
-              if status == "ok"]
-        return Counter(f"{w}x{h}" for w, h in ok)
+        columns = (self.manifest.column(name).to_pylist() for name in ("width", "height", "status"))
+        return Counter(f"{w}x{h}" for w, h, status in zip(*columns) if status == "ok")
 
 
 @dataclass
@@ -208,7 +212,8 @@ class ScanResult:
                           str(len(scan.deleted)), skipped))
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
-        footer = f"{len(self.datasets)} datasets, {self.objects} objects ({self.read_objects} read) in {self.seconds:.1f} s"
+        footer = (f"{len(self.datasets)} datasets, {self.objects} objects ({self.read_objects} read) "
+                  f"in {self.seconds:.1f} s")
         if self.ignored:
             footer += "; ignored: " + ", ".join(f"{reason} {n}" for reason, n in sorted(self.ignored.items()))
         return "\n".join([*text, footer])

@@ -65,7 +65,9 @@ def read_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, start: int = 0,
     return retry(lambda: fs.cat_file(obj.path, start=start, end=end), what=f"read {redact_url(obj.uri)}")
 
 
-def probe_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLimits) -> tuple[Probe, str | None] | None:
+def probe_object(
+    fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLimits
+) -> tuple[Probe, str | None] | None:
     """The verdict on one object and its content hash when it was read whole; None when the
     object vanished since it was listed. Read errors that outlast the retries are recorded."""
     rules = dict(max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)

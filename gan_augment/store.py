@@ -94,7 +94,8 @@ def _find_local(root: str) -> dict[str, dict[str, Any]]:
                     folders.append(entry.path)
                 elif entry.is_file():
                     stat = entry.stat()
-                    found[entry.path] = {"name": entry.path, "size": stat.st_size, "type": "file", "mtime": stat.st_mtime}
+                    found[entry.path] = {"name": entry.path, "size": stat.st_size, "type": "file",
+                                         "mtime": stat.st_mtime}
     return found
 
 

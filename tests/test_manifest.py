@@ -36,7 +36,8 @@ def test_plan_reuses_unchanged_rows_and_reports_changes():
               obj("failed.png"), obj("new.png")]
     plan = plan_scan(listed, previous)
     assert [r["uri"] for r in plan.reused] == [obj("same.png").uri]
-    assert [o.uri for o in plan.to_probe] == [obj(n).uri for n in ("resized.png", "retagged.png", "failed.png", "new.png")]
+    probed = ("resized.png", "retagged.png", "failed.png", "new.png")
+    assert [o.uri for o in plan.to_probe] == [obj(name).uri for name in probed]
     assert plan.new == [obj("new.png").uri] and plan.deleted == [obj("gone.png").uri]
     assert plan.changed == [obj("resized.png").uri, obj("retagged.png").uri]
     assert plan_scan(listed, previous, reuse=False).reused == []
