@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -40,6 +41,7 @@ from gan_augment.testing import (s3_client, s3_storage_options, serve_in_subproc
                                  start_moto_server)
 
 TITLE = "Image-store scan throughput"
+HEADER = ["scenario", "method", "objects", "median s", "objects/s", "ratio"]
 DATASETS = 10
 LATENCY = 0.05
 
@@ -203,31 +205,33 @@ def main() -> None:
     rows += [[*row[:4], f"{row[4]} images/s", row[5]] for row in rows_for("decoded cache 32x32", cache,
                                                                              "decode, 1 thread")]
 
-    header = ["scenario", "method", "objects", "median s", "objects/s", "ratio"]
-    table = markdown_table(header, rows)
+    table = markdown_table(HEADER, rows)
     print("\n" + table)
     command = "OMP_NUM_THREADS=1 python benchmarks/scan_throughput.py"
     if (args.objects, args.latency_objects, args.repeats) != (10_000, 1000, 3):
         command += f" --objects {args.objects} --latency-objects {args.latency_objects} --repeats {args.repeats}"
-    body = f"""Command: `{command}` ({os.cpu_count()} cores shared with other work, OMP_NUM_THREADS=1,
-medians of {args.repeats} interleaved repeats; scan_store uses its default 32 requests in flight on S3
-and {default_workers(LocalFileSystem())} threads locally, build_cache the same).
-
-{args.objects} small images (48x48 RGB, half PNG, half JPEG, {min(sizes) / 1024:.1f}-{max(sizes) / 1024:.1f} KiB)
-in {DATASETS} datasets. On S3 the
-endpoint is moto's server on loopback in its own process; the ratio on the bare-loopback rows is to the
-server limit (a tight loop of 64-byte range GETs, 64 in flight), since that server, not the client, sets
-the pace there. Behind the latency proxy (its own process, {LATENCY * 1000:.0f} ms before each request is
-forwarded, like a remote store's first-byte latency) each method reads the first
-{len(latency_prefixes) * args.objects // DATASETS} objects and the ratio is to the naive loop. Locally, the
-naive loop opens and fully decodes each file; the decoded-cache rows compare build_cache's default
-thread pool with the same decoding on one thread.
-
-{table}
-"""
     if not args.no_write:
+        body = report(command, args.objects, args.repeats, len(latency_prefixes) * args.objects // DATASETS,
+                      (min(sizes), max(sizes)), table)
         write_section(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md"),
                       TITLE, body)
+
+
+def report(command: str, objects: int, repeats: int, latency_objects: int, sizes: tuple[int, int],
+           table: str) -> str:
+    """The BENCHMARKS.md section: how it was measured, then the table."""
+    setup = (f"Command: `{command}` ({os.cpu_count()} cores shared with other work, OMP_NUM_THREADS=1, medians "
+             f"of {repeats} interleaved repeats; scan_store keeps its default 32 requests in flight on S3 and "
+             f"uses {default_workers(LocalFileSystem())} threads locally, as build_cache does).")
+    method = (f"{objects} small images (48x48 RGB, half PNG, half JPEG, {sizes[0] / 1024:.1f}-{sizes[1] / 1024:.1f} "
+              f"KiB) in {DATASETS} datasets. On S3 the endpoint is moto's server on loopback in its own process. "
+              "On bare loopback the ratio is to the server limit (a tight loop of 64-byte range GETs, 64 in "
+              "flight): that server, not the client, sets the pace there. Behind the latency proxy (its own "
+              f"process, {LATENCY * 1000:.0f} ms before each request is forwarded, like a remote store's first-byte "
+              f"latency) each method reads the first {latency_objects} objects and the ratio is to the naive loop. "
+              "Locally the naive loop opens and fully decodes each file; the decoded-cache rows compare "
+              "build_cache's thread pool with the same decoding on one thread.")
+    return "\n\n".join([textwrap.fill(setup, 100), textwrap.fill(method, 100), table])
 
 
 if __name__ == "__main__":
