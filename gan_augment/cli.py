@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--out", help="output root for the manifests (default: print the summary only)")
     scan.add_argument("--dataset", action="append", metavar="NAME",
                       help="scan only this dataset (repeatable; default: every first-level folder)")
-    scan.add_argument("--rescan", action="store_true", help="read every object again, ignoring the last manifests")
+    scan.add_argument("--rescan", action="store_true",
+                      help="read every object again (changes are still reported against the last manifests)")
     scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
     scan.add_argument("--workers", type=int,
                       help="objects in flight (default: 32 for object stores, a few per core locally)")

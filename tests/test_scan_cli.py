@@ -50,7 +50,8 @@ def test_fsspec_environment_configuration_reaches_s3(s3_endpoint, s3_bucket, tmp
     fs = fsspec.filesystem("s3", **s3_storage_options(s3_endpoint))
     for name, (data, _) in list(bad_inputs().items())[:4]:
         fs.pipe_file(f"{s3_bucket[5:]}/zoo/{name}", data)
-    env = {**os.environ, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["key"],
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
+    env = {**inherited, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["key"],
            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["secret"], "AWS_DEFAULT_REGION": "us-east-1",
            "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "gan_augment.cli", "scan", s3_bucket, "--out", f"{s3_bucket}/out"],

@@ -214,3 +214,35 @@ def test_object_version_and_listing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images"):
         (tmp_path / "b").mkdir()
         list_images(str(tmp_path / "b"))
+
+
+def test_hashing_on_request_and_scan_limits(tmp_path):
+    folder = tmp_path / "store" / "ds"
+    folder.mkdir(parents=True)
+    big = encode(noise_image((120, 100), seed=1), "PNG")  # ~36 KB
+    (folder / "big.png").write_bytes(big)
+    (folder / "small.png").write_bytes(INPUTS["ok-gray.png"][0])
+    plain = {r["uri"].rsplit("/", 1)[-1]: r for r in
+             scan_store(str(tmp_path / "store"), head_bytes=1024).datasets["ds"].manifest.to_pylist()}
+    assert plain["big.png"]["content_hash"] is None and plain["small.png"]["content_hash"].startswith("md5:")
+    assert plain["big.png"]["etag_or_hash"].startswith("mtime:")
+    hashed = {r["uri"].rsplit("/", 1)[-1]: r for r in scan_store(
+        str(tmp_path / "store"), head_bytes=1024, hash_contents=True).datasets["ds"].manifest.to_pylist()}
+    assert hashed["big.png"]["content_hash"].startswith("md5:")
+    assert hashed["big.png"]["etag_or_hash"] == plain["big.png"]["etag_or_hash"]  # still the change token
+    limited = {r["uri"].rsplit("/", 1)[-1]: r for r in scan_store(
+        str(tmp_path / "store"), head_bytes=1024, max_bytes=10_000, max_pixels=100 * 100).datasets["ds"]
+        .manifest.to_pylist()}
+    assert (limited["big.png"]["status"], limited["big.png"]["width"]) == ("too_large", 120)
+    assert limited["small.png"]["status"] == "ok"
+
+
+def test_limits_change_means_verdicts_are_not_reused(tmp_path):
+    folder = tmp_path / "store" / "ds"
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(encode(noise_image((40, 40), seed=1), "PNG"))
+    out = str(tmp_path / "out")
+    assert scan_store(str(tmp_path / "store"), out=out).datasets["ds"].read_objects == 1
+    strict = scan_store(str(tmp_path / "store"), out=out, max_pixels=1000).datasets["ds"]
+    assert strict.read_objects == 1 and statuses(strict) == {f"file://{folder}/a.png": "too_large"}
+    assert strict.unchanged == 1  # the object did not change; only the verdict did
