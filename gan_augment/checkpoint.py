@@ -211,3 +211,20 @@ def read_model_card(model_dir: str, storage_options: dict[str, Any] | None = Non
         return json.loads(read_bytes(join_url(model_dir, CARD_FILE), storage_options))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def as_trained_model(
+    source: str | TrainedModel, *, device: str | torch.device = "cpu", storage_options: dict[str, Any] | None = None
+) -> TrainedModel:
+    """`source` itself when it is a `TrainedModel`, else the model loaded from that location.
+
+    Raises:
+        FileNotFoundError, UnsafeFileError: as `load_model`.
+        ValueError: `source` is neither a location nor a `TrainedModel`.
+    """
+    if isinstance(source, TrainedModel):
+        return source
+    if isinstance(source, str):
+        return load_model(source, device=device, storage_options=storage_options)
+    raise ValueError(f"a model is a model directory URL (OUT/<dataset>/model) or a TrainedModel from "
+                     f"gan_augment.load_model, not a {type(source).__name__}")

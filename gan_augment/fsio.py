@@ -8,6 +8,7 @@ Every location is an fsspec URL (`/abs/path`, `file://`, `s3://bucket/prefix`, `
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -141,31 +142,54 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
 def atomic_write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
     """Write `data` to `url` so that a reader sees the old object or the new one, never a part.
 
-    Local files are written aside in the same folder, fsynced and renamed over the target.
-    Object stores commit a single PUT atomically already. Other filesystems get a temporary
-    sibling that is moved into place.
+    Local files go through `atomic_open`. Object stores commit a single PUT atomically already.
+    Other filesystems get a temporary sibling that is moved into place.
     """
     fs, path = get_fs(url, storage_options)
     if isinstance(fs, LocalFileSystem):
-        folder = os.path.dirname(path) or "."
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(url) as f:
+            f.write(data)
         return
+    _commit_remote(fs, path, url, lambda target: fs.pipe_file(target, data))
+
+
+@contextlib.contextmanager
+def atomic_open(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
+    """A binary file whose bytes appear at `url` atomically when the `with` block exits cleanly.
+
+    The bytes are written to a local temporary file first, so memory stays bounded however large
+    the output grows (streamed Parquet files). A local target: the temporary file sits in the same
+    folder, is fsynced and renamed over the target. A remote target: the file is uploaded in one
+    put (atomic on object stores) or to a temporary sibling that is then moved. If the block
+    raises, nothing is written and the temporary file is removed.
+    """
+    fs, path = get_fs(url, storage_options)
+    local = isinstance(fs, LocalFileSystem)
+    folder = (os.path.dirname(path) or ".") if local else None  # remote: the system temp dir
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=posixpath.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if local:
+            os.replace(tmp, path)
+        else:
+            _commit_remote(fs, path, url, lambda target: fs.put_file(tmp, target))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _commit_remote(fs: fsspec.AbstractFileSystem, path: str, url: str, put: Callable[[str], None]) -> None:
+    """Store one object at `path` with `put(target)`, atomically for readers of `path`."""
     if protocol_of(fs) in _ATOMIC_PUT_PROTOCOLS or protocol_of(fs) == "memory":
-        retry(lambda: fs.pipe_file(path, data), what=f"write {redact_url(url)}")
+        retry(lambda: put(path), what=f"write {redact_url(url)}")
         return
     tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    retry(lambda: fs.pipe_file(tmp, data), what=f"write {redact_url(url)}")
+    retry(lambda: put(tmp), what=f"write {redact_url(url)}")
     fs.mv(tmp, path)
 
 

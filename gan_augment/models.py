@@ -7,7 +7,10 @@ This module knows nothing of training, storage or orchestration: it maps a `Mode
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_augment.config import ModelConfig
@@ -41,13 +44,12 @@ class Generator(nn.Module):
         for level in range(1, config.num_blocks + 1):
             c_in, c_out = _generator_width(config, level - 1), _generator_width(config, level)
             if config.upsample == "transpose":
-                resample: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)]
+                resample: nn.Module = nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)
             else:
                 # Upsample + 3x3 conv instead of a strided transpose avoids checkerboard
                 # artefacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
-                resample = [nn.Upsample(scale_factor=2, mode="nearest"),
-                            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
-            blocks.append(nn.Sequential(*resample, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+                resample = UpsampleConv2d(c_in, c_out, bias=False)
+            blocks.append(nn.Sequential(resample, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
         self.blocks = nn.Sequential(*blocks)
         self.to_image = nn.Sequential(
             nn.Conv2d(_generator_width(config, config.num_blocks), config.channels, 3, 1, 1),
@@ -59,6 +61,28 @@ class Generator(nn.Module):
         h = h.view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = self.blocks(self.base_norm(h))  # (B, ngf, S, S)
         return self.to_image(h)  # (B, channels, S, S)
+
+
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest-neighbour upsampling x2 followed by this 3x3 convolution (padding 1).
+
+    Computed as one stride-2 transposed convolution whose 4x4 kernel is folded from the 3x3
+    one: every output pixel of a 2x2 phase reads the same 2x2 input pixels either way, so the
+    result is identical (to float rounding) at 4/9 of the multiply-adds, and the upsampled
+    tensor is never materialised. Parameters and state dict are those of the plain Conv2d.
+    """
+
+    # Row r of the fold maps the 3 taps of the 3x3 kernel onto tap r of the 4x4 kernel:
+    # output row 2i reads input rows i-1 (tap 0) and i (taps 1+2); row 2i+1 reads i (0+1), i+1 (2).
+    _FOLD = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        fold = self._FOLD.to(self.weight)
+        kernel = torch.einsum("ky,oiyx,lx->iokl", fold, self.weight, fold)  # (C_in, C_out, 4, 4)
+        return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)  # (B, C_out, 2H, 2W)
 
 
 def _d_norm(kind: str, channels: int) -> nn.Module:
@@ -149,3 +173,12 @@ def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     return generator, discriminator
+
+
+def inference_copy(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` itself when it is already in eval mode on `device`, else an eval-mode copy there,
+    so that sampling or feature extraction never changes the caller's model."""
+    first = next(module.parameters(), None)
+    if not module.training and (first is None or first.device == device):
+        return module
+    return copy.deepcopy(module).eval().to(device)

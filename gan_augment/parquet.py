@@ -7,13 +7,16 @@ config}. Writes are atomic (see `fsio.atomic_write_bytes`).
 from __future__ import annotations
 
 import json
+import posixpath
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gan_augment import __version__
-from gan_augment.fsio import atomic_write_bytes, get_fs, redact_url, retry
+from gan_augment.fsio import atomic_open, atomic_write_bytes, get_fs, join_url, redact_url, retry, to_url
 
 METADATA_KEY = b"gan_augment"
 
@@ -73,6 +76,251 @@ def require_columns(schema: pa.Schema, expected: pa.Schema, what: str, url: str)
                 f"{redact_url(url)} is not a {what} table: column {field.name!r} is "
                 f"{schema.field(index).type}, expected {field.type}"
             )
+
+
+# -- streamed, part-split writers and readers (synthetic and features tables) -------------------
+
+# Part files stay small enough to list, retry and load one at a time; row groups are the unit
+# that readers (DuckDB, polars, datasets) parallelise over and that a reader holds in memory.
+PART_BYTES = 256 * 2**20
+ROW_GROUP_BYTES = 32 * 2**20
+PART_GLOB = "part-*.parquet"
+
+
+def _rebatch(tables: Iterable[pa.Table], target_bytes: int) -> Iterator[pa.Table]:
+    """Regroup a stream of tables into tables of about `target_bytes` (in-memory size) each."""
+    pending: list[pa.Table] = []
+    size = 0
+    for table in tables:
+        row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+        offset = 0
+        while offset < table.num_rows:
+            take = min(table.num_rows - offset, max(1, (target_bytes - size) // row_bytes))
+            pending.append(table.slice(offset, take))
+            offset, size = offset + take, size + take * row_bytes
+            if size >= target_bytes:
+                yield pa.concat_tables(pending)
+                pending, size = [], 0
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def _column_compression(schema: pa.Schema, codec: str, uncompressed: Sequence[str]) -> dict[str, str]:
+    """Per Parquet leaf column: `codec`, except the `uncompressed` paths (already-compressed
+    bytes). A per-column dict must name every leaf: pyarrow leaves unnamed ones uncompressed."""
+    paths: list[str] = []
+
+    def visit(prefix: str, field: pa.Field) -> None:
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                visit(f"{prefix}{field.name}.", child)
+        elif pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type):
+            # Parquet's compliant three-level list layout, pyarrow's default: <name>.list.element
+            visit(f"{prefix}{field.name}.list.", pa.field("element", field.type.value_type))
+        else:
+            paths.append(prefix + field.name)
+
+    for field in schema:
+        visit("", field)
+    return {path: "none" if path in uncompressed else codec for path in paths}
+
+
+def write_parts(
+    out: str,
+    tables: Iterable[pa.Table],
+    schema: pa.Schema,
+    *,
+    uncompressed: Sequence[str] = (),
+    storage_options: dict[str, Any] | None = None,
+    part_bytes: int = PART_BYTES,
+    row_group_bytes: int = ROW_GROUP_BYTES,
+) -> list[str]:
+    """Stream `tables` (each of `schema`) into Parquet, zstd-compressed except `uncompressed` columns.
+
+    `out` ending in ".parquet" is one file; anything else is a folder that receives
+    `part-00000.parquet`, `part-00001.parquet`, ... of about `part_bytes` each, and loses any
+    older `part-*.parquet` this export did not write. Every file is written atomically; memory
+    holds one row group at a time.
+
+    Returns:
+        The URLs written, in order.
+    """
+    single = out.rstrip("/").endswith(".parquet")
+    compression = _column_compression(schema, "zstd", uncompressed)
+    groups = _rebatch(tables, min(row_group_bytes, part_bytes))  # a part holds whole row groups
+    group, urls = next(groups, None), []
+    while group is not None or not urls:  # no rows still writes one file, so readers find the schema
+        url = out if single else join_url(out, f"part-{len(urls):05d}.parquet")
+        # An exception anywhere in here discards this file (atomic_open) and propagates.
+        with atomic_open(url, storage_options) as sink, \
+                pq.ParquetWriter(sink, schema, compression=compression) as writer:
+            written = 0
+            while group is not None and (single or written < part_bytes):
+                writer.write_table(group, row_group_size=group.num_rows)
+                written += group.nbytes
+                group = next(groups, None)
+        urls.append(url)
+    if not single:
+        _remove_stale_parts(out, urls, storage_options)
+    return urls
+
+
+def _remove_stale_parts(out: str, keep: Sequence[str], storage_options: dict[str, Any] | None) -> None:
+    fs, path = get_fs(out, storage_options)
+    kept = {posixpath.basename(url) for url in keep}
+    for old in retry(lambda: fs.glob(posixpath.join(path, PART_GLOB)), what=f"list {redact_url(out)}"):
+        if posixpath.basename(old) not in kept:
+            retry(lambda: fs.rm_file(old), what=f"delete {redact_url(to_url(fs, old))}")
+
+
+def parquet_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """`url` itself when it is a file, else the `*.parquet` files directly in that folder, sorted.
+
+    Raises:
+        FileNotFoundError: nothing at `url`, or a folder without Parquet files.
+    """
+    fs, path = get_fs(url, storage_options)
+    if not retry(lambda: fs.isdir(path), what=f"stat {redact_url(url)}"):
+        return [url]
+    found = sorted(retry(lambda: fs.glob(posixpath.join(path, "*.parquet")), what=f"list {redact_url(url)}"))
+    if not found:
+        raise FileNotFoundError(f"no .parquet files in {redact_url(url)}; pass a Parquet file or an export folder")
+    return [to_url(fs, name) for name in found]
+
+
+def read_parts(
+    url: str,
+    check: Callable[[pa.Schema, str], None],
+    storage_options: dict[str, Any] | None = None,
+) -> pa.Table:
+    """Read a Parquet file or every Parquet file of a folder into one table, after
+    `check(schema, file_url)` accepts each file's schema."""
+    tables = []
+    for file_url in parquet_files(url, storage_options):
+        table = read_table(file_url, storage_options)
+        check(table.schema, file_url)
+        tables.append(table)
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"the Parquet files in {redact_url(url)} do not share one schema (mixed exports?): "
+                         f"{str(exc).splitlines()[0]}") from exc
+
+
+# -- synthetic samples -------------------------------------------------------------------------
+
+# The Hugging Face `datasets` Image convention: PNG bytes plus an optional file name. The
+# `huggingface` schema metadata tells `datasets.load_dataset("parquet", ...)` to decode it.
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+SYNTHETIC_SCHEMA = pa.schema([
+    ("image", IMAGE_TYPE),
+    ("dataset", pa.string()),
+    ("model_id", pa.string()),
+    ("seed", pa.int64()),
+    ("index", pa.int64()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+])
+_HF_FEATURES = {
+    "image": {"_type": "Image"},
+    **{name: {"dtype": dtype, "_type": "Value"} for name, dtype in
+       [("dataset", "string"), ("model_id", "string"), ("seed", "int64"), ("index", "int64"),
+        ("width", "int32"), ("height", "int32")]},
+}
+
+
+def synthetic_schema(metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """The synthetic table's schema with the `gan_augment` and `huggingface` metadata."""
+    hf = {b"huggingface": json.dumps({"info": {"features": _HF_FEATURES}}).encode()}
+    return SYNTHETIC_SCHEMA.with_metadata({**(metadata or {}), **hf})
+
+
+def synthetic_table(
+    png: Sequence[bytes], *, dataset: str, model_id: str, seeds: Sequence[int], indices: Sequence[int],
+    width: int, height: int,
+) -> pa.Table:
+    """One batch of synthetic rows; `png[k]` is the sample with `seeds[k]` and `indices[k]`."""
+    n = len(png)
+    images = pa.StructArray.from_arrays(
+        [pa.array(png, pa.binary()), pa.array([f"{dataset}-{i:08d}.png" for i in indices], pa.string())],
+        fields=list(IMAGE_TYPE),
+    )
+    return pa.Table.from_arrays(
+        [images, pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
+         pa.array(seeds, pa.int64()), pa.array(indices, pa.int64()),
+         pa.array([width] * n, pa.int32()), pa.array([height] * n, pa.int32())],
+        schema=SYNTHETIC_SCHEMA,
+    )
+
+
+def write_synthetic(
+    out: str, tables: Iterable[pa.Table], metadata: dict[bytes, bytes],
+    storage_options: dict[str, Any] | None = None, part_bytes: int = PART_BYTES,
+) -> list[str]:
+    """Write synthetic rows to `out` (a .parquet file or a folder of parts); PNG bytes are
+    stored uncompressed (compressing them again only costs time)."""
+    return write_parts(out, tables, synthetic_schema(metadata), uncompressed=("image.bytes",),
+                       storage_options=storage_options, part_bytes=part_bytes)
+
+
+def read_synthetic(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """The synthetic table(s) at `url` (a file or a folder of parts).
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a file that is not a synthetic-samples table.
+    """
+    return read_parts(url, lambda schema, file_url: require_columns(schema, SYNTHETIC_SCHEMA, "synthetic", file_url),
+                      storage_options)
+
+
+# -- discriminator features --------------------------------------------------------------------
+
+FEATURES_BASE_SCHEMA = pa.schema([("uri", pa.string()), ("dataset", pa.string()), ("model_id", pa.string())])
+
+
+def features_schema(dim: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """uri, dataset, model_id, feature fixed_size_list<float32>[dim]."""
+    return FEATURES_BASE_SCHEMA.append(pa.field("feature", pa.list_(pa.float32(), dim))).with_metadata(metadata)
+
+
+def features_table(uris: Sequence[str], *, dataset: str, model_id: str, features: np.ndarray) -> pa.Table:
+    """One batch of feature rows from an (N, dim) array."""
+    n, dim = features.shape
+    values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1), pa.float32())
+    return pa.Table.from_arrays(
+        [pa.array(uris, pa.string()), pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
+         pa.FixedSizeListArray.from_arrays(values, dim)],
+        schema=features_schema(dim),
+    )
+
+
+def write_features(
+    out: str, tables: Iterable[pa.Table], dim: int, metadata: dict[bytes, bytes],
+    storage_options: dict[str, Any] | None = None, part_bytes: int = PART_BYTES,
+) -> list[str]:
+    """Write feature rows to `out` (a .parquet file or a folder of parts), zstd-compressed."""
+    return write_parts(out, tables, features_schema(dim, metadata), storage_options=storage_options,
+                       part_bytes=part_bytes)
+
+
+def _check_features_schema(schema: pa.Schema, url: str) -> None:
+    require_columns(schema, FEATURES_BASE_SCHEMA, "features", url)
+    index = schema.get_field_index("feature")
+    kind = schema.field(index).type if index >= 0 else None
+    if kind is None or not (pa.types.is_fixed_size_list(kind) and kind.value_type == pa.float32()):
+        raise ValueError(f"{redact_url(url)} is not a features table: column 'feature' must be "
+                         f"fixed_size_list<float32>[d], found {kind}")
+
+
+def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """The features table(s) at `url` (a file or a folder of parts).
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a file that is not a features table.
+    """
+    return read_parts(url, _check_features_schema, storage_options)
 
 
 # -- manifest: one row per scanned object (store.scan_store) ---------------------------------

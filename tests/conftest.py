@@ -26,14 +26,32 @@ from gan_augment.testing import s3_client, s3_storage_options, start_moto_server
 torch.set_num_threads(1)
 
 
+TINY_MODEL = dict(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
+TINY_TRAIN = dict(steps=6, batch_size=8, log_every=2, checkpoint_every=3, sample_every=3, seed=0)
+
+
 @pytest.fixture
 def tiny_model_config() -> ModelConfig:
-    return ModelConfig(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
+    return ModelConfig(**TINY_MODEL)
 
 
 @pytest.fixture
 def tiny_train_config() -> TrainConfig:
-    return TrainConfig(steps=6, batch_size=8, log_every=2, checkpoint_every=3, sample_every=3, seed=0)
+    return TrainConfig(**TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> str:
+    """OUT/blobs/model of a tiny DCGAN trained for 6 steps on 24 grayscale blobs; shared by the
+    session, so treat it as read-only."""
+    from gan_augment.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    source = str(root / "store" / "blobs")
+    write_png_folder(source, 24)
+    result = train(source, str(root / "out"), ModelConfig(**TINY_MODEL), TrainConfig(**TINY_TRAIN, device="cpu"),
+                   resume=False)
+    return result.model_dir
 
 
 def write_png_folder(folder: str, count: int, size: int = 16, channels: int = 1, seed: int = 0) -> list[str]:
@@ -59,6 +77,30 @@ def image_folder(tmp_path) -> str:
     folder = str(tmp_path / "store" / "blobs")
     write_png_folder(folder, 24)
     return folder
+
+
+def write_random_model(model_dir: str, config: ModelConfig, dataset: str = "random", seed: int = 0,
+                       weight_std: float = 0.1) -> str:
+    """Save untrained networks of `config` as a model directory. Weights are drawn N(0, weight_std)
+    instead of the DCGAN init's N(0, 0.02), so that samples vary visibly from pixel to pixel and
+    from sample to sample (a near-constant image would make equality checks vacuous)."""
+    from gan_augment.checkpoint import save_model
+    from gan_augment.models import build_models
+
+    torch.manual_seed(seed)
+    generator, discriminator = build_models(config)
+    with torch.no_grad():
+        for module in [*generator.modules(), *discriminator.modules()]:
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                module.weight.normal_(0.0, weight_std)
+    save_model(model_dir, generator.eval(), discriminator.eval(), model_id=f"{dataset}-{seed}", dataset=dataset)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> str:
+    """OUT/random/model: an untrained tiny DCGAN with visibly varied samples (read-only)."""
+    return write_random_model(str(tmp_path_factory.mktemp("random") / "random" / "model"), ModelConfig(**TINY_MODEL))
 
 
 # -- encoded images, good and bad ---------------------------------------------------------------

@@ -1,8 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gan_augment.config import ModelConfig
-from gan_augment.models import Discriminator, Generator, build_models, init_weights
+from gan_augment.models import Discriminator, Generator, UpsampleConv2d, build_models, init_weights
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 128, 256])
@@ -25,8 +26,8 @@ def test_generator_follows_the_seed_architecture():
     generator = Generator(ModelConfig(image_size=32, channels=1, ngf=8))
     first_block = generator.blocks[0]
     kinds = [type(m).__name__ for m in first_block]
-    assert kinds == ["Upsample", "Conv2d", "BatchNorm2d", "ReLU"]
-    assert first_block[1].kernel_size == (3, 3) and first_block[1].stride == (1, 1)
+    assert kinds == ["UpsampleConv2d", "BatchNorm2d", "ReLU"]
+    assert first_block[0].kernel_size == (3, 3) and first_block[0].stride == (1, 1)
     assert isinstance(generator.to_image[-1], torch.nn.Tanh)
     transpose = Generator(ModelConfig(image_size=32, channels=1, ngf=8, upsample="transpose"))
     assert [type(m).__name__ for m in transpose.blocks[0]] == ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
@@ -67,3 +68,12 @@ def test_init_is_explicitly_applied():
     layer = torch.nn.Conv2d(1, 1, 3)
     init_weights(layer)
     assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_folded_upsample_conv_equals_upsample_then_conv():
+    torch.manual_seed(0)
+    layer = UpsampleConv2d(5, 4).double()
+    x = torch.randn(2, 5, 7, 6, dtype=torch.float64)
+    expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), layer.weight, layer.bias, padding=1)
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+    assert set(layer.state_dict()) == {"weight", "bias"} and layer.weight.shape == (4, 5, 3, 3)

@@ -1,0 +1,48 @@
+"""Shared benchmark plumbing: thread settings, timing statistics and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+from collections.abc import Sequence
+
+import torch
+
+BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op threads (and OpenMP's) for the whole benchmark process."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def machine_line(threads: int) -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    return (f"{os.cpu_count()} cores ({device}), torch {torch.__version__}, {threads} intra-op thread(s), "
+            f"Python {platform.python_version()}")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(title: str, body: str, path: str = BENCHMARKS_MD) -> None:
+    """Replace (or append) the `## title` section of BENCHMARKS.md with `body`."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEvery figure here was measured by the command shown with it.\n"
+    section = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text.rstrip("\n") + "\n")

@@ -1,0 +1,142 @@
+"""Parquet exports: synthetic samples of a model, and discriminator features of real images.
+
+Both stream: rows are produced block by block (samples) or batch by batch (features) and
+written as row groups of bounded size into atomically written part files (`parquet.write_parts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from gan_augment.checkpoint import TrainedModel, as_trained_model
+from gan_augment.features import Features
+from gan_augment.parquet import (PART_BYTES, features_table, gan_augment_metadata, synthetic_table,
+                                 write_features, write_synthetic)
+from gan_augment.sampling import BLOCK_SIZE
+from gan_augment.synthetic import SyntheticDataset
+from gan_augment.visualize import encode_png
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        files: the Parquet files written, in order.
+        rows: rows written.
+        skipped: source objects that gave no row, with the reason (features only).
+    """
+
+    files: list[str]
+    rows: int
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _encode_pngs(images: Tensor, pool: ThreadPoolExecutor) -> list[bytes]:
+    """PNG bytes of each (C, S, S) uint8 image; zlib releases the GIL, so threads overlap."""
+    return list(pool.map(encode_png, images))
+
+
+def export_samples(
+    model: str | TrainedModel,
+    out: str,
+    num_samples: int,
+    *,
+    seed: int = 0,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+    part_bytes: int = PART_BYTES,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write `num_samples` generated samples of `model` as a synthetic table.
+
+    The row with `index` i holds exactly `SyntheticDataset(model, num_samples, seed=seed)[i]`
+    as PNG bytes; its `seed` column is `seed * 2**32 + i` and regenerates it on its own (see
+    `sampling` for the rule).
+
+    Args:
+        model: a model directory `OUT/<dataset>/model` (any fsspec URL) or a `TrainedModel`.
+        out: a `.parquet` file, or a folder (e.g. `OUT/<dataset>/synthetic`) that receives
+            `part-*.parquet` files of about `part_bytes` each.
+        num_samples: rows to write.
+        seed: the run's seed in [0, 2**31).
+        block_size: samples per generator batch (part of the determinism rule).
+        device: where the generator runs.
+        image_size: the image size the caller expects; a model of another size is an error.
+        storage_options: fsspec options for `model` and `out`.
+        part_bytes: target size of one part file.
+        progress: called with (samples done, total) after every block.
+
+    Raises:
+        FileNotFoundError: no model at `model`.
+        ValueError: a damaged model, a model of another size than `image_size`, or bad arguments.
+    """
+    model = as_trained_model(model, device=device, storage_options=storage_options)
+    samples = SyntheticDataset(model, num_samples, seed=seed, output="uint8", device=device, block_size=block_size,
+                               image_size=image_size)
+    config = model.model_config
+    metadata = gan_augment_metadata(
+        model.dataset, model.model_id, config.to_dict(), table="synthetic", seed=seed, num_samples=num_samples,
+        block_size=block_size, device_type=torch.device(device).type,
+        sample_seed="seed * 2**32 + index",
+        noise="numpy.random.Generator(numpy.random.Philox(key=sample_seed)).standard_normal(latent_dim, float32)",
+    )
+
+    def tables(pool: ThreadPoolExecutor) -> Iterator[pa.Table]:
+        for start in range(0, num_samples, block_size):
+            indices = range(start, min(start + block_size, num_samples))
+            yield synthetic_table(
+                _encode_pngs(samples.images(indices), pool), dataset=model.dataset, model_id=model.model_id,
+                seeds=[samples.sample_seed(i) for i in indices], indices=indices,
+                width=config.image_size, height=config.image_size)
+            if progress:
+                progress(indices.stop, num_samples)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        files = write_synthetic(out, tables(pool), metadata, storage_options, part_bytes)
+    return ExportResult(files, num_samples)
+
+
+def export_features(
+    features: Features,
+    out: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    part_bytes: int = PART_BYTES,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write features as a features table: one row per image (uri, dataset, model_id, feature),
+    streamed batch by batch, the protocol recorded in the `gan_augment` metadata.
+
+    Args:
+        features: what `features.extract_features` returns, e.g.
+            `extract_features("s3://out/cams/model", "s3://lake/cams")`.
+        out: a `.parquet` file, or a folder (e.g. `OUT/<dataset>/features`) of part files.
+        storage_options: fsspec options for `out`.
+        part_bytes: target size of one part file.
+        progress: called with (images done, total) after every batch.
+
+    Returns:
+        The files written, the row count and the source objects skipped (never fatal).
+    """
+    model = features.model
+    metadata = gan_augment_metadata(
+        features.dataset, model.model_id, model.model_config.to_dict(), table="features",
+        protocol=features.protocol.to_dict(), feature_dim=features.dim, model_dataset=model.dataset,
+        source=features.source, skipped=len(features.skipped),
+    )
+    tables = (features_table(uris, dataset=features.dataset, model_id=model.model_id, features=batch)
+              for uris, batch in features.batches(progress))
+    files = write_features(out, tables, features.dim, metadata, storage_options, part_bytes)
+    return ExportResult(files, len(features), dict(features.skipped))

@@ -1,0 +1,78 @@
+"""The determinism rule of synthetic samples, shared by `SyntheticDataset` and the Parquet export.
+
+- Sample `index` of a run with `seed` has the per-sample seed `seed * 2**32 + index`
+  (`sample_seed`; the `seed` column of the synthetic table), and its noise is
+  `numpy.random.Generator(numpy.random.Philox(key=sample_seed)).standard_normal(latent_dim,
+  dtype=float32)` (`sample_noise`).
+- Images are generated in fixed, aligned blocks: block `b` holds indices
+  `[b * block_size, (b + 1) * block_size)` and always goes through the EMA generator (eval mode,
+  no grad) as one batch, whatever is asked of it (`generate_block`).
+- The output in [-1, 1] is quantised to uint8 exactly as a PNG export stores it
+  (`visualize.images_to_uint8`).
+
+A convolution's result for one sample can differ in the last bits with the batch it is computed
+in, so the fixed blocks are what make a sample identical across processes, DataLoader workers,
+repeated calls and the exported row (for one `block_size` and one kind of device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gan_augment.models import Generator
+from gan_augment.visualize import images_to_uint8
+
+BLOCK_SIZE = 256
+_INDEX_BITS = 32
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The per-sample seed of sample `index` of a run with `seed`: `seed * 2**32 + index`.
+
+    It is invertible (`divmod(sample_seed, 2**32) == (seed, index)`), so a `seed` value of the
+    synthetic table alone names its run, its index and therefore its exact block.
+    """
+    if not 0 <= seed < 2 ** (63 - _INDEX_BITS):
+        raise ValueError(f"seed={seed} is out of range: use an integer in [0, 2**31)")
+    if not 0 <= index < 2**_INDEX_BITS:
+        raise ValueError(f"index={index} is out of range: at most 2**32 samples per seed")
+    return (seed << _INDEX_BITS) | index
+
+
+def sample_noise(sample_seeds: Sequence[int], latent_dim: int) -> Tensor:
+    """The noise of each sample: Philox keyed by its sample seed, standard normal float32.
+
+    Why not `torch.Generator`: its CPU generator (mt19937) keeps only the low 32 bits of a
+    seed, so sample seeds 2**32 apart would repeat their noise. Philox is counter-based and
+    keyed (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"), so consecutive
+    keys give independent streams.
+
+    Returns:
+        (B, latent_dim) float32 tensor on the CPU.
+    """
+    noise = np.empty((len(sample_seeds), latent_dim), dtype=np.float32)
+    for row, key in enumerate(sample_seeds):
+        noise[row] = np.random.Generator(np.random.Philox(key=key)).standard_normal(latent_dim, dtype=np.float32)
+    return torch.from_numpy(noise)
+
+
+@torch.no_grad()
+def generate_block(generator: Generator, seed: int, block: int, block_size: int = BLOCK_SIZE) -> Tensor:
+    """Block `block` of the run with `seed`: indices [block * block_size, (block + 1) * block_size).
+
+    `generator` must be in eval mode (BatchNorm on running statistics), so each sample depends
+    only on its own noise.
+
+    Returns:
+        (block_size, C, S, S) uint8 tensor on the CPU.
+    """
+    assert not generator.training, "generate with the generator in eval mode"
+    start = block * block_size
+    seeds = [sample_seed(seed, index) for index in range(start, start + block_size)]
+    device = next(generator.parameters()).device
+    z = sample_noise(seeds, generator.config.latent_dim).to(device)  # (block_size, latent_dim)
+    return images_to_uint8(generator(z)).cpu()  # (block_size, C, S, S)

@@ -1,0 +1,127 @@
+"""Discriminator features: the DCGAN-paper protocol, batching, store reading and bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import write_png_folder
+from gan_augment.checkpoint import load_model
+from gan_augment.config import FeatureProtocol
+from gan_augment.data import build_cache, to_model_range
+from gan_augment.features import _window_max, discriminator_features, extract_features, feature_dim
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.randint(0, 256, (10, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def test_default_protocol_is_the_dcgan_papers(random_model_dir, images):
+    model = load_model(random_model_dir)
+    d = model.discriminator
+    features = extract_features(model, images, batch_size=4)
+    # 16x16 input, ndf=8: block 1 is (8, 8, 8), block 2 is (16, 4, 4); each max-pooled to 4x4.
+    assert features.features.shape == (10, (8 + 16) * 16) == (10, feature_dim(d, FeatureProtocol()))
+    with torch.no_grad():
+        first, second = d.block_activations(to_model_range(images))
+        expected = torch.cat([F.max_pool2d(first, 2).flatten(1), second.flatten(1)], 1)
+    np.testing.assert_allclose(features.features, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert features.uris == [str(k) for k in range(10)] and features.dataset == "random"
+
+
+def test_chosen_blocks_and_pooling(random_model_dir, images):
+    model = load_model(random_model_dir)
+    only_last = extract_features(model, images, protocol=FeatureProtocol(blocks=(2,)))
+    assert only_last.features.shape == (10, 16 * 16)
+    everything = extract_features(model, images)
+    np.testing.assert_array_equal(only_last.features, everything.features[:, 8 * 16:])
+    avg = extract_features(model, images, protocol=FeatureProtocol(blocks=(1,), grid=2, pooling="avg"))
+    with torch.no_grad():
+        first = model.discriminator.block_activations(to_model_range(images))[0]  # (10, 8, 8, 8)
+    np.testing.assert_allclose(avg.features, F.avg_pool2d(first, 4).flatten(1).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="block 3 does not exist"):
+        extract_features(model, images, protocol=FeatureProtocol(blocks=(3,)))
+    with pytest.raises(ValueError, match="smaller than the 8x8"):
+        extract_features(model, images, protocol=FeatureProtocol(grid=8))
+    assert FeatureProtocol.from_json(FeatureProtocol(blocks=(1, 2)).to_json()) == FeatureProtocol(blocks=(1, 2))
+
+
+def test_features_do_not_depend_on_batching_or_input_kind(random_model_dir, images):
+    model = load_model(random_model_dir)
+    whole = extract_features(model, images, batch_size=10).features
+    pieces = extract_features(model, images, batch_size=3)
+    np.testing.assert_allclose(pieces.features, whole, rtol=1e-5, atol=1e-6)
+    steps = []
+    streamed = np.concatenate([batch for _, batch in pieces.batches(lambda done, total: steps.append((done, total)))])
+    np.testing.assert_array_equal(streamed, pieces.features)
+    assert steps == [(3, 10), (6, 10), (9, 10), (10, 10)]
+    as_float = extract_features(model, to_model_range(images).numpy(), batch_size=10).features
+    np.testing.assert_array_equal(as_float, whole)
+    np.testing.assert_array_equal(extract_features(model, images, batch_size=10).features, whole)  # no dropout
+
+
+def test_a_store_folder_with_bad_objects_is_read_and_counted(random_model_dir, tmp_path):
+    folder = str(tmp_path / "store" / "scans")
+    write_png_folder(folder, 6)
+    open(os.path.join(folder, "empty.png"), "wb").close()
+    with open(os.path.join(folder, "notes.png"), "w") as f:
+        f.write("not an image")
+    features = extract_features(random_model_dir, folder)
+    assert len(features.uris) == 6 and features.features.shape == (6, 384)
+    assert sorted(os.path.basename(uri) for uri in features.skipped) == ["empty.png", "notes.png"]
+    assert features.dataset == "scans"
+    cache = build_cache(folder, 16, 1)
+    direct = extract_features(random_model_dir, cache.images).features
+    np.testing.assert_array_equal(features.features, direct)
+
+
+def test_a_list_of_ok_uris_restricts_the_rows(random_model_dir, tmp_path):
+    folder = str(tmp_path / "store" / "scans")
+    write_png_folder(folder, 5)
+    everything = extract_features(random_model_dir, folder)
+    wanted = [everything.uris[3], everything.uris[1], everything.uris[1] + ".gone"]
+    chosen = extract_features(random_model_dir, folder, uris=wanted)
+    assert chosen.uris == wanted[:2]
+    np.testing.assert_array_equal(chosen.features, everything.features[[3, 1]])
+    assert list(chosen.skipped) == [wanted[2]]
+
+
+def test_bad_input_gives_one_clear_error(random_model_dir, tmp_path, images):
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="found no images"):
+        extract_features(random_model_dir, str(tmp_path / "empty"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="could be decoded"):
+        extract_features(random_model_dir, str(bad))
+    with pytest.raises(ValueError, match=r"\(N, 1, 16, 16\)"):
+        extract_features(random_model_dir, torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="one per image"):
+        extract_features(random_model_dir, images, uris=["a"])
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        extract_features(str(tmp_path / "none"), images)
+
+
+def test_the_discriminator_runs_in_eval_mode(random_model_dir, images):
+    model = load_model(random_model_dir)
+    model.discriminator.train()  # a caller's model in training mode is copied, not changed
+    a = extract_features(model, images).features
+    b = extract_features(model, images).features
+    np.testing.assert_array_equal(a, b)
+    assert model.discriminator.training
+    with torch.no_grad():
+        model.discriminator.eval()
+        direct = discriminator_features(model.discriminator, to_model_range(images), FeatureProtocol())
+    np.testing.assert_array_equal(a, direct.numpy())
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_window_max_is_max_pool(k):
+    x = torch.randn(3, 5, 16, 16, generator=torch.Generator().manual_seed(k))
+    assert torch.equal(_window_max(x, k), F.max_pool2d(x, k))
