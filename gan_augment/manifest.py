@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from gan_augment.parquet import read_gan_augment_metadata
+
 if TYPE_CHECKING:
     from gan_augment.images import Probe
     from gan_augment.store import ImageObject
@@ -75,6 +77,15 @@ def plan_scan(objects: Sequence[ImageObject], previous: pa.Table | None, reuse: 
         plan.to_probe.append(obj)
     plan.deleted = sorted(set(plan.previous) - listed)
     return plan
+
+
+def same_limits(previous: pa.Table | None, config: Mapping[str, Any]) -> bool:
+    """Whether a previous manifest was made under the scan limits in `config`: old verdicts
+    hold only under the same limits."""
+    if previous is None:
+        return False
+    recorded = read_gan_augment_metadata(previous.schema).get("config", {})
+    return all(recorded.get(key) == value for key, value in config.items())
 
 
 def _undo_duplicate(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,11 +24,11 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from gan_augment.fsio import concurrent_fs, get_fs, join_url, parallel_map, redact_url, retry, to_url
-# decode_image stays importable from here, where it used to live.
-from gan_augment.images import DEFAULT_MAX_PIXELS, decode_image  # noqa: F401
-from gan_augment.manifest import DatasetScan, ScanResult, mark_duplicates, new_row, plan_scan, rows_to_hash
+from gan_augment.images import DEFAULT_MAX_PIXELS
+from gan_augment.manifest import (DatasetScan, ScanResult, mark_duplicates, new_row, plan_scan, rows_to_hash,
+                                  same_limits)
 from gan_augment.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
-from gan_augment.parquet import manifest_table, read_gan_augment_metadata, read_manifest, write_manifest
+from gan_augment.parquet import manifest_table, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -210,18 +210,7 @@ def _previous_manifests(
 
 
 def _same_protocol(url: str, other: str) -> bool:
-    def protocol(u: str) -> str:
-        return u.split("://", 1)[0] if "://" in u else "file"
-
-    return protocol(url) == protocol(other)
-
-
-def _reusable(previous: pa.Table | None, limits: ScanLimits) -> bool:
-    """Old verdicts hold only under the same limits."""
-    if previous is None:
-        return False
-    config = read_gan_augment_metadata(previous.schema).get("config", {})
-    return all(config.get(key) == value for key, value in limits.manifest_config().items())
+    return (fsspec.core.split_protocol(url)[0] or "file") == (fsspec.core.split_protocol(other)[0] or "file")
 
 
 def scan_store(
@@ -279,7 +268,7 @@ def scan_store(
     previous_tables = _previous_manifests(previous if previous is not None else out, list(objects),
                                           out_storage_options)
     plans = {name: plan_scan(objs, previous_tables.get(name),
-                             not rescan and _reusable(previous_tables.get(name), limits))
+                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()))
              for name, objs in objects.items()}
     rows = {name: {row["uri"]: row for row in plan.reused} for name, plan in plans.items()}
     reads: Counter[str] = Counter()
