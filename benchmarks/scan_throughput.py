@@ -20,7 +20,6 @@ import functools
 import io
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import textwrap
@@ -28,11 +27,12 @@ import time
 from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
+from common import markdown_table, median, set_threads, write_section  # noqa: E402
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from gan_augment.data import build_cache  # noqa: E402
 from gan_augment.fsio import default_workers, get_fs  # noqa: E402
@@ -130,32 +130,13 @@ def measure(methods: dict[str, Callable[[], int]], repeats: int) -> dict[str, tu
 
 def rows_for(scenario: str, results: dict[str, tuple[int, list[float]]], baseline: str) -> list[list[str]]:
     base_count, base_times = results[baseline]
-    base_rate = base_count / statistics.median(base_times)
+    base_rate = base_count / median(base_times)
     rows = []
     for name, (count, times) in results.items():
-        rate = count / statistics.median(times)
-        rows.append([scenario, name, str(count), f"{statistics.median(times):.2f}", f"{rate:.0f}",
+        rate = count / median(times)
+        rows.append([scenario, name, str(count), f"{median(times):.2f}", f"{rate:.0f}",
                      f"{rate / base_rate:.2f}x"])
     return rows
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def write_section(path: str, title: str, body: str) -> None:
-    """Replace (or append) the `## title` section of the markdown file at `path`."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    start = text.find(f"## {title}\n")
-    section = f"## {title}\n\n{body.strip()}\n"
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -167,6 +148,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    set_threads(1)  # decoding threads, not OpenMP ones, are what this measures
     workdir = tempfile.mkdtemp(prefix="scan-bench-")
     root = os.path.join(workdir, "store")
     print(f"writing {args.objects} images under {root}", flush=True)
@@ -211,10 +193,8 @@ def main() -> None:
     if (args.objects, args.latency_objects, args.repeats) != (10_000, 1000, 3):
         command += f" --objects {args.objects} --latency-objects {args.latency_objects} --repeats {args.repeats}"
     if not args.no_write:
-        body = report(command, args.objects, args.repeats, len(latency_prefixes) * args.objects // DATASETS,
-                      (min(sizes), max(sizes)), table)
-        write_section(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md"),
-                      TITLE, body)
+        write_section(TITLE, report(command, args.objects, args.repeats,
+                                    len(latency_prefixes) * args.objects // DATASETS, (min(sizes), max(sizes)), table))
 
 
 def report(command: str, objects: int, repeats: int, latency_objects: int, sizes: tuple[int, int],
