@@ -83,6 +83,19 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
 # -- sub-commands ------------------------------------------------------------------------------
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from gan_augment.store import scan_store
+
+    result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
+                        storage_options=parse_storage_options(args.storage_options),
+                        out_storage_options=parse_storage_options(args.out_storage_options),
+                        hash_contents=args.hash, max_workers=args.workers)
+    print(result.summary_table())
+    if args.out:
+        print(f"manifests: {result.out}/<dataset>/manifest.parquet")
+    return 0  # bad objects are recorded in the manifests; they are not a failure of the scan
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from gan_augment.train import train
 
@@ -206,6 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gan-augment", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan an image store: one manifest per dataset",
+                          description="List every dataset (first-level folder) of STORE, probe each image "
+                          "object and write OUT/<dataset>/manifest.parquet. Bad objects are recorded with "
+                          "their reason; the exit status is non-zero only when the store itself cannot be read.")
+    scan.add_argument("store", help="store root (any fsspec URL: /data/lake, s3://bucket/prefix, ...)")
+    scan.add_argument("--out", help="output root for the manifests (default: print the summary only)")
+    scan.add_argument("--dataset", action="append", metavar="NAME",
+                      help="scan only this dataset (repeatable; default: every first-level folder)")
+    scan.add_argument("--rescan", action="store_true",
+                      help="read every object again (changes are still reported against the last manifests)")
+    scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
+    scan.add_argument("--workers", type=int,
+                      help="objects in flight (default: 32 for object stores, a few per core locally)")
+    _add_storage_options(scan)
+    scan.add_argument("--out-storage-options", metavar="JSON",
+                      help="fsspec options for --out when they differ from the store's")
+    scan.set_defaults(func=_cmd_scan)
 
     train = sub.add_parser("train", help="train a DCGAN on one dataset (a folder/prefix of images)",
                            description="Train a DCGAN on SOURCE; the model lands in OUT/<dataset>/model/.")

@@ -474,7 +474,9 @@ def train(
             raise ValueError("pass dataset= when training from an ImageCache")
         cache, source_url = source, ""
     else:
-        cache = build_cache(source, model_config.image_size, model_config.channels, storage_options)
+        # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
+        manifest = join_url(out, validate_dataset_name(dataset or basename(source)), "manifest.parquet")
+        cache = build_cache(source, model_config.image_size, model_config.channels, storage_options, manifest=manifest)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = join_url(out, dataset, "model")
