@@ -6,7 +6,8 @@ import os
 import platform
 import re
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -23,6 +24,14 @@ def machine_line(threads: int) -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     return (f"{os.cpu_count()} cores ({device}), torch {torch.__version__}, {threads} intra-op thread(s), "
             f"Python {platform.python_version()}")
+
+
+def timed(call: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this thread). With one torch thread the compute runs in the
+    calling thread, so CPU time is what the work costs, whatever else the machine runs."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    call()
+    return time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def median(values: Sequence[float]) -> float:

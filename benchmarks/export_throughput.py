@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -25,7 +24,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
+from common import machine_line, markdown_table, median, set_threads, timed, write_section  # noqa: E402
 from gan_augment.checkpoint import load_model, save_model  # noqa: E402
 from gan_augment.config import ModelConfig  # noqa: E402
 from gan_augment.data import to_model_range  # noqa: E402
@@ -37,14 +36,6 @@ from gan_augment.parquet import (features_table, read_synthetic, synthetic_schem
 from gan_augment.synthetic import SyntheticDataset  # noqa: E402
 
 SECTION = "Export throughput (SyntheticDataset, features, Parquet)"
-
-
-def timed(call: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this thread). With one torch thread the compute runs in the
-    calling thread, so CPU time is what the work costs, whatever else the machine runs."""
-    wall, cpu = time.perf_counter(), time.thread_time()
-    call()
-    return time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def replicate(table: pa.Table, args: argparse.Namespace) -> pa.Table:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ def load_state(
     data = read_bytes(url, storage_options)
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail the unpickler in many ways (KeyError, ...)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsafeFileError(
             f"refusing to load {redact_url(url)}: it does not load with torch.load(weights_only=True) "
@@ -162,7 +161,7 @@ def save_model(
     return url
 
 
-def _resolve_model_url(location: str) -> tuple[str, str]:
+def resolve_model_location(location: str) -> tuple[str, str]:
     """(model.pt URL, model dir URL) for a model directory or a direct path to model.pt."""
     if location.rstrip("/").endswith(".pt"):
         model_url = location
@@ -179,7 +178,7 @@ def load_model(
         FileNotFoundError: no model.pt at `location`.
         UnsafeFileError: the file is damaged, not ours, or would need unpickling.
     """
-    model_url, model_dir = _resolve_model_url(location)
+    model_url, model_dir = resolve_model_location(location)
     try:
         state = load_state(model_url, MODEL_FORMAT, storage_options, map_location="cpu")
     except FileNotFoundError:

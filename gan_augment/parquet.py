@@ -321,3 +321,55 @@ def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa
         ValueError: a file that is not a features table.
     """
     return read_parts(url, _check_features_schema, storage_options)
+
+
+# -- manifest: one row per scanned object (store.scan_store) ---------------------------------
+
+MANIFEST_STATUSES = ("ok", "corrupt", "unsupported", "too_large", "empty", "duplicate", "unreadable")
+MANIFEST_SCHEMA = pa.schema([
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("size_bytes", pa.int64(), nullable=False),
+    pa.field("etag_or_hash", pa.string(), nullable=False),  # change token: etag:..., mtime:... or md5:...
+    pa.field("format", pa.string()),
+    pa.field("mode", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("status", pa.string(), nullable=False),  # one of MANIFEST_STATUSES
+    pa.field("error", pa.string()),  # why the status is not ok; null when ok
+    pa.field("scanned_at", pa.timestamp("us", tz="UTC"), nullable=False),  # when the object was last read
+    pa.field("content_hash", pa.string()),  # md5:<hex> when known (object read whole, or hashing asked)
+    pa.field("duplicate_of", pa.string()),  # for status duplicate: the uri of the copy that stays ok
+])
+
+
+def manifest_table(rows: list[dict[str, Any]], dataset: str, config: dict[str, Any] | None = None) -> pa.Table:
+    """A dataset's manifest from rows (dicts keyed by MANIFEST_SCHEMA's columns), sorted by
+    uri; `config` records the scan limits that the verdicts depend on."""
+    schema = MANIFEST_SCHEMA.with_metadata(gan_augment_metadata(dataset, config=config))
+    return pa.Table.from_pylist(sorted(rows, key=lambda row: row["uri"]), schema=schema)
+
+
+def write_manifest(
+    url: str,
+    rows: list[dict[str, Any]],
+    dataset: str,
+    storage_options: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> pa.Table:
+    """Write a dataset's manifest atomically (see `manifest_table`); returns the table."""
+    table = manifest_table(rows, dataset, config)
+    write_table(url, table, storage_options)
+    return table
+
+
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """Read and check one manifest.
+
+    Raises:
+        FileNotFoundError: nothing at `url`; run `gan-augment scan` first.
+        ValueError: the file is not a manifest.
+    """
+    table = read_table(url, storage_options)
+    require_columns(table.schema, MANIFEST_SCHEMA, "manifest", url)
+    return table

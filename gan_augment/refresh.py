@@ -98,7 +98,9 @@ def refresh_model(
     model_config, train_config = model_config or ModelConfig(), train_config or TrainConfig()
     dataset = validate_dataset_name(dataset or basename(source))
     model_dir = join_url(out, dataset, "model")
-    cache = build_cache(source, model_config.image_size, model_config.channels, storage_options)
+    # The scan's manifest, when there is one, spares reading objects it already rejected.
+    cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
+                        manifest=join_url(out, dataset, "manifest.parquet"))
     card = read_model_card(model_dir, storage_options)
     if force:
         reason = "forced"

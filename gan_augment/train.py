@@ -519,8 +519,11 @@ def train(
             raise ValueError("pass dataset= when training from an ImageCache")
         cache, source_url = source, ""
     else:
+        # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
+        manifest = join_url(out, validate_dataset_name(dataset or basename(source)), "manifest.parquet")
         with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
-            cache = build_cache(source, model_config.image_size, model_config.channels, storage_options)
+            cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
+                                manifest=manifest)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = join_url(out, dataset, "model")

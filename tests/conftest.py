@@ -1,15 +1,25 @@
-"""Shared fixtures: tiny seeded configs and small image folders."""
+"""Shared fixtures: tiny seeded configs, small image folders, images good and bad, and stores
+(a local folder, memory:// and a real S3 endpoint on loopback)."""
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import fsspec
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from fsspec.implementations.local import LocalFileSystem
+from PIL import ExifTags, Image
 
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.testing import s3_client, s3_storage_options, start_moto_server
 
 # Tiny models gain nothing from intra-op threads, and OpenMP threads that spin-wait against
 # other processes (a Prefect server, a moto server) make every step much slower.
@@ -61,6 +71,17 @@ def write_png_folder(folder: str, count: int, size: int = 16, channels: int = 1,
     return paths
 
 
+def blob_tensor(count: int, size: int = 32, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """(count, channels, size, size) uint8 images of one random Gaussian blob each, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = torch.rand(count, 2, generator=g) * size * 0.4 + size * 0.3
+    d2 = (yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2
+    blob = torch.exp(-d2 / (2 * (size / 6) ** 2))[:, None].expand(-1, channels, -1, -1)
+    noise = torch.rand(count, channels, size, size, generator=g) * 40
+    return (blob * 200 + noise).round().clamp(0, 255).to(torch.uint8)
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> str:
     """A dataset folder named "blobs" holding 24 grayscale 16x16 PNGs."""
@@ -97,3 +118,152 @@ def write_random_model(model_dir: str, config: ModelConfig, dataset: str = "rand
 def random_model_dir(tmp_path_factory) -> str:
     """OUT/random/model: an untrained tiny DCGAN with visibly varied samples (read-only)."""
     return write_random_model(str(tmp_path_factory.mktemp("random") / "random" / "model"), ModelConfig(**TINY_MODEL))
+
+
+# -- encoded images, good and bad ---------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def noise_image(size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """Deterministic noise; incompressible, so encoded files are about width*height*bands bytes."""
+    bands = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(pixels[..., 0] if bands == 1 else pixels, mode=mode)
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height (a decompression bomb when huge)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 24x16 JPEG stored sideways: its EXIF orientation 6 says "rotate 90 degrees clockwise to
+    view". Stored, its left half is white; viewed upright, the top half is."""
+    stored = Image.new("L", (24, 16), 0)
+    stored.paste(255, (0, 0, 12, 16))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    return encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def bad_inputs() -> dict[str, tuple[bytes, str]]:
+    """Every kind of object a real store holds: name -> (bytes, expected manifest status)."""
+    gray = encode(noise_image((16, 16), "L", seed=1), "PNG")
+    jpeg = encode(noise_image((32, 24), seed=2), "JPEG", quality=90)
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.paste(0, (0, 0, 8, 16))
+    palette.info["transparency"] = 0  # palette index 0 (the left half) is transparent
+    frames = [Image.new("RGB", (16, 16), color) for color in ((255, 0, 0), (0, 0, 255))]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    gray16 = Image.fromarray(np.linspace(0, 65535, 256, dtype=np.uint16).reshape(16, 16))
+    return {
+        "ok-gray.png": (gray, "ok"),
+        "ok-rgb.jpg": (jpeg, "ok"),
+        "z-duplicate.png": (gray, "duplicate"),
+        "empty.png": (b"", "empty"),
+        "truncated.png": (encode(noise_image((64, 64), seed=3), "PNG")[:6000], "corrupt"),
+        "truncated.jpg": (encode(noise_image((64, 64), seed=4), "JPEG")[:3000], "corrupt"),
+        "random-bytes.jpg": (np.random.default_rng(5).integers(0, 256, 5000, dtype=np.uint8).tobytes(), "corrupt"),
+        "text.png": (b"this is a text file, not an image\n" * 20, "corrupt"),
+        "bomb.png": (png_with_header(100_000, 100_000), "too_large"),
+        "gray16.png": (encode(gray16, "PNG"), "ok"),
+        "palette-transparent.png": (encode(palette, "PNG"), "ok"),
+        "la.png": (encode(noise_image((16, 16), "LA", seed=6), "PNG"), "ok"),
+        "cmyk.jpg": (encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG", quality=95), "ok"),
+        "rgba.png": (encode(noise_image((16, 16), "RGBA", seed=7), "PNG"), "ok"),
+        "exif-rotated.jpg": (exif_rotated_jpeg(), "ok"),
+        "image.webp": (encode(noise_image((20, 20), seed=8), "WEBP", lossless=True), "ok"),
+        "image.bmp": (encode(noise_image((20, 20), seed=9), "BMP"), "ok"),
+        "image.tiff": (encode(noise_image((20, 20), seed=10), "TIFF"), "ok"),
+        "animated.gif": (gif.getvalue(), "ok"),
+        "ünïcödé name with spaces.png": (encode(noise_image((16, 16), seed=11), "PNG"), "ok"),
+        "icon.png": (encode(noise_image((16, 16), seed=12), "ICO"), "unsupported"),
+    }
+
+
+# -- stores: a local folder, memory:// and a real S3 endpoint on loopback ------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 and a free port, shared by the whole session."""
+    server, endpoint = start_moto_server()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_options(s3_endpoint) -> dict:
+    """fsspec storage options reaching the loopback S3 endpoint through s3fs."""
+    return s3_storage_options(s3_endpoint)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    """A fresh empty bucket on the loopback endpoint; its URL, s3://<name>."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3_client(s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@dataclass
+class Store:
+    """A store root on some filesystem, with a way to write objects into it."""
+
+    url: str
+    storage_options: dict | None
+
+    def url_of(self, relative: str) -> str:
+        return f"{self.url.rstrip('/')}/{relative}"
+
+    def put(self, relative: str, data: bytes) -> str:
+        fs, path = fsspec.core.url_to_fs(self.url_of(relative), **(self.storage_options or {}))
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.pipe_file(path, data)
+        return self.url_of(relative)
+
+    def remove(self, relative: str) -> None:
+        fs, path = fsspec.core.url_to_fs(self.url_of(relative), **(self.storage_options or {}))
+        fs.rm_file(path)
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def store(request, tmp_path) -> Iterator[Store]:
+    """An empty store root: a local folder, a memory:// prefix or an S3 bucket on loopback."""
+    if request.param == "local":
+        yield Store(f"file://{tmp_path}/store", None)
+    elif request.param == "memory":
+        root = f"/store-{uuid.uuid4().hex[:12]}"
+        yield Store(f"memory://{root}", None)
+        fsspec.filesystem("memory").rm(root, recursive=True)
+    else:
+        yield Store(request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_options"))
+
+
+@pytest.fixture
+def read_log(monkeypatch) -> list[str]:
+    """Paths of the local files opened for reading from now on (every store read goes through
+    LocalFileSystem._open: cat_file, cat_ranges and open alike)."""
+    opened: list[str] = []
+    original = LocalFileSystem._open
+
+    def recording_open(self, path, mode="rb", *args, **kwargs):
+        if "r" in mode:
+            opened.append(self._strip_protocol(path))
+        return original(self, path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "_open", recording_open)
+    return opened

@@ -52,6 +52,9 @@ def test_damaged_and_foreign_files_are_refused(tmp_path, tiny_model_config):
     open(path, "wb").write(data[: len(data) // 2])
     with pytest.raises(UnsafeFileError):
         load_model(model_dir)
+    open(path, "wb").write(b"\x80\x02h\x05.")  # a pickle that reads a missing memo slot: KeyError inside torch
+    with pytest.raises(UnsafeFileError):
+        load_model(model_dir)
     torch.save({"weights": torch.zeros(1)}, path)  # loads weights-only, but is not ours
     with pytest.raises(UnsafeFileError, match="not a gan-augment/model"):
         load_model(model_dir)
