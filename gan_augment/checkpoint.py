@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gan_augment.config import ModelConfig
-from gan_augment.fsio import atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, remove, retry
+from gan_augment.fsio import parent_url, atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, remove, retry
 from gan_augment.models import Discriminator, Generator
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,7 @@ def save_model(
 def resolve_model_location(location: str) -> tuple[str, str]:
     """(model.pt URL, model dir URL) for a model directory or a direct path to model.pt."""
     if location.rstrip("/").endswith(".pt"):
-        model_url = location
-        return model_url, model_url.rstrip("/").rsplit("/", 1)[0]
+        return location, parent_url(location)
     return join_url(location, MODEL_FILE), location
 
 

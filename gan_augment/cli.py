@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gan_augment.config import DEVICES, POOLINGS, ModelConfig, TrainConfig
-from gan_augment.fsio import redact_url
+from gan_augment.fsio import join_url, parent_url, redact_url
 
 log = logging.getLogger("gan_augment")
 
@@ -179,6 +179,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    from gan_augment.checkpoint import resolve_model_location
     from gan_augment.config import FeatureProtocol
     from gan_augment.export import export_features
     from gan_augment.features import extract_features
@@ -186,8 +187,11 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
     options = parse_storage_options(args.storage_options)
     protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
-    features = extract_features(args.model, args.source, protocol=protocol, batch_size=args.batch_size,
-                                device=select_device(args.device), storage_options=options)
+    # The manifest of a scanned store sits beside the model: OUT/<dataset>/manifest.parquet.
+    model_dir = resolve_model_location(args.model)[1]
+    manifest = args.manifest or join_url(parent_url(model_dir), "manifest.parquet")
+    features = extract_features(args.model, args.source, manifest=manifest, protocol=protocol,
+                                batch_size=args.batch_size, device=select_device(args.device), storage_options=options)
     for uri, reason in features.skipped.items():
         log.debug("skipped %s: %s", redact_url(uri), reason)
     result = _export_with_progress("features", "images", lambda progress: export_features(
@@ -281,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     features.add_argument("source", help="folder or fsspec URL of the images")
     features.add_argument("--out", required=True, help="a .parquet file or a folder of part files")
+    features.add_argument("--manifest", metavar="URL",
+                          help="the dataset's manifest from `gan-augment scan`; only its ok objects are read "
+                               "(default: OUT/<dataset>/manifest.parquet beside MODEL, if there is one)")
     features.add_argument("--blocks", type=_parse_ints, default=(),
                           help="comma-separated 1-based discriminator blocks (default: all)")
     features.add_argument("--grid", type=int, default=4, help="pool each block to GRID x GRID (default: 4)")

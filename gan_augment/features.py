@@ -123,11 +123,12 @@ class Features:
 
 
 def _read_store(
-    source: str, uris: Sequence[str] | None, config: ModelConfig, storage_options: dict[str, Any] | None
+    source: str, uris: Sequence[str] | None, config: ModelConfig, storage_options: dict[str, Any] | None,
+    manifest: str | None,
 ) -> tuple[Tensor, list[str], dict[str, str]]:
-    """Decode the images under `source` at the model's size; with `uris` (e.g. the `ok` objects
-    of a manifest), keep exactly those and record the ones that gave no image."""
-    cache = build_cache(source, config.image_size, config.channels, storage_options)
+    """Decode the images under `source` at the model's size (objects the manifest rejected are
+    not read); with `uris`, keep exactly those and record the ones that gave no image."""
+    cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest)
     if uris is None:
         return cache.images, list(cache.uris), dict(cache.skipped)
     row_of = {uri: row for row, uri in enumerate(cache.uris)}
@@ -143,6 +144,7 @@ def extract_features(
     images: str | Tensor | np.ndarray,
     *,
     uris: Sequence[str] | None = None,
+    manifest: str | None = None,
     dataset: str | None = None,
     protocol: FeatureProtocol | None = None,
     batch_size: int = 256,
@@ -156,8 +158,10 @@ def extract_features(
         images: a folder/prefix of images (any fsspec URL), decoded at the model's size by the
             training decode path, undecodable objects skipped and recorded; or a (N, C, S, S)
             tensor/array, uint8 in [0, 255] or float in [-1, 1].
-        uris: with a URL, only these objects (e.g. the `ok` rows of a manifest); with a tensor,
-            one name per image (default: "0", "1", ...).
+        uris: with a URL, only these objects; with a tensor, one name per image (default:
+            "0", "1", ...).
+        manifest: with a URL, the dataset's manifest from `scan_store`: only its `ok` objects
+            are read, and objects it does not know are judged on the fly by the same rules.
         dataset: the images' dataset name (default: the URL's last component, or the model's).
         protocol: the feature protocol (default: the DCGAN paper's).
         batch_size: images per discriminator forward.
@@ -179,7 +183,7 @@ def extract_features(
     config = model.model_config
     protocol.block_numbers(config)  # a protocol this model cannot serve fails before any read
     if isinstance(images, str):
-        pixels, uris, skipped = _read_store(images, uris, config, storage_options)
+        pixels, uris, skipped = _read_store(images, uris, config, storage_options, manifest)
         return Features(model, pixels, uris, skipped, dataset or basename(images), protocol, batch_size, device,
                         source=redact_url(images))
     pixels = torch.as_tensor(images)

@@ -72,6 +72,14 @@ def basename(url: str) -> str:
     return posixpath.basename(url.rstrip("/").split("://", 1)[-1].rstrip(os.sep))
 
 
+def parent_url(url: str) -> str:
+    """The folder/prefix holding `url`: parent_url("s3://b/out/cats/model") == "s3://b/out/cats"."""
+    if "://" in url:
+        protocol, rest = url.split("://", 1)
+        return f"{protocol}://" + posixpath.dirname(rest.rstrip("/"))
+    return os.path.dirname(os.path.normpath(url))
+
+
 def redact_url(url: str) -> str:
     """`url` with any user:password@ part removed, for logs, errors and model cards."""
     return re.sub(r"(?<=://)[^/@]*@", "", url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -87,40 +86,24 @@ def test_features_export_has_one_row_per_decodable_image(random_model_dir, tmp_p
     assert meta["skipped"] == 1 and meta["source"] == folder
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A real S3 endpoint on loopback (moto's server), a bucket, and the s3fs options to reach it."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-    boto3.client("s3", endpoint_url=endpoint, **credentials).create_bucket(Bucket="lake")
-    yield {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
-    server.stop()
-
-
-def test_exports_read_models_and_images_from_s3_and_write_there(random_model_dir, s3, tmp_path):
-    fs, _ = get_fs("s3://lake", s3)
-    fs.put_file(os.path.join(random_model_dir, "model.pt"), "lake/out/random/model/model.pt")
+def test_exports_read_models_and_images_from_s3_and_write_there(random_model_dir, s3_bucket, s3_options, tmp_path):
+    s3, lake = s3_options, s3_bucket.removeprefix("s3://")
+    fs, _ = get_fs(s3_bucket, s3)
+    fs.put_file(os.path.join(random_model_dir, "model.pt"), f"{lake}/out/random/model/model.pt")
     folder = str(tmp_path / "scans")
     write_png_folder(folder, 5)
-    fs.put(folder + "/", "lake/store/scans/", recursive=True)
+    fs.put(folder + "/", f"{lake}/store/scans/", recursive=True)
     (tmp_path / "bad.png").write_bytes(b"")
-    fs.put_file(str(tmp_path / "bad.png"), "lake/store/scans/bad.png")
+    fs.put_file(str(tmp_path / "bad.png"), f"{lake}/store/scans/bad.png")
 
-    model_url = "s3://lake/out/random/model"
-    export_samples(model_url, "s3://lake/out/random/synthetic", 20, seed=1, storage_options=s3)
-    back = SyntheticDataset.from_parquet("s3://lake/out/random/synthetic", output="uint8", storage_options=s3)
+    model_url = f"s3://{lake}/out/random/model"
+    export_samples(model_url, f"s3://{lake}/out/random/synthetic", 20, seed=1, storage_options=s3)
+    back = SyntheticDataset.from_parquet(f"s3://{lake}/out/random/synthetic", output="uint8", storage_options=s3)
     direct = SyntheticDataset(model_url, num_samples=20, seed=1, output="uint8", storage_options=s3)
     assert all(torch.equal(back[i], direct[i]) for i in range(20))
 
-    features = extract_features(model_url, "s3://lake/store/scans", storage_options=s3)
-    result = export_features(features, "s3://lake/out/scans/features", storage_options=s3)
-    assert result.rows == 5 and list(result.skipped) == ["s3://lake/store/scans/bad.png"]
-    assert read_features("s3://lake/out/scans/features", s3).num_rows == 5
-    assert fs.ls("lake/out/scans/features", detail=False) == ["lake/out/scans/features/part-00000.parquet"]
+    features = extract_features(model_url, f"s3://{lake}/store/scans", storage_options=s3)
+    result = export_features(features, f"s3://{lake}/out/scans/features", storage_options=s3)
+    assert result.rows == 5 and list(result.skipped) == [f"s3://{lake}/store/scans/bad.png"]
+    assert read_features(f"s3://{lake}/out/scans/features", s3).num_rows == 5
+    assert fs.ls(f"{lake}/out/scans/features", detail=False) == [f"{lake}/out/scans/features/part-00000.parquet"]

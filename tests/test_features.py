@@ -125,3 +125,28 @@ def test_the_discriminator_runs_in_eval_mode(random_model_dir, images):
 def test_window_max_is_max_pool(k):
     x = torch.randn(3, 5, 16, 16, generator=torch.Generator().manual_seed(k))
     assert torch.equal(_window_max(x, k), F.max_pool2d(x, k))
+
+
+def test_features_follow_the_manifest_beside_the_model(tmp_path, image_folder, tiny_model_config):
+    import pyarrow as pa
+
+    from gan_augment.cli import main
+    from gan_augment.config import TrainConfig
+    from gan_augment.parquet import read_table, write_table
+    from gan_augment.store import scan_store
+    from gan_augment.train import train
+
+    out = str(tmp_path / "out")
+    scan_store(os.path.dirname(image_folder), out=out)
+    train(image_folder, out, tiny_model_config, TrainConfig(steps=1, batch_size=8))
+    # A verdict only the manifest knows: a readable image marked corrupt must not be featurised.
+    manifest_url = f"{out}/blobs/manifest.parquet"
+    manifest = read_table(manifest_url)
+    statuses = manifest.column("status").to_pylist()
+    rejected = manifest.column("uri")[0].as_py()
+    statuses[0] = "corrupt"
+    write_table(manifest_url, manifest.set_column(manifest.schema.get_field_index("status"), "status",
+                                                  pa.array(statuses)))
+    assert main(["features", f"{out}/blobs/model", image_folder, "--out", str(tmp_path / "f.parquet")]) == 0
+    uris = read_table(str(tmp_path / "f.parquet")).column("uri").to_pylist()
+    assert len(uris) == 23 and rejected not in uris
