@@ -18,8 +18,7 @@ from prefect import flow, get_run_logger, task
 from gan_augment import export_features, export_samples, extract_features
 from gan_augment.checkpoint import read_model_card
 from gan_augment.export import ExportResult
-from gan_augment.fsio import atomic_write_bytes, basename, exists, join_url, read_bytes, redact_url, remove
-from gan_augment.parquet import read_manifest
+from gan_augment.fsio import atomic_write_bytes, basename, join_url, read_bytes, redact_url, remove
 from gan_augment.store import validate_dataset_name
 from pipelines.common import IO_TASK, check_storage_options, model_dir_url
 
@@ -66,12 +65,8 @@ def write_features(model_dir: str, out: str, source: str, manifest_url: str, dat
     one; otherwise every image is validated on the fly), unless the current ones match."""
 
     def write() -> ExportResult:
-        uris = None
-        if exists(manifest_url, storage_options):
-            manifest = read_manifest(manifest_url, storage_options)
-            uris = [uri for uri, status in zip(manifest.column("uri").to_pylist(),
-                                               manifest.column("status").to_pylist()) if status == "ok"]
-        features = extract_features(model_dir, source, uris=uris, dataset=dataset, storage_options=storage_options)
+        features = extract_features(model_dir, source, manifest=manifest_url, dataset=dataset,
+                                    storage_options=storage_options)
         return export_features(features, out, storage_options=storage_options)
 
     return _export_into(out, {"model_id": model_id, "source": redact_url(source)}, write, storage_options)
