@@ -97,12 +97,21 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from gan_augment.distributed import init_distributed, shutdown_distributed
     from gan_augment.train import train
 
     model_config = config_from_args(ModelConfig, args)
     train_config = config_from_args(TrainConfig, args)
-    result = train(args.source, args.out, model_config, train_config, dataset=args.dataset,
-                   storage_options=parse_storage_options(args.storage_options), resume=args.resume)
+    # Under `torchrun --nproc-per-node G`, each process joins the group and trains one shard.
+    distributed = init_distributed(train_config.device)
+    try:
+        result = train(args.source, args.out, model_config, train_config, dataset=args.dataset,
+                       storage_options=parse_storage_options(args.storage_options), resume=args.resume,
+                       distributed=distributed)
+    finally:
+        shutdown_distributed()
+    if not distributed.is_main:
+        return 0
     print(f"model:       {result.files['model']}")
     print(f"model card:  {result.files['card']}")
     print(f"samples:     {result.files['samples']}")

@@ -22,10 +22,11 @@ from torch import Tensor
 
 from gan_augment import __version__
 from gan_augment.augment import diff_augment
-from gan_augment.checkpoint import (load_latest_checkpoint, list_checkpoints, save_checkpoint, save_model,
-                                    write_model_card)
+from gan_augment.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
+                                    save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.data import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
+from gan_augment.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
 from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
@@ -77,12 +78,25 @@ def auto_epochs(num_images: int) -> float:
     return min(40.0, max(5.0, 100_000 / num_images))
 
 
-def resolve_steps(config: TrainConfig, num_images: int) -> int:
-    """Total G steps: `steps`, else `epochs` passes over the data, else `auto_epochs`."""
+def resolve_steps(config: TrainConfig, num_images: int, world_size: int = 1) -> int:
+    """Total G steps: `steps`, else `epochs` passes over the data, else `auto_epochs`
+    (a data-parallel step sees `world_size` batches, one per rank)."""
     if config.steps is not None:
         return config.steps
     epochs = config.epochs if config.epochs is not None else auto_epochs(num_images)
-    return max(1, math.ceil(epochs * num_images / (config.batch_size * config.d_steps)))
+    return max(1, math.ceil(epochs * num_images / (config.batch_size * config.d_steps * world_size)))
+
+
+def effective_model_config(model_config: ModelConfig, train_config: TrainConfig) -> ModelConfig:
+    """The model config a run with `train_config` actually trains (and records in its card):
+    wgan-gp swaps D's BatchNorm for LayerNorm, a contrastive loss adds a projection head."""
+    if train_config.loss == "wgan-gp" and model_config.d_norm == "batch":
+        # BatchNorm couples samples, which breaks the per-sample gradient penalty.
+        log.info("loss wgan-gp: using d_norm='layer' instead of BatchNorm in D")
+        model_config = dataclasses.replace(model_config, d_norm="layer")
+    if train_config.contrastive_weight > 0 and model_config.projection_dim == 0:
+        model_config = dataclasses.replace(model_config, projection_dim=128)
+    return model_config
 
 
 @dataclass
@@ -113,19 +127,18 @@ class Trainer:
         source: str = "",
         storage_options: dict[str, Any] | None = None,
         callback: Callable[[dict[str, float]], None] | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
-        if train_config.loss == "wgan-gp" and model_config.d_norm == "batch":
-            # BatchNorm couples samples, which breaks the per-sample gradient penalty.
-            log.info("loss wgan-gp: using d_norm='layer' instead of BatchNorm in D")
-            model_config = dataclasses.replace(model_config, d_norm="layer")
-        if train_config.contrastive_weight > 0 and model_config.projection_dim == 0:
-            model_config = dataclasses.replace(model_config, projection_dim=128)
+        model_config = effective_model_config(model_config, train_config)
+        # Data-parallel hooks (gan_augment/distributed.py); all of them are no-ops in one process.
+        self.dist = distributed or DistributedContext()
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
         self.checkpoint_dir = join_url(model_dir, "checkpoints")
         self.device = select_device(train_config.device)
-        self.total_steps = resolve_steps(train_config, len(cache))
+        self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
+        self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
         self.policies = train_config.augment_policies
         cuda = self.device.type == "cuda"
         self.amp = train_config.amp and has_native_bf16(self.device)
@@ -149,7 +162,8 @@ class Trainer:
         self.rng = torch.Generator(self.device).manual_seed(train_config.seed)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
         self.images = cache.images.to(self.device) if cuda else cache.images
-        self.sampler = BatchSampler(len(cache), train_config.batch_size, train_config.seed)
+        self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist) \
+            if self.dist.enabled else BatchSampler(len(cache), train_config.batch_size, train_config.seed)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
         self.step, self.nan_rollbacks, self.resumed_from = 0, 0, None
@@ -201,6 +215,7 @@ class Trainer:
                     loss_d = loss_d + tc.contrastive_weight * self._contrastive_loss(real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            self.dist.average_gradients(self.discriminator)
             self.opt_d.step()
 
         # (2) Update G: maximise log D(G(z)) (non-saturating), optionally against an unrolled D.
@@ -215,6 +230,7 @@ class Trainer:
                 loss_g = generator_loss(tc.loss, self.d_forward(self._augment(fake)))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        self.dist.average_gradients(self.generator)
         self.discriminator.requires_grad_(True)
         self.opt_g.step()
 
@@ -276,12 +292,15 @@ class Trainer:
         return None
 
     def _delete_checkpoints(self) -> None:
+        if not self.dist.is_main:
+            return
         for _, url in list_checkpoints(self.checkpoint_dir, self.storage_options):
             remove(url, self.storage_options)
 
     def _resume(self, resume: bool) -> None:
         state = load_latest_checkpoint(self.checkpoint_dir, self.storage_options, self.device) if resume else None
         reason = self._compatible(state) if state is not None else None
+        self.dist.barrier()  # every rank has read the same checkpoints before rank 0 may delete them
         if state is not None and reason is None:
             self.load_state_dict(state)
             self.resumed_from = self.step
@@ -292,8 +311,20 @@ class Trainer:
         self._delete_checkpoints()
         self._save_checkpoint()  # step 0: the NaN guard always has a good state to return to
 
+    def _start_ranks(self) -> None:
+        """Data-parallel start: rank 0's weights everywhere, and per-rank noise, augmentation
+        and dropout streams (a checkpoint holds rank 0's RNG states only)."""
+        if not self.dist.enabled:
+            return
+        self.dist.broadcast_modules(self.generator, self.discriminator, self.ema)
+        seed = self.dist.rank_seed(self.tc.seed, self.step)
+        self.rng.manual_seed(seed)
+        torch.manual_seed(seed)
+
     def _save_checkpoint(self) -> None:
-        save_checkpoint(self.checkpoint_dir, self.state_dict(), self.tc.keep_checkpoints, self.storage_options)
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_dir, self.state_dict(), self.tc.keep_checkpoints, self.storage_options)
+        self.dist.barrier()  # no rank may roll back to a checkpoint that is still being written
 
     def _weights_finite(self) -> bool:
         params = [p for m in (self.generator, self.discriminator) for p in m.parameters()]
@@ -318,13 +349,16 @@ class Trainer:
                 group["lr"] *= self.tc.nan_lr_factor
         log.warning("non-finite loss in %s: rolled back to step %d, learning rate now %.3g (rollback %d of %d)",
                     self.dataset, self.step, self.opt_d.param_groups[0]["lr"], rollbacks, self.tc.max_nan_rollbacks)
+        self._start_ranks()
 
     # -- outputs ----------------------------------------------------------------------------
 
     @torch.no_grad()
     def _write_samples(self, name: str) -> str:
-        images = self.ema(self.fixed_noise)  # (64, C, S, S)
         url = join_url(self.model_dir, "samples", f"{name}.png")
+        if not self.dist.is_main:
+            return url
+        images = self.ema(self.fixed_noise)  # (64, C, S, S)
         atomic_write_bytes(url, sample_grid_png(images), self.storage_options)
         atomic_write_bytes(join_url(self.model_dir, "samples", "loss_curve.png"),
                            loss_curve_png(self.history, title=self.dataset), self.storage_options)
@@ -332,11 +366,11 @@ class Trainer:
 
     def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
         """Turn the summed step metrics into one metrics row; None when any is non-finite."""
-        values = (sums / count).tolist()  # the one host sync of a logging interval
+        values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
         if not all(math.isfinite(v) for v in values):
             return None
         row = dict(zip(METRICS, values), step=self.step,
-                   images_per_second=count * self.tc.batch_size * self.tc.d_steps / max(seconds, 1e-9))
+                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
         for key in self.history:
             self.history[key].append(row[key])
         return row
@@ -345,16 +379,18 @@ class Trainer:
 
     def run(self, resume: bool = True) -> TrainResult:
         self._resume(resume)
+        self._start_ranks()
         tc, start_step, started = self.tc, self.step, time.perf_counter()
         self.generator.train()
         self.discriminator.train()
-        progress = _progress(self.total_steps, self.step, self.dataset)
+        progress = _progress(self.total_steps, self.step, self.dataset, enabled=self.dist.is_main)
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
         row = {key: values[-1] for key, values in self.history.items() if values}
         while self.step < self.total_steps:
             sums += self.train_step()
             count += 1
-            if tc.max_seconds is not None and time.perf_counter() - started > tc.max_seconds:
+            if tc.max_seconds is not None and self.dist.any(time.perf_counter() - started > tc.max_seconds,
+                                                            self.device):  # all ranks stop together
                 log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, self.step)
                 self.total_steps = self.step
             at_end = self.step == self.total_steps
@@ -381,16 +417,21 @@ class Trainer:
             count, window = 0, time.perf_counter()
         progress.close()
         seconds = time.perf_counter() - started
-        images_per_second = (self.step - start_step) * tc.batch_size * tc.d_steps / max(seconds, 1e-9)
+        images_per_second = (self.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
 
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
-        files = {"samples": self._write_samples("final"), "loss_curve": join_url(self.model_dir, "samples", "loss_curve.png")}
-        files["model"] = save_model(self.model_dir, self.ema, self.discriminator, model_id=self.model_id,
-                                    dataset=self.dataset, extra={"step": self.step}, storage_options=self.storage_options)
+        files = {"samples": self._write_samples("final"), "loss_curve": join_url(self.model_dir, "samples", "loss_curve.png"),
+                 "model": join_url(self.model_dir, MODEL_FILE), "card": join_url(self.model_dir, CARD_FILE)}
         metrics = {k: v for k, v in row.items() if k != "step"}
         if self.resumed_from != self.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
+        result = TrainResult(self.model_dir, self.model_id, self.dataset, self.step, len(self.cache),
+                             self.resumed_from, seconds, images_per_second, metrics, files)
+        if not self.dist.is_main:
+            return result
+        save_model(self.model_dir, self.ema, self.discriminator, model_id=self.model_id,
+                   dataset=self.dataset, extra={"step": self.step}, storage_options=self.storage_options)
         card = {
             "format": "gan-augment/model-card",
             "model_id": self.model_id,
@@ -402,7 +443,8 @@ class Trainer:
             "model_config": self.mc.to_dict(),
             "train_config": self.tc.to_dict(),
             "steps": self.step,
-            "epochs": self.step * self.tc.batch_size * self.tc.d_steps / len(self.cache),
+            "epochs": self.step * self.images_per_step / len(self.cache),
+            "world_size": self.dist.world_size,
             "resumed_from": self.resumed_from,
             "nan_rollbacks": self.nan_rollbacks,
             "metrics": metrics,
@@ -410,19 +452,19 @@ class Trainer:
             "precision": "bf16 autocast" if self.amp else "fp32",
             "versions": {"gan_augment": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {k: basename(v) if k == "model" else f"samples/{basename(v)}" for k, v in files.items()},
+            "files": {k: basename(v) if k == "model" else f"samples/{basename(v)}" for k, v in files.items()
+                      if k != "card"},
         }
-        files["card"] = write_model_card(self.model_dir, card, self.storage_options)
-        return TrainResult(self.model_dir, self.model_id, self.dataset, self.step, len(self.cache),
-                           self.resumed_from, seconds, images_per_second, metrics, files)
+        write_model_card(self.model_dir, card, self.storage_options)
+        return result
 
 
 class _progress:
     """A tqdm bar on a terminal, a log line per logging interval elsewhere."""
 
-    def __init__(self, total: int, initial: int, name: str) -> None:
-        self.name, self.total, self.bar = name, total, None
-        if sys.stderr.isatty():
+    def __init__(self, total: int, initial: int, name: str, enabled: bool = True) -> None:
+        self.name, self.total, self.bar, self.enabled = name, total, None, enabled
+        if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", dynamic_ncols=True)
@@ -433,7 +475,7 @@ class _progress:
         if self.bar is not None:
             self.bar.n = step
             self.bar.set_postfix_str(text)
-        else:
+        elif self.enabled:
             log.info("%s step %d/%d %s", self.name, step, self.total, text)
 
     def reset(self, step: int) -> None:
@@ -456,6 +498,7 @@ def train(
     storage_options: dict[str, Any] | None = None,
     resume: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Train a DCGAN on one dataset and write it to `out/<dataset>/model/`.
 
@@ -467,6 +510,8 @@ def train(
         storage_options: fsspec options for `source` and `out`.
         resume: continue from the newest compatible checkpoint, if any.
         callback: called with every metrics row (step, losses, D outputs, img/s).
+        distributed: this process's place in a data-parallel run (`distributed.init_distributed`);
+            None is a single process.
     """
     model_config, train_config = model_config or ModelConfig(), train_config or TrainConfig()
     if isinstance(source, ImageCache):
@@ -476,10 +521,12 @@ def train(
     else:
         # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
         manifest = join_url(out, validate_dataset_name(dataset or basename(source)), "manifest.parquet")
-        cache = build_cache(source, model_config.image_size, model_config.channels, storage_options, manifest=manifest)
+        with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
+            cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
+                                manifest=manifest)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = join_url(out, dataset, "model")
     trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source_url,
-                      storage_options=storage_options, callback=callback)
+                      storage_options=storage_options, callback=callback, distributed=distributed)
     return trainer.run(resume=resume)

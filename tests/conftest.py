@@ -90,6 +90,12 @@ def image_folder(tmp_path) -> str:
     return folder
 
 
+@pytest.fixture
+def png_writer():
+    """`write_png_folder`, for tests in sub-folders, which cannot import this conftest by name."""
+    return write_png_folder
+
+
 def write_random_model(model_dir: str, config: ModelConfig, dataset: str = "random", seed: int = 0,
                        weight_std: float = 0.1) -> str:
     """Save untrained networks of `config` as a model directory. Weights are drawn N(0, weight_std)

@@ -1,0 +1,112 @@
+"""`dark-data`: the whole pipeline over one image store: scan, train every dataset, export,
+and a summary of what each dataset became.
+
+Embedded by default: with `train_work_pool=None` the trainings run in this process, one after
+another on its GPU or CPU. With a work pool name they fan out to the `train-dataset`
+deployment on that pool (GPU workers) and are collected when all have finished. Either way a
+dataset that fails (nothing readable, a training crash, an export error) is reported with its
+reason and the others go on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
+
+from gan_augment.config import ModelConfig, TrainConfig
+from pipelines.common import check_storage_options
+from pipelines.export_dataset import export_dataset
+from pipelines.fan_out import train_in_process, train_on_work_pool
+from pipelines.scan_store import scan_store
+
+
+def summary_row(scan: dict[str, Any], training: dict[str, Any] | None, export: dict[str, Any] | None) -> dict[str, Any]:
+    """One dataset's line of the run summary (also what `dark-data` returns)."""
+    row = {"dataset": scan["dataset"], "images_ok": scan["ok"], "images_bad": sum(scan["bad"].values()),
+           "training": "-", "steps": None, "images_per_second": None, "model": None,
+           "export": "-", "synthetic": None, "features": None, "error": None}
+    if training is None:
+        bad = ", ".join(f"{status} {n}" for status, n in scan["bad"].items()) or "no image objects"
+        return {**row, "training": "empty", "error": f"no readable image ({bad})"}
+    row.update(training=training["status"], steps=training["steps"], model=training["model_dir"],
+               images_per_second=training["images_per_second"])
+    if training["status"] == "failed":
+        return {**row, "error": training["reason"]}
+    if export is not None and "error" in export:
+        return {**row, "export": "failed", "error": export["error"]}
+    if export is not None:
+        row.update(export=export["synthetic"]["status"], synthetic=export["synthetic"]["folder"],
+                   features=export["features"]["folder"] if export["features"] else None)
+    return row
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE)
+def publish_summary(rows: list[dict[str, Any]]) -> None:
+    """The run's summary table artifact."""
+    exported = sum(row["export"] in ("written", "up to date") for row in rows)
+    create_table_artifact(rows, key="dark-data-summary",
+                          description=f"{exported} of {len(rows)} datasets exported")
+
+
+@flow(name="dark-data")
+def dark_data(
+    store_url: str,
+    out_url: str,
+    datasets: list[str] | None = None,
+    train_work_pool: str | None = None,
+    model: ModelConfig = ModelConfig(),
+    training: TrainConfig = TrainConfig(),
+    num_samples: int = 1000,
+    features: bool = True,
+    seed: int = 0,
+    storage_options: dict[str, Any] | None = None,
+    train_timeout_seconds: float | None = None,
+    poll_seconds: float = 5.0,
+) -> State:
+    """Scan `store_url`, train a DCGAN per dataset, export samples and features to `out_url`.
+
+    Args:
+        store_url: the image store (any fsspec URL); each first-level folder is a dataset.
+        out_url: the output root (the storage layout of DESIGN.md).
+        datasets: only these datasets; all when None.
+        train_work_pool: None trains in this process; a work pool name starts one run of the
+            `train-dataset` deployment on that pool per dataset.
+        model, training: the configs every dataset trains with.
+        num_samples: synthetic samples exported per dataset.
+        features: also export discriminator features of the real images.
+        seed: the synthetic tables' seed.
+        storage_options: fsspec options for both URLs (no credentials; see README).
+        train_timeout_seconds: with a work pool, report a training still unfinished after
+            this long as failed (it is not cancelled); None waits.
+        poll_seconds: with a work pool, how often to check on the trainings.
+
+    Returns:
+        A Completed state whose result is one summary row per dataset and whose message
+        names the datasets that were not exported and why.
+    """
+    check_storage_options(storage_options)
+    scans = {row["dataset"]: row for row in scan_store(store_url, out_url, datasets, storage_options)}
+    trainable = [name for name, row in scans.items() if row["ok"] > 0]
+    if train_work_pool:
+        trained = train_on_work_pool(train_work_pool, trainable, store_url, out_url, model, training,
+                                     storage_options, poll_seconds=poll_seconds, timeout_seconds=train_timeout_seconds)
+    else:
+        trained = train_in_process(trainable, store_url, out_url, model, training, storage_options)
+
+    exports: dict[str, dict[str, Any]] = {}
+    for name, summary in trained.items():
+        if summary["status"] == "failed":
+            continue
+        state = export_dataset(name, out_url, num_samples, features, seed, store_url, storage_options,
+                               return_state=True)
+        exports[name] = state.result() if state.is_completed() else {"error": f"export: {state.message}"}
+
+    rows = [summary_row(scans[name], trained.get(name), exports.get(name)) for name in sorted(scans)]
+    publish_summary(rows)
+    missing = [f"{row['dataset']} ({row['error']})" for row in rows if row["error"]]
+    message = f"{len(rows) - len(missing)} of {len(rows)} datasets exported"
+    return Completed(message=message + (f"; not exported: {'; '.join(missing)}" if missing else ""), data=rows)
