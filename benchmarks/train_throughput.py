@@ -31,7 +31,8 @@ from common import machine_line, markdown_table, median, set_threads, write_sect
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.data import build_cache, to_model_range  # noqa: E402
 from gan_augment.models import build_models  # noqa: E402
-from gan_augment.train import Trainer, select_device  # noqa: E402
+from gan_augment.devices import select_device  # noqa: E402
+from gan_augment.train import Trainer  # noqa: E402
 
 WINDOW = 5  # steps per timing window
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from gan_augment.config import DEVICES, POOLINGS, ModelConfig, TrainConfig
 from gan_augment.fsio import join_url, parent_url, redact_url
+from gan_augment.progress import Progress
 
 log = logging.getLogger("gan_augment")
 
@@ -121,32 +122,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """A tqdm bar on a terminal; elsewhere a log line at most every 10 seconds and at the end."""
-
-    def __init__(self, what: str, unit: str) -> None:
-        self.what, self.unit, self.bar, self.last_log = what, unit, None, time.monotonic()
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(desc=what, unit=unit, dynamic_ncols=True)
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.update(done - self.bar.n)
-        elif done == total or time.monotonic() - self.last_log >= 10:
-            self.last_log = time.monotonic()
-            log.info("%s: %d/%d %s", self.what, done, total, self.unit)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _export_with_progress(what: str, unit: str, export: Callable[[_Progress], Any]) -> Any:
+def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any]) -> Any:
     """Run `export(progress)`, then print each file it wrote."""
-    progress = _Progress(what, unit)
+    progress = Progress(what, unit)
     try:
         result = export(progress)
     finally:
@@ -161,7 +139,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from gan_augment.export import export_samples
     from gan_augment.fsio import atomic_write_bytes
     from gan_augment.synthetic import SyntheticDataset
-    from gan_augment.train import select_device
+    from gan_augment.devices import select_device
     from gan_augment.visualize import sample_grid_png
 
     options, device = parse_storage_options(args.storage_options), select_device(args.device)
@@ -183,7 +161,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from gan_augment.config import FeatureProtocol
     from gan_augment.export import export_features
     from gan_augment.features import extract_features
-    from gan_augment.train import select_device
+    from gan_augment.devices import select_device
 
     options = parse_storage_options(args.storage_options)
     protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
@@ -209,7 +187,7 @@ def _parse_ints(text: str) -> tuple[int, ...]:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_augment.evaluate import evaluate_model, format_table, read_labels
-    from gan_augment.train import select_device
+    from gan_augment.devices import select_device
 
     options = parse_storage_options(args.storage_options)
     labels = read_labels(args.labels, options) if args.labels else None

@@ -278,14 +278,17 @@ class BatchSampler:
     is carried between steps, a resumed run sees exactly the batches it would have seen.
     """
 
-    def __init__(self, num_images: int, batch_size: int, seed: int) -> None:
-        self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
+    def __init__(self, num_images: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.num_images, self.batch_size, self.seed, self.device = num_images, batch_size, seed, torch.device(device)
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def _permutation(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
+            # Drawn on the CPU (the same permutation on every device), then moved once per epoch,
+            # so a GPU step indexes its cache without a host-to-device copy, i.e. without a sync.
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.num_images, generator=generator)
+            permutation = torch.randperm(self.num_images, generator=generator)
+            self._epoch, self._perm = epoch, permutation.to(self.device)
         return self._perm
 
     def indices(self, step: int) -> Tensor:

@@ -141,9 +141,10 @@ class ShardedBatchSampler:
     seed, same step) and keeps every `world_size`-th one starting at its rank. The shards are
     disjoint and together cover each epoch; each rank trains on `batch_size` images a step."""
 
-    def __init__(self, num_images: int, batch_size: int, seed: int, context: DistributedContext) -> None:
+    def __init__(self, num_images: int, batch_size: int, seed: int, context: DistributedContext,
+                 device: torch.device | str = "cpu") -> None:
         self.context = context
-        self.global_sampler = BatchSampler(num_images, batch_size * context.world_size, seed)
+        self.global_sampler = BatchSampler(num_images, batch_size * context.world_size, seed, device)
 
     def indices(self, step: int) -> Tensor:
         return self.global_sampler.indices(step)[self.context.rank::self.context.world_size]

@@ -16,7 +16,6 @@ import posixpath
 import queue
 import random
 import re
-import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +25,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from gan_augment.progress import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -241,30 +242,6 @@ def concurrent_fs(
     return fs, workers
 
 
-class _Progress:
-    """A tqdm bar on a terminal, a log line every 10 seconds elsewhere."""
-
-    def __init__(self, what: str, total: int | None) -> None:
-        self.what, self.total, self.done, self.last_log = what, total, 0, time.monotonic()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=what, unit="obj", dynamic_ncols=True)
-
-    def update(self, count: int) -> None:
-        self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-        elif time.monotonic() - self.last_log > 10:
-            self.last_log = time.monotonic()
-            log.info("%s: %d of %s objects", self.what, self.done, self.total if self.total is not None else "?")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def parallel_map(
     fn: Callable[[T], R],
     items: Iterable[T],
@@ -282,7 +259,7 @@ def parallel_map(
     result; an exception it raises propagates and stops the map. With `progress` (a title),
     long maps show a progress bar on a terminal and a log line every 10 seconds elsewhere.
     """
-    bar = _Progress(progress, len(items) if hasattr(items, "__len__") else None) if progress else None
+    bar = Progress(progress, "obj", total=len(items) if hasattr(items, "__len__") else None) if progress else None
     try:
         yield from _bounded_map(fn, items, max_workers, ordered, window or 4 * max_workers, bar)
     finally:
@@ -291,7 +268,7 @@ def parallel_map(
 
 
 def _bounded_map(
-    fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: _Progress | None
+    fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: Progress | None
 ) -> Iterator[tuple[int, R]]:
     # Finished futures report through a queue: O(1) per item, where concurrent.futures.wait
     # would register a waiter on every pending future for every result.
@@ -315,7 +292,7 @@ def _bounded_map(
             index, future = done.get()
             finished[index] = future.result()
             if bar is not None:
-                bar.update(1)
+                bar.advance()
             if not ordered:
                 yield index, finished.pop(index)
                 yielded += 1

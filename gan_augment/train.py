@@ -10,7 +10,6 @@ import hashlib
 import logging
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +24,14 @@ from gan_augment.augment import diff_augment
 from gan_augment.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
                                     save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.devices import has_native_bf16, select_device
 from gan_augment.data import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
 from gan_augment.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
 from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
 from gan_augment.models import build_models
+from gan_augment.progress import Progress
 from gan_augment.store import validate_dataset_name
 from gan_augment.visualize import loss_curve_png, sample_grid_png
 
@@ -40,36 +41,6 @@ METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 class TrainingDivergedError(RuntimeError):
     """Losses stayed non-finite after every allowed rollback."""
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; an explicit device must be available."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available[requested]:
-        raise ValueError(f"device {requested!r} is not available here; use --device auto or cpu")
-    return torch.device(requested)
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast pays on `device`: CUDA GPUs with bf16 units, and CPUs with
-    AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions natively (measured about 1.7x
-    faster than fp32 per step here, see BENCHMARKS.md). Elsewhere bf16 would be emulated."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
-    return False
 
 
 def auto_epochs(num_images: int) -> float:
@@ -162,8 +133,9 @@ class Trainer:
         self.rng = torch.Generator(self.device).manual_seed(train_config.seed)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
         self.images = cache.images.to(self.device) if cuda else cache.images
-        self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist) \
-            if self.dist.enabled else BatchSampler(len(cache), train_config.batch_size, train_config.seed)
+        self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist,
+                                           self.images.device) if self.dist.enabled \
+            else BatchSampler(len(cache), train_config.batch_size, train_config.seed, self.images.device)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
         self.step, self.nan_rollbacks, self.resumed_from = 0, 0, None
@@ -174,8 +146,7 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
 
     def _real_batch(self, index: int) -> Tensor:
-        indices = self.sampler.indices(index).to(self.images.device)
-        real = to_model_range(self.images[indices]).to(self.device, non_blocking=True)  # (B, C, S, S)
+        real = to_model_range(self.images[self.sampler.indices(index)]).to(self.device)  # (B, C, S, S)
         if self.tc.flip:
             real = random_flip(real, self.rng)
         return real.contiguous(memory_format=self.memory_format)
@@ -383,7 +354,8 @@ class Trainer:
         tc, start_step, started = self.tc, self.step, time.perf_counter()
         self.generator.train()
         self.discriminator.train()
-        progress = _progress(self.total_steps, self.step, self.dataset, enabled=self.dist.is_main)
+        progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=self.step,
+                            log_interval=0, enabled=self.dist.is_main)  # updated once per logging interval
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
         row = {key: values[-1] for key, values in self.history.items() if values}
         while self.step < self.total_steps:
@@ -401,12 +373,14 @@ class Trainer:
             new_row = self._record(sums, count, time.perf_counter() - window)
             if new_row is None or (at_checkpoint and not self._weights_finite()):
                 self._roll_back()
-                progress.reset(self.step)
+                progress.update(self.step)
                 sums.zero_()
                 count, window = 0, time.perf_counter()
                 continue
             row = new_row
-            progress.update(self.step, row)
+            progress.update(self.step, postfix=(
+                f"loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
+                f"D(G(z))={row['d_fake']:.2f} {row['images_per_second']:.0f} img/s"))
             if self.callback:
                 self.callback(row)
             if at_checkpoint:
@@ -457,35 +431,6 @@ class Trainer:
         }
         write_model_card(self.model_dir, card, self.storage_options)
         return result
-
-
-class _progress:
-    """A tqdm bar on a terminal, a log line per logging interval elsewhere."""
-
-    def __init__(self, total: int, initial: int, name: str, enabled: bool = True) -> None:
-        self.name, self.total, self.bar, self.enabled = name, total, None, enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, desc=f"train {name}", unit="step", dynamic_ncols=True)
-
-    def update(self, step: int, row: dict[str, float]) -> None:
-        text = (f"loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
-                f"D(G(z))={row['d_fake']:.2f} {row['images_per_second']:.0f} img/s")
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.set_postfix_str(text)
-        elif self.enabled:
-            log.info("%s step %d/%d %s", self.name, step, self.total, text)
-
-    def reset(self, step: int) -> None:
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def train(

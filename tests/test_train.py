@@ -8,7 +8,8 @@ import torch
 
 from gan_augment.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
 from gan_augment.config import TrainConfig
-from gan_augment.train import TrainingDivergedError, auto_epochs, resolve_steps, select_device, train
+from gan_augment.devices import select_device
+from gan_augment.train import TrainingDivergedError, auto_epochs, resolve_steps, train
 
 # `gan_augment.train` the attribute is the public function; the module is patched through sys.modules.
 train_module = importlib.import_module("gan_augment.train")
