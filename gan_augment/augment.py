@@ -10,6 +10,8 @@ translation up to 1/8 of the side, a cutout square of half the side.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -66,3 +68,41 @@ def diff_augment(x: Tensor, policies: tuple[str, ...], generator: torch.Generato
     for name in policies:
         x = POLICIES[name](x, generator)
     return x
+
+
+# -- views for the contrastive loss --------------------------------------------------------------
+
+VIEW_SCALE = (0.5, 1.0)  # area of the random crop, as a fraction of the image
+VIEW_RATIO = (3 / 4, 4 / 3)  # aspect ratio of the crop
+VIEW_ROTATION = 15.0  # degrees, either way
+VIEW_TRANSLATION = 0.1  # shift of the crop centre, as a fraction of the side
+VIEW_CONTRAST = 0.3  # contrast x[0.7, 1.3]
+VIEW_BRIGHTNESS = 0.2  # brightness +-0.2 of the full range
+
+
+def random_view(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One random view per image for the contrastive loss: a random resized crop, rotated and
+    shifted (one batched affine warp, so it is differentiable and cheap), then contrast and
+    brightness jitter. Outside the image is the darkest value (-1). These are the magnitudes
+    that worked best on digits (see BENCHMARKS.md, few-label features); SimCLR's colour
+    distortion and blur are left out because they destroy small grayscale images."""
+    batch = x.shape[0]
+    u = torch.rand(batch, 7, device=x.device, generator=generator)  # (B, 7): every draw at once
+    area = VIEW_SCALE[0] + (VIEW_SCALE[1] - VIEW_SCALE[0]) * u[:, 0]
+    log_ratio = math.log(VIEW_RATIO[0]) + (math.log(VIEW_RATIO[1]) - math.log(VIEW_RATIO[0])) * u[:, 1]
+    ratio = torch.exp(log_ratio)
+    width, height = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)
+    angle = (2 * u[:, 2] - 1) * math.radians(VIEW_ROTATION)
+    # the crop centre: anywhere the crop fits, plus a shift (affine_grid's coordinates span [-1, 1])
+    centre_x = (2 * u[:, 3] - 1) * (1 - width) + (2 * u[:, 4] - 1) * 2 * VIEW_TRANSLATION
+    centre_y = (2 * u[:, 5] - 1) * (1 - height) + (2 * u[:, 6] - 1) * 2 * VIEW_TRANSLATION
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * width, -sin * height, centre_x], 1),
+                         torch.stack([sin * width, cos * height, centre_y], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    # Sampling x + 1 with zero padding fills the outside with -1 after the shift back.
+    warped = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    jitter = torch.rand(batch, 2, 1, 1, 1, device=x.device, dtype=x.dtype, generator=generator)
+    contrast = 1 + (2 * jitter[:, 0] - 1) * VIEW_CONTRAST
+    brightness = (2 * jitter[:, 1] - 1) * VIEW_BRIGHTNESS * 2
+    return (warped * contrast + brightness - 1).clamp(-1, 1)

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gan_augment.config import DEVICES, POOLINGS, ModelConfig, TrainConfig
+from gan_augment.config import DEVICES, POOLINGS, FeatureProtocol, ModelConfig, TrainConfig
 from gan_augment.fsio import join_url, parent_url, redact_url
 from gan_augment.progress import Progress
 
@@ -49,12 +49,19 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type, title: s
 
 
 def _field_help(doc: str, name: str) -> str:
-    """The field's sentence from the class docstring's Attributes section."""
-    for line in doc.splitlines():
+    """The field's text from the class docstring's Attributes section, continuation lines
+    (indented deeper than the field's own line) included."""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
         stripped = line.strip()
-        for candidate in stripped.split(":", 1)[0].split(","):
-            if candidate.strip() == name and ":" in stripped:
-                return stripped.split(":", 1)[1].strip().replace("%", "%%")
+        if ":" not in stripped or name not in (c.strip() for c in stripped.split(":", 1)[0].split(",")):
+            continue
+        indent, text = len(line) - len(line.lstrip()), [stripped.split(":", 1)[1].strip()]
+        for more in lines[i + 1:]:
+            if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                break
+            text.append(more.strip())
+        return " ".join(text).replace("%", "%%")
     return ""
 
 
@@ -258,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     features = sub.add_parser("features", help="discriminator features of a dataset's images as Parquet",
                               description="One row (uri, dataset, model_id, feature) per decodable image of "
-                                          "SOURCE, by the DCGAN paper's protocol unless told otherwise. "
+                                          "SOURCE: every discriminator block max-pooled to 2x2 unless told otherwise. "
                                           "Undecodable objects are skipped and counted.")
     features.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     features.add_argument("source", help="folder or fsspec URL of the images")
@@ -268,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: OUT/<dataset>/manifest.parquet beside MODEL, if there is one)")
     features.add_argument("--blocks", type=_parse_ints, default=(),
                           help="comma-separated 1-based discriminator blocks (default: all)")
-    features.add_argument("--grid", type=int, default=4, help="pool each block to GRID x GRID (default: 4)")
+    features.add_argument("--grid", type=int, default=FeatureProtocol.grid,
+                          help=f"pool each block to GRID x GRID (default: {FeatureProtocol.grid}; the DCGAN paper: 4)")
     features.add_argument("--pooling", choices=POOLINGS, default="max", help="pooling (default: max)")
     features.add_argument("--batch-size", type=int, default=256, help="images per forward (default: 256)")
     features.add_argument("--device", choices=DEVICES, default="cpu", help="where the discriminator runs")

@@ -87,20 +87,30 @@ class ModelConfig(_JsonConfig):
             "transpose" (one ConvTranspose2d(4, 2, 1) per block, as pytorch/examples does).
         d_norm: normalisation in discriminator blocks after the first: "batch" (the seed),
             "layer" (valid under a gradient penalty) or "none".
-        d_dropout: dropout probability in every discriminator block (the seed uses 0.25).
+        d_dropout: dropout probability in every discriminator block (the seed uses 0.25;
+            it hurts the contrastive loss, so the default is 0).
         projection_dim: width of the discriminator's projection head for its auxiliary
             self-supervised loss; 0 builds no head.
+
+    The defaults are the recipe measured best for few-label features on small datasets
+    (BENCHMARKS.md, "Few-label features"): a narrow generator (ngf=16), ndf=32, no dropout,
+    a 128-wide projection head. `ModelConfig.seed_dcgan()` is the seed article's network.
     """
 
     image_size: int = 32
     channels: int = 3
     latent_dim: int = 100
-    ngf: int = 64
-    ndf: int = 64
+    ngf: int = 16
+    ndf: int = 32
     upsample: str = "nearest"
     d_norm: str = "batch"
-    d_dropout: float = 0.25
-    projection_dim: int = 0
+    d_dropout: float = 0.0
+    projection_dim: int = 128
+
+    @classmethod
+    def seed_dcgan(cls, **overrides: Any) -> ModelConfig:
+        """The seed article's DCGAN: ngf = ndf = 64, dropout 0.25, no projection head."""
+        return cls(**{"ngf": 64, "ndf": 64, "d_dropout": 0.25, "projection_dim": 0, **overrides})
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -132,8 +142,11 @@ class TrainConfig(_JsonConfig):
         max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
             this long; None is no limit. A run stopped this way is not reproducible.
         batch_size: real images per step.
-        lr: Adam learning rate for both networks (Radford et al. 2015: 2e-4).
-        beta1, beta2: Adam betas (Radford et al. 2015: 0.5, 0.999).
+        fake_batch_size: generated images per step; None is `batch_size`.
+        lr: the generator's Adam learning rate (Radford et al. 2015: 2e-4).
+        beta1, beta2: the generator's Adam betas (Radford et al. 2015: 0.5, 0.999).
+        d_lr, d_beta1: the discriminator's Adam learning rate and first beta (its beta2 is
+            `beta2`); the contrastive loss wants SimCLR's faster 1e-3 and 0.9.
         loss: "bce" (non-saturating), "wgan-gp" or "hinge".
         gp_weight: gradient-penalty weight for "wgan-gp" (Gulrajani et al. 2017: 10).
         d_steps: discriminator updates per generator update.
@@ -144,8 +157,17 @@ class TrainConfig(_JsonConfig):
             (Zhao et al. 2020), e.g. "color,translation,cutout"; "" is off.
         flip: random horizontal flips of real images.
         contrastive_weight: weight of the SimCLR-style loss on D's projection head over two
-            augmented views of the real batch (Jeong & Shin 2021, ContraD); 0 is off.
+            random views (`augment.random_view`) of the real batch (Jeong & Shin 2021,
+            ContraD); 0 is off, which is the seed's plain GAN.
         contrastive_temperature: NT-Xent temperature.
+        fake_negatives: with the contrastive loss, generated images join the negatives of
+            every real view: the generator supplies ever harder near-misses of the data.
+        detach_gan_head: with the contrastive loss, the real/fake loss trains only D's final
+            linear layer on the (detached) trunk, so D's features are shaped by the contrastive
+            loss alone (ContraD); the generator still learns through the whole D.
+
+    The defaults are the recipe measured best for few-label features on small datasets
+    (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -164,10 +186,13 @@ class TrainConfig(_JsonConfig):
     steps: int | None = None
     epochs: float | None = None
     max_seconds: float | None = None
-    batch_size: int = 64
+    batch_size: int = 256
+    fake_batch_size: int | None = 64
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    d_lr: float = 1e-3
+    d_beta1: float = 0.9
     loss: str = "bce"
     gp_weight: float = 10.0
     d_steps: int = 1
@@ -175,8 +200,10 @@ class TrainConfig(_JsonConfig):
     concat_real_fake: bool = False
     diffaugment: str = ""
     flip: bool = False
-    contrastive_weight: float = 0.0
+    contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.2
+    fake_negatives: bool = True
+    detach_gan_head: bool = True
     ema_decay: float = 0.999
     amp: bool = True
     channels_last: bool = True
@@ -197,12 +224,16 @@ class TrainConfig(_JsonConfig):
             _check_float(self, "epochs", 0.0, 1e6, open_low=True)
         if self.max_seconds is not None:
             _check_float(self, "max_seconds", 0.0, 1e9, open_low=True)
+        if self.fake_batch_size is not None:
+            _check_int(self, "fake_batch_size", 1)
         for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every"):
             _check_int(self, name, 1)
         for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed"):
             _check_int(self, name, 0)
         _check_float(self, "lr", 0.0, 1.0, open_low=True)
+        _check_float(self, "d_lr", 0.0, 1.0, open_low=True)
         _check_float(self, "beta1", 0.0, 0.9999)
+        _check_float(self, "d_beta1", 0.0, 0.9999)
         _check_float(self, "beta2", 0.0, 0.9999)
         _check_float(self, "gp_weight", 0.0, 1e6)
         _check_float(self, "contrastive_weight", 0.0, 1e3)
@@ -211,11 +242,23 @@ class TrainConfig(_JsonConfig):
         _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
         _check_choice(self, "loss", LOSSES)
         _check_choice(self, "device", DEVICES)
-        for name in ("concat_real_fake", "flip", "amp", "channels_last", "compile"):
+        for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",
+                     "compile"):
             _check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
         unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
         _check(not unknown, self, "diffaugment", self.diffaugment,
                f"a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
+
+    @classmethod
+    def seed_dcgan(cls, **overrides: Any) -> TrainConfig:
+        """The seed article's training: plain non-saturating GAN, batch 64, Adam 2e-4 (0.5, 0.999)
+        for both networks, no contrastive loss."""
+        return cls(**{"batch_size": 64, "fake_batch_size": None, "d_lr": 2e-4, "d_beta1": 0.5,
+                      "contrastive_weight": 0.0, **overrides})
+
+    @property
+    def fakes_per_step(self) -> int:
+        return self.fake_batch_size or self.batch_size
 
     @property
     def augment_policies(self) -> tuple[str, ...]:
@@ -227,8 +270,9 @@ POOLINGS = ("max", "avg")
 
 @dataclass(frozen=True)
 class FeatureProtocol(_JsonConfig):
-    """How discriminator activations become one feature vector per image. The default is the
-    DCGAN paper's protocol (Radford et al. 2015, section 5.1).
+    """How discriminator activations become one feature vector per image: the DCGAN paper's
+    protocol (Radford et al. 2015, section 5.1) with a 2x2 grid instead of its 4x4, which gave
+    the better few-label accuracy in every run (BENCHMARKS.md, "Few-label features").
 
     Attributes:
         blocks: the 1-based discriminator blocks to use, in order; empty means every block
@@ -238,7 +282,7 @@ class FeatureProtocol(_JsonConfig):
     """
 
     blocks: tuple[int, ...] = ()
-    grid: int = 4
+    grid: int = 2
     pooling: str = "max"
 
     def __post_init__(self) -> None:

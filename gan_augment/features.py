@@ -1,10 +1,11 @@
-"""Discriminator features of real images, by the DCGAN paper's protocol.
+"""Discriminator features of real images.
 
 Radford et al. 2015 (section 5.1) use a trained discriminator as a feature extractor: every
 block's activation is max-pooled to a 4x4 grid, flattened, and the results are concatenated.
-`config.FeatureProtocol` makes that choice explicit (which blocks, which pooling, which grid) and
-is recorded in every features table, so the default can change later without making old tables
-ambiguous.
+The default here pools to 2x2 instead, which gave the better few-label accuracy in every run
+(BENCHMARKS.md, "Few-label features"); `FeatureProtocol(grid=4)` is the paper's protocol.
+`config.FeatureProtocol` makes the choice explicit (which blocks, which pooling, which grid) and
+is recorded in every features table, so no table is ambiguous about how it was made.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def extract_features(
         manifest: with a URL, the dataset's manifest from `scan_store`: only its `ok` objects
             are read, and objects it does not know are judged on the fly by the same rules.
         dataset: the images' dataset name (default: the URL's last component, or the model's).
-        protocol: the feature protocol (default: the DCGAN paper's).
+        protocol: the feature protocol (default: `FeatureProtocol()`, every block max-pooled to 2x2).
         batch_size: images per discriminator forward.
         device: where the discriminator runs.
         storage_options: fsspec options for the model and the images.

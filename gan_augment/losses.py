@@ -41,9 +41,11 @@ def gradient_penalty(
     discriminator: nn.Module, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None
 ) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake
-    (Gulrajani et al. 2017, eq. 3). Multiply by the penalty weight outside."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype,
-                       generator=generator)
+    (Gulrajani et al. 2017, eq. 3). Multiply by the penalty weight outside. When the batches
+    differ in size, the first rows of the larger one are paired with the smaller one."""
+    pairs = min(real.shape[0], fake.shape[0])
+    real, fake = real[:pairs], fake[:pairs]
+    alpha = torch.rand(pairs, 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
@@ -99,12 +101,18 @@ def unrolled_generator_loss(
     return generator_loss(kind, functional_call(discriminator, (current, buffers), (fake,)))
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float, negatives: Tensor | None = None) -> Tensor:
     """SimCLR's normalised-temperature cross entropy for two views (B, D) of one batch:
-    each view's positive is its twin, the other 2B - 2 views are negatives."""
-    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
-    similarity = z @ z.t() / temperature  # (2B, 2B)
-    similarity.fill_diagonal_(float("-inf"))
-    batch = z1.shape[0]
-    targets = torch.cat([torch.arange(batch, 2 * batch), torch.arange(0, batch)]).to(z.device)
-    return F.cross_entropy(similarity, targets)
+    each view's positive is its twin, the other 2B - 2 views are negatives, and so is every
+    row of `negatives` (N, D) when given (generated images, in the contrastive recipe)."""
+    # In fp32 even under autocast: bf16's 8-bit mantissa would blur similarities / temperature.
+    with torch.autocast(z1.device.type, enabled=False):
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2B, D)
+        similarity = z @ z.t() / temperature  # (2B, 2B)
+        similarity.fill_diagonal_(float("-inf"))
+        if negatives is not None:
+            against = F.normalize(negatives.float(), dim=1)
+            similarity = torch.cat([similarity, z @ against.t() / temperature], 1)  # (2B, 2B + N)
+        batch = z1.shape[0]
+        targets = torch.cat([torch.arange(batch, 2 * batch), torch.arange(0, batch)]).to(z.device)
+        return F.cross_entropy(similarity, targets)

@@ -137,6 +137,26 @@ def _fit(x: np.ndarray, y: np.ndarray, k: int, c_grid: Sequence[float], cv_folds
     return search.best_estimator_, float(search.best_params_["logisticregression__C"])
 
 
+def fit_probe(
+    features: np.ndarray,
+    labels: Sequence[Hashable],
+    *,
+    c_grid: Sequence[float] = C_GRID,
+    cv_folds: int = 5,
+    fixed_c: float = FIXED_C,
+    max_iter: int = 2000,
+    seed: int = 0,
+) -> Pipeline:
+    """The probe's classifier fitted on all of (features, labels): standardised features,
+    logistic regression, C by cross-validation on these rows (the `fixed_c` with one row in
+    some class). Use it to label the rest of a pool, e.g. to split a store by class."""
+    x, y = labelled_rows(features, labels)
+    _, counts = np.unique(y, return_counts=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _fit(x, y, int(counts.min()), c_grid, cv_folds, fixed_c, max_iter, seed)[0]
+
+
 def few_label_probe(
     features: FeatureSource,
     labels: Sequence[Hashable] | Mapping[str, Hashable],
@@ -237,7 +257,7 @@ def compare_features(
 ) -> dict[str, dict[int, ProbeResult]]:
     """The few-label probe on three feature spaces of the same images: raw pixels, a randomly
     initialised discriminator of the model's architecture (seeded by `seed`), and the model's
-    trained discriminator, both by `protocol` (default: the DCGAN paper's).
+    trained discriminator, both by `protocol` (default: `FeatureProtocol()`).
 
     Args:
         model: a model directory URL or a `TrainedModel`.

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gan_augment import __version__
-from gan_augment.augment import diff_augment
+from gan_augment.augment import diff_augment, random_view
 from gan_augment.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
                                     save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
@@ -44,9 +44,12 @@ class TrainingDivergedError(RuntimeError):
 
 
 def auto_epochs(num_images: int) -> float:
-    """Training length when neither steps nor epochs is given: about 100k images seen,
-    at least 5 and at most 40 passes over the data."""
-    return min(40.0, max(5.0, 100_000 / num_images))
+    """Training length when neither steps nor epochs is given: 512,000 real images seen
+    (2,000 steps of the default batch of 256), and at least 5 passes over the data. For 4,000
+    images that is 128 epochs, where the few-label accuracy of D's features has flattened
+    (BENCHMARKS.md), in under 10 minutes on 2 CPU cores; a dataset of 100,000 images gets its
+    5 epochs (about 2,000 steps), which a GPU runs in minutes."""
+    return max(5.0, 512_000 / num_images)
 
 
 def resolve_steps(config: TrainConfig, num_images: int, world_size: int = 1) -> int:
@@ -124,9 +127,10 @@ class Trainer:
         self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         for module in (self.generator, self.discriminator, self.ema):
             module.to(self.device, memory_format=self.memory_format)
-        betas = (train_config.beta1, train_config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr,
+                                      betas=(train_config.beta1, train_config.beta2))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.d_lr,
+                                      betas=(train_config.d_beta1, train_config.beta2))
         self.g_forward, self.d_forward = self.generator, self.discriminator
         if train_config.compile:
             self.g_forward, self.d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
@@ -160,30 +164,51 @@ class Trainer:
             return logits[: real.shape[0]], logits[real.shape[0]:]
         return self.d_forward(real), self.d_forward(fake)
 
-    def _contrastive_loss(self, real: Tensor) -> Tensor:
-        # Two independently augmented views of the real batch; the positives are the twins.
-        views = torch.cat([self._augment(real), self._augment(real)])
-        projected = self.discriminator.project(self.discriminator.trunk(views))
-        first, second = projected.chunk(2)
-        return nt_xent(first, second, self.tc.contrastive_temperature)
+    def _view(self, images: Tensor) -> Tensor:
+        return random_view(images, self.rng)
+
+    def _discriminate_contrastive(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The contrastive recipe's D pass: two random views of the real batch and one of the
+        fakes go through D's trunk together; NT-Xent on the projections of the real views
+        (with the fakes as extra negatives) shapes the trunk, and the real/fake logits come from
+        the first real view and the fakes. Returns (contrastive loss, real logits, fake logits,
+        real GAN input, fake GAN input)."""
+        tc, batch = self.tc, real.shape[0]
+        real_in, fake_in = self._augment(self._view(real)), self._augment(self._view(fake))
+        trunk = self.discriminator.trunk(torch.cat([real_in, self._view(real), fake_in]))  # (2B + F, T)
+        real_trunk, fake_trunk = trunk[: 2 * batch], trunk[2 * batch:]
+        negatives = self.discriminator.project(fake_trunk) if tc.fake_negatives else None
+        first, second = self.discriminator.project(real_trunk).chunk(2)
+        loss_con = nt_xent(first, second, tc.contrastive_temperature, negatives)
+        gan_real, gan_fake = real_trunk[:batch], fake_trunk
+        if tc.detach_gan_head:
+            gan_real, gan_fake = gan_real.detach(), gan_fake.detach()
+        real_logits = self.discriminator.classifier(gan_real).squeeze(1)
+        fake_logits = self.discriminator.classifier(gan_fake).squeeze(1)
+        return loss_con, real_logits, fake_logits, real_in, fake_in
 
     def train_step(self) -> Tensor:
         """One G step (after `d_steps` D steps); returns (loss_d, loss_g, D(x), D(G(z)))."""
-        tc, batch = self.tc, self.tc.batch_size
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the hinge / critic objective)
+        tc, contrastive = self.tc, self.tc.contrastive_weight > 0
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the hinge / critic objective),
+        # plus the contrastive loss on D's trunk in the default recipe.
         for i in range(tc.d_steps):
             real = self._real_batch(self.step * tc.d_steps + i)
-            z = torch.randn(batch, self.mc.latent_dim, device=self.device, generator=self.rng)
+            z = torch.randn(tc.fakes_per_step, self.mc.latent_dim, device=self.device, generator=self.rng)
             with self.autocast():
-                fake = self.g_forward(z)  # (B, C, S, S)
-                real_aug, fake_aug = self._augment(real), self._augment(fake.detach())
-                real_logits, fake_logits = self._discriminate(real_aug, fake_aug)
+                fake = self.g_forward(z)  # (F, C, S, S)
+                if contrastive:
+                    loss_con, real_logits, fake_logits, real_aug, fake_aug = self._discriminate_contrastive(
+                        real, fake.detach())
+                else:
+                    real_aug, fake_aug = self._augment(real), self._augment(fake.detach())
+                    real_logits, fake_logits = self._discriminate(real_aug, fake_aug)
                 loss_d = discriminator_loss(tc.loss, real_logits, fake_logits)
                 if tc.loss == "wgan-gp":
                     loss_d = loss_d + tc.gp_weight * gradient_penalty(
                         self.discriminator, real_aug, fake_aug, generator=self.rng)
-                if tc.contrastive_weight:
-                    loss_d = loss_d + tc.contrastive_weight * self._contrastive_loss(real)
+                if contrastive:
+                    loss_d = loss_d + tc.contrastive_weight * loss_con
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.dist.average_gradients(self.discriminator)
@@ -192,17 +217,23 @@ class Trainer:
         # (2) Update G: maximise log D(G(z)) (non-saturating), optionally against an unrolled D.
         # D's weights are frozen for this backward: G needs the gradient through D, not D's own
         # weight gradients, which would cost a third of D's backward and be thrown away.
+        # In the contrastive recipe G faces D in eval mode: BatchNorm then uses the running
+        # statistics of mixed real+fake batches, not those of an all-fake batch, which G could
+        # otherwise game as a whole.
+        fake_in = self._augment(self._view(fake) if contrastive else fake)
+        if contrastive:
+            self.discriminator.eval()
         with self.autocast():
             if tc.unrolled_steps:
                 loss_g = unrolled_generator_loss(tc.loss, self.discriminator, self.opt_d, real_aug,
-                                                 self._augment(fake), tc.unrolled_steps)
+                                                 fake_in, tc.unrolled_steps)
             else:
                 self.discriminator.requires_grad_(False)
-                loss_g = generator_loss(tc.loss, self.d_forward(self._augment(fake)))
+                loss_g = generator_loss(tc.loss, self.d_forward(fake_in))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.dist.average_gradients(self.generator)
-        self.discriminator.requires_grad_(True)
+        self.discriminator.requires_grad_(True).train()
         self.opt_g.step()
 
         # (3) EMA of G's weights for sampling; the warm-up lets early, short runs track G

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gan_augment.augment import color, cutout, diff_augment, translation
+from gan_augment.augment import color, cutout, diff_augment, random_view, translation
 
 
 def _images():
@@ -50,3 +50,25 @@ def test_gradients_flow_through_every_policy():
     x = _images().requires_grad_(True)
     diff_augment(x, ("color", "translation", "cutout"), torch.Generator().manual_seed(0)).sum().backward()
     assert x.grad is not None and torch.count_nonzero(x.grad) > 0
+
+
+def test_random_view_is_seeded_bounded_and_differentiable():
+    images = _images().requires_grad_(True)
+    first = random_view(images, torch.Generator().manual_seed(3))
+    again = random_view(images, torch.Generator().manual_seed(3))
+    other = random_view(images, torch.Generator().manual_seed(4))
+    assert first.shape == images.shape and torch.equal(first, again) and not torch.equal(first, other)
+    assert first.min() >= -1 and first.max() <= 1
+    first.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_random_view_keeps_a_digit_recognisable_and_fills_with_background():
+    # A bright square in the middle of a dark image stays mostly inside the view (crops keep at
+    # least half the area), and what comes in from outside the image is the darkest value.
+    images = torch.full((64, 1, 16, 16), -1.0)
+    images[:, :, 6:10, 6:10] = 1.0
+    views = random_view(images, torch.Generator().manual_seed(0))
+    bright = (views > 0).flatten(1).sum(1)
+    assert (bright > 0).float().mean() >= 0.9
+    assert views.min() == -1.0

@@ -42,9 +42,9 @@ def test_features_writes_one_row_per_ok_image(trained_model_dir, tmp_path, capsy
     (tmp_path / "store" / "cams" / "zero.jpg").write_bytes(b"")
     out = str(tmp_path / "features.parquet")
     assert main(["features", trained_model_dir, source, "--out", out, "--blocks", "2", "--batch-size", "3"]) == 0
-    assert "rows: 7  skipped objects: 1  feature dim: 256" in capsys.readouterr().out
+    assert "rows: 7  skipped objects: 1  feature dim: 64" in capsys.readouterr().out
     table = read_features(out)
-    assert table.num_rows == 7 and table.schema.field("feature").type.list_size == 256
+    assert table.num_rows == 7 and table.schema.field("feature").type.list_size == 64
     assert table.column_names == ["uri", "dataset", "model_id", "feature"]
 
 

@@ -37,6 +37,9 @@ def test_unknown_key_names_it():
         (TrainConfig, {"diffaugment": "color,zoom"}, "diffaugment"),
         (TrainConfig, {"device": "tpu"}, "device"),
         (TrainConfig, {"flip": "yes"}, "flip"),
+        (TrainConfig, {"d_lr": 0.0}, "d_lr"),
+        (TrainConfig, {"fake_batch_size": 0}, "fake_batch_size"),
+        (TrainConfig, {"fake_negatives": 1}, "fake_negatives"),
     ],
 )
 def test_impossible_values_name_the_field(cls, kwargs, field):
@@ -56,3 +59,13 @@ def test_num_blocks_follows_image_size():
 def test_augment_policies_parse():
     assert TrainConfig(diffaugment=" color, translation ").augment_policies == ("color", "translation")
     assert TrainConfig().augment_policies == ()
+
+
+def test_defaults_are_the_contrastive_recipe_and_the_seed_is_one_call_away():
+    recipe, seed = TrainConfig(), TrainConfig.seed_dcgan(epochs=8)
+    assert recipe.contrastive_weight > 0 and recipe.fake_negatives and recipe.detach_gan_head
+    assert seed.contrastive_weight == 0 and (seed.lr, seed.d_lr, seed.beta1, seed.d_beta1) == (2e-4, 2e-4, 0.5, 0.5)
+    assert seed.batch_size == seed.fakes_per_step == 64 and seed.epochs == 8
+    assert ModelConfig().projection_dim > 0
+    assert ModelConfig.seed_dcgan() == ModelConfig(ngf=64, ndf=64, d_dropout=0.25, projection_dim=0)
+    assert TrainConfig.from_json(seed.to_json()) == seed

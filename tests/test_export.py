@@ -82,7 +82,7 @@ def test_features_export_has_one_row_per_decodable_image(random_model_dir, tmp_p
     np.testing.assert_array_equal(np.stack(table.column("feature").to_numpy(zero_copy_only=False)),
                                   features.features)
     meta = read_gan_augment_metadata(table.schema)
-    assert meta["protocol"] == {"blocks": [], "grid": 4, "pooling": "max"} and meta["feature_dim"] == 384
+    assert meta["protocol"] == {"blocks": [], "grid": 2, "pooling": "max"} and meta["feature_dim"] == 96
     assert meta["skipped"] == 1 and meta["source"] == folder
 
 

@@ -21,24 +21,28 @@ def images() -> torch.Tensor:
     return torch.randint(0, 256, (10, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
 
-def test_default_protocol_is_the_dcgan_papers(random_model_dir, images):
+def test_default_protocol_pools_every_block_to_2x2(random_model_dir, images):
     model = load_model(random_model_dir)
     d = model.discriminator
     features = extract_features(model, images, batch_size=4)
-    # 16x16 input, ndf=8: block 1 is (8, 8, 8), block 2 is (16, 4, 4); each max-pooled to 4x4.
-    assert features.features.shape == (10, (8 + 16) * 16) == (10, feature_dim(d, FeatureProtocol()))
+    # 16x16 input, ndf=8: block 1 is (8, 8, 8), block 2 is (16, 4, 4); each max-pooled to 2x2.
+    assert features.features.shape == (10, (8 + 16) * 4) == (10, feature_dim(d, FeatureProtocol()))
     with torch.no_grad():
         first, second = d.block_activations(to_model_range(images))
-        expected = torch.cat([F.max_pool2d(first, 2).flatten(1), second.flatten(1)], 1)
+        expected = torch.cat([F.max_pool2d(first, 4).flatten(1), F.max_pool2d(second, 2).flatten(1)], 1)
     np.testing.assert_allclose(features.features, expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the DCGAN paper's protocol: 4x4
+    paper = extract_features(model, images, protocol=FeatureProtocol(grid=4))
+    expected = torch.cat([F.max_pool2d(first, 2).flatten(1), second.flatten(1)], 1)
+    np.testing.assert_allclose(paper.features, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert features.uris == [str(k) for k in range(10)] and features.dataset == "random"
 
 
 def test_chosen_blocks_and_pooling(random_model_dir, images):
     model = load_model(random_model_dir)
-    only_last = extract_features(model, images, protocol=FeatureProtocol(blocks=(2,)))
+    only_last = extract_features(model, images, protocol=FeatureProtocol(blocks=(2,), grid=4))
     assert only_last.features.shape == (10, 16 * 16)
-    everything = extract_features(model, images)
+    everything = extract_features(model, images, protocol=FeatureProtocol(grid=4))
     np.testing.assert_array_equal(only_last.features, everything.features[:, 8 * 16:])
     avg = extract_features(model, images, protocol=FeatureProtocol(blocks=(1,), grid=2, pooling="avg"))
     with torch.no_grad():
@@ -72,7 +76,7 @@ def test_a_store_folder_with_bad_objects_is_read_and_counted(random_model_dir, t
     with open(os.path.join(folder, "notes.png"), "w") as f:
         f.write("not an image")
     features = extract_features(random_model_dir, folder)
-    assert len(features.uris) == 6 and features.features.shape == (6, 384)
+    assert len(features.uris) == 6 and features.features.shape == (6, 96)
     assert sorted(os.path.basename(uri) for uri in features.skipped) == ["empty.png", "notes.png"]
     assert features.dataset == "scans"
     cache = build_cache(folder, 16, 1)

@@ -39,7 +39,7 @@ def test_pyarrow_and_pandas(exports):
     synthetic = pq.read_table(exports["synthetic"]).to_pandas()
     assert list(synthetic["index"]) == list(range(40)) and synthetic["image"][0]["bytes"][:4] == b"\x89PNG"
     features = pq.read_table(exports["features"]).to_pandas()
-    assert len(features) == 12 and len(features["feature"][0]) == 384
+    assert len(features) == 12 and len(features["feature"][0]) == 96
     assert features["feature"][0].dtype == np.float32
     import pandas as pd
 
@@ -51,8 +51,8 @@ def test_polars(exports):
     synthetic = pl.read_parquet(exports["glob_synthetic"])
     assert synthetic.height == 40 and synthetic.schema["image"] == pl.Struct({"bytes": pl.Binary, "path": pl.String})
     features = pl.read_parquet(exports["glob_features"])
-    assert features.schema["feature"] == pl.Array(pl.Float32, 384)
-    assert features["feature"].to_numpy().shape == (12, 384)
+    assert features.schema["feature"] == pl.Array(pl.Float32, 96)
+    assert features["feature"].to_numpy().shape == (12, 96)
 
 
 def test_duckdb(exports):
@@ -64,9 +64,9 @@ def test_duckdb(exports):
     assert bytes(png)[:4] == b"\x89PNG"
     # Parquet has no fixed-size list type (the size lives in pyarrow's schema metadata), so DuckDB
     # reads a variable list; the cast to its array type always succeeds.
-    dims = duckdb.sql(f"SELECT DISTINCT len(feature), typeof(feature::FLOAT[384]) "
+    dims = duckdb.sql(f"SELECT DISTINCT len(feature), typeof(feature::FLOAT[96]) "
                       f"FROM read_parquet('{exports['glob_features']}')").fetchall()
-    assert dims == [(384, "FLOAT[384]")]
+    assert dims == [(96, "FLOAT[96]")]
 
 
 def test_hugging_face_datasets_decodes_images(exports, tmp_path):
@@ -80,7 +80,7 @@ def test_hugging_face_datasets_decodes_images(exports, tmp_path):
     assert np.array_equal(np.asarray(image), np.asarray(expected))
     features = datasets.load_dataset("parquet", data_files=exports["glob_features"], split="train",
                                      cache_dir=str(tmp_path / "hf"))
-    assert len(features) == 12 and len(features[0]["feature"]) == 384
+    assert len(features) == 12 and len(features[0]["feature"]) == 96
 
 
 def test_torchvision_loop_on_real_plus_synthetic(random_model_dir, tmp_path):

@@ -84,3 +84,29 @@ def test_nt_xent_prefers_aligned_views():
     assert aligned.item() < shuffled.item()
     # lower bound: positives at similarity 1/t, all negatives far below -> loss near 0
     assert aligned.item() < 1.0
+
+
+def test_nt_xent_negatives_are_extra_columns_of_the_softmax():
+    torch.manual_seed(0)
+    z1, z2, negatives = torch.randn(4, 8), torch.randn(4, 8), torch.randn(3, 8)
+    z = nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    n = nn.functional.normalize(negatives, dim=1)
+    logits = torch.cat([z @ z.t(), z @ n.t()], 1) / 0.5
+    logits[torch.arange(8), torch.arange(8)] = float("-inf")
+    expected = nn.functional.cross_entropy(logits, torch.tensor([4, 5, 6, 7, 0, 1, 2, 3]))
+    assert nt_xent(z1, z2, 0.5, negatives).item() == pytest.approx(expected.item(), rel=1e-6)
+    # a negative identical to an anchor's positive makes the task harder
+    assert nt_xent(z1, z2, 0.5, z2).item() > nt_xent(z1, z2, 0.5).item()
+
+
+def test_nt_xent_runs_in_fp32_under_autocast():
+    z1, z2 = torch.randn(4, 8), torch.randn(4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = nt_xent(z1.bfloat16(), z2.bfloat16(), 0.2)
+    assert loss.dtype == torch.float32
+
+
+def test_gradient_penalty_pairs_batches_of_different_sizes():
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))
+    penalty = gradient_penalty(critic, torch.randn(8, 3, 2, 2), torch.randn(3, 3, 2, 2))
+    assert penalty.ndim == 0 and torch.isfinite(penalty)

@@ -56,7 +56,7 @@ def test_init_weights_matches_dcgan_statistics():
 
 
 def test_projection_head_only_when_asked():
-    plain = Discriminator(ModelConfig(image_size=16, channels=1, ndf=4))
+    plain = Discriminator(ModelConfig(image_size=16, channels=1, ndf=4, projection_dim=0))
     with pytest.raises(ValueError, match="projection_dim"):
         plain.project(torch.zeros(2, plain.trunk_dim))
     head = Discriminator(ModelConfig(image_size=16, channels=1, ndf=4, projection_dim=16))

@@ -11,7 +11,7 @@ from conftest import TINY_MODEL
 from gan_augment.checkpoint import load_model
 from gan_augment.config import ModelConfig
 from gan_augment.parquet import features_table, gan_augment_metadata, write_features
-from gan_augment.probe import C_GRID, FIXED_C, compare_features, few_label_probe, random_discriminator
+from gan_augment.probe import C_GRID, FIXED_C, compare_features, few_label_probe, fit_probe, random_discriminator
 
 
 def clusters(per_class: int, classes: int = 3, dim: int = 20, spread: float = 1.0, seed: int = 0):
@@ -109,5 +109,12 @@ def test_compare_features_probes_three_feature_spaces(random_model_dir):
                                labels[20:].tolist(), labelled_per_class=(1, 3), draws=2)
     assert list(results) == ["pixels", "random D", "trained D"]
     assert all(list(by_k) == [1, 3] for by_k in results.values())
-    assert results["pixels"][3].feature_dim == 256 and results["trained D"][3].feature_dim == (8 + 16) * 16
+    assert results["pixels"][3].feature_dim == 256 and results["trained D"][3].feature_dim == (8 + 16) * 2 * 2
     assert results["pixels"][3].mean == 1.0
+
+
+def test_fit_probe_labels_the_rest_of_a_pool():
+    pool, labels = clusters(100, spread=4.0, seed=1)
+    labelled = np.concatenate([np.flatnonzero(labels == c)[:5] for c in range(3)])
+    classifier = fit_probe(pool[labelled], labels[labelled])
+    assert (classifier.predict(pool) == labels).mean() >= 0.97

@@ -96,7 +96,8 @@ def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_m
     assert result.steps == 8
     state = _state_of(result.model_dir)
     assert state["nan_rollbacks"] == 1
-    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(config.lr * config.nan_lr_factor)
+    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(config.d_lr * config.nan_lr_factor)
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(config.lr * config.nan_lr_factor)
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
     assert json.loads(open(os.path.join(result.model_dir, "model.json")).read())["nan_rollbacks"] == 1
 
@@ -131,6 +132,43 @@ def test_time_budget_stops_cleanly(image_folder, tmp_path, tiny_model_config):
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     assert 0 < result.steps < 10_000
     assert os.path.isfile(os.path.join(result.model_dir, "model.pt"))
+
+
+def _trainer(image_folder, tmp_path, model_config, **train):
+    from gan_augment.data import build_cache
+    from gan_augment.train import Trainer
+    cache = build_cache(image_folder, model_config.image_size, model_config.channels)
+    return Trainer(cache, str(tmp_path / "model"), model_config, TrainConfig(batch_size=8, **train), dataset="blobs")
+
+
+def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tmp_path, tiny_model_config):
+    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
+    real = trainer._real_batch(0)
+    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim))
+    _, real_logits, fake_logits, _, _ = trainer._discriminate_contrastive(real, fake.detach())
+    (real_logits.sum() + fake_logits.sum()).backward()
+    d = trainer.discriminator
+    assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.blocks.parameters())
+
+
+def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, tiny_model_config, monkeypatch):
+    negatives, real_nt_xent = [], train_module.nt_xent
+
+    def spy(z1, z2, temperature, fakes=None):
+        negatives.append(None if fakes is None else fakes.shape[0])
+        return real_nt_xent(z1, z2, temperature, fakes)
+
+    monkeypatch.setattr(train_module, "nt_xent", spy)
+    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
+    modes = []
+    trainer.d_forward = lambda x: (modes.append(trainer.discriminator.training), trainer.discriminator(x))[1]
+    trainer.train_step()
+    assert negatives == [4]
+    assert modes == [False] and trainer.discriminator.training  # eval for G's loss, then back to train
+    no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False)
+    no_fakes.train_step()
+    assert negatives == [4, None]
 
 
 def test_step_budget_resolution():
