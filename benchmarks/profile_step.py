@@ -46,7 +46,7 @@ def unfold_upsample_convs(module: nn.Module) -> None:
 def make_step(size: int, channels: int, *, reference: bool = False, freeze: bool = False, channels_last: bool = False,
               bf16: bool = False, upsample: str = "transpose", unfold: bool = False):
     torch.manual_seed(0)
-    net_g, net_d = build_models(ModelConfig(image_size=size, channels=channels, upsample=upsample))
+    net_g, net_d = build_models(ModelConfig.seed_dcgan(image_size=size, channels=channels, upsample=upsample))
     if unfold:
         unfold_upsample_convs(net_g)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -102,8 +102,8 @@ def profile_trainer(size: int, channels: int) -> str:
 
     images = torch.randint(0, 255, (1024, channels, size, size), dtype=torch.uint8)
     cache = ImageCache(images, [str(i) for i in range(1024)], "profile", {})
-    config = ModelConfig(image_size=size, channels=channels, upsample="transpose")
-    trainer = Trainer(cache, "memory://profile/model", config, TrainConfig(batch_size=BATCH, amp=False),
+    config = ModelConfig.seed_dcgan(image_size=size, channels=channels, upsample="transpose")
+    trainer = Trainer(cache, "memory://profile/model", config, TrainConfig.seed_dcgan(batch_size=BATCH, amp=False),
                       dataset="profile")
     for _ in range(2):
         trainer.train_step()

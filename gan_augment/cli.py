@@ -65,10 +65,11 @@ def _field_help(doc: str, name: str) -> str:
     return ""
 
 
-def config_from_args(config_cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+def config_from_args(config_cls: type, args: argparse.Namespace, base: Any = None, **overrides: Any) -> Any:
+    """`base` (default: the class defaults) with every flag that was given."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
               if getattr(args, f.name, None) is not None}
-    return config_cls(**{**values, **overrides})
+    return dataclasses.replace(base or config_cls(), **values, **overrides)
 
 
 def parse_storage_options(text: str | None) -> dict[str, Any] | None:
@@ -108,8 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gan_augment.distributed import init_distributed, shutdown_distributed
     from gan_augment.train import train
 
-    model_config = config_from_args(ModelConfig, args)
-    train_config = config_from_args(TrainConfig, args)
+    seed = args.recipe == "seed-dcgan"
+    model_config = config_from_args(ModelConfig, args, ModelConfig.seed_dcgan() if seed else None)
+    train_config = config_from_args(TrainConfig, args, TrainConfig.seed_dcgan() if seed else None)
     # Under `torchrun --nproc-per-node G`, each process joins the group and trains one shard.
     distributed = init_distributed(train_config.device)
     try:
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", help="dataset name (default: SOURCE's last path component)")
     train.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                        help="continue from the newest compatible checkpoint (default: yes)")
+    train.add_argument("--recipe", choices=("default", "seed-dcgan"), default="default",
+                       help="the defaults the flags below change: the contrastive recipe measured best for few-label "
+                            "features (default), or the seed article's plain DCGAN")
     _add_storage_options(train)
     add_config_flags(train, ModelConfig, "model (ModelConfig)")
     add_config_flags(train, TrainConfig, "training (TrainConfig)")

@@ -141,8 +141,8 @@ class TrainConfig(_JsonConfig):
         epochs: passes over the data, used when `steps` is None.
         max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
             this long; None is no limit. A run stopped this way is not reproducible.
-        batch_size: real images per step.
-        fake_batch_size: generated images per step; None is `batch_size`.
+        batch_size: real images per D step.
+        fake_batch_size: generated images per D step; None is `batch_size`.
         lr: the generator's Adam learning rate (Radford et al. 2015: 2e-4).
         beta1, beta2: the generator's Adam betas (Radford et al. 2015: 0.5, 0.999).
         d_lr, d_beta1: the discriminator's Adam learning rate and first beta (its beta2 is
@@ -187,7 +187,7 @@ class TrainConfig(_JsonConfig):
     epochs: float | None = None
     max_seconds: float | None = None
     batch_size: int = 256
-    fake_batch_size: int | None = 64
+    fake_batch_size: int | None = 32
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -195,7 +195,7 @@ class TrainConfig(_JsonConfig):
     d_beta1: float = 0.9
     loss: str = "bce"
     gp_weight: float = 10.0
-    d_steps: int = 1
+    d_steps: int = 2
     unrolled_steps: int = 0
     concat_real_fake: bool = False
     diffaugment: str = ""
@@ -253,7 +253,7 @@ class TrainConfig(_JsonConfig):
     def seed_dcgan(cls, **overrides: Any) -> TrainConfig:
         """The seed article's training: plain non-saturating GAN, batch 64, Adam 2e-4 (0.5, 0.999)
         for both networks, no contrastive loss."""
-        return cls(**{"batch_size": 64, "fake_batch_size": None, "d_lr": 2e-4, "d_beta1": 0.5,
+        return cls(**{"batch_size": 64, "fake_batch_size": None, "d_lr": 2e-4, "d_beta1": 0.5, "d_steps": 1,
                       "contrastive_weight": 0.0, **overrides})
 
     @property

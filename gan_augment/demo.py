@@ -41,9 +41,8 @@ def run_demo(workdir: str, minutes: float = 3.0) -> TrainResult:
     out = os.path.abspath(os.path.join(workdir, "out"))
     write_digits(os.path.join(store, "digits"), images)
     print(f"sample store: {store}/digits ({len(images)} PNG digits)")
-    model_config = ModelConfig(image_size=32, channels=1, ngf=32, ndf=32)
-    train_config = TrainConfig(epochs=20, max_seconds=minutes * 60, log_every=25, sample_every=200,
-                               checkpoint_every=200)
+    model_config = ModelConfig(image_size=32, channels=1)  # the default recipe, cut to `minutes`
+    train_config = TrainConfig(max_seconds=minutes * 60, log_every=25, sample_every=200, checkpoint_every=200)
     result = train(os.path.join(store, "digits"), out, model_config, train_config, resume=False)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s "
           f"({result.images_per_second:.0f} img/s)")

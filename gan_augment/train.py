@@ -45,10 +45,10 @@ class TrainingDivergedError(RuntimeError):
 
 def auto_epochs(num_images: int) -> float:
     """Training length when neither steps nor epochs is given: 512,000 real images seen
-    (2,000 steps of the default batch of 256), and at least 5 passes over the data. For 4,000
-    images that is 128 epochs, where the few-label accuracy of D's features has flattened
-    (BENCHMARKS.md), in under 10 minutes on 2 CPU cores; a dataset of 100,000 images gets its
-    5 epochs (about 2,000 steps), which a GPU runs in minutes."""
+    (2,000 D steps of the default batch of 256, 1,000 G steps), and at least 5 passes over the
+    data. For 4,000 images that is 128 epochs, where the few-label accuracy of D's features has
+    flattened (BENCHMARKS.md), in under 10 minutes on 2 CPU cores; a dataset of 100,000 images
+    gets its 5 epochs (about 2,000 D steps), which a GPU runs in minutes."""
     return max(5.0, 512_000 / num_images)
 
 

@@ -46,6 +46,16 @@ def test_train_and_sample_on_a_png_folder(image_folder, tmp_path, capsys):
     assert grid.read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_seed_dcgan_recipe_is_one_flag_and_other_flags_still_apply(image_folder, tmp_path):
+    out = str(tmp_path / "out")
+    assert main(["train", image_folder, "--out", out, "--image-size", "16", "--channels", "1", "--recipe",
+                 "seed-dcgan", "--ngf", "8", "--ndf", "8", "--steps", "2", "--batch-size", "8"]) == 0
+    card = json.loads((tmp_path / "out" / "blobs" / "model" / "model.json").read_text())
+    assert card["train_config"]["contrastive_weight"] == 0 and card["train_config"]["d_lr"] == 2e-4
+    assert card["model_config"]["d_dropout"] == 0.25 and card["model_config"]["projection_dim"] == 0
+    assert card["model_config"]["ngf"] == 8 and card["train_config"]["batch_size"] == 8
+
+
 def test_failures_exit_non_zero_with_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path), "--image-size", "48"]) == 1
     err = capsys.readouterr().err.strip()

@@ -87,7 +87,7 @@ def test_two_gloo_ranks_stay_identical_and_only_rank_0_writes(image_folder, tmp_
     for key, value in model.discriminator.named_parameters():
         assert torch.equal(value, ranks[0]["discriminator"][key])
     card = read_model_card(os.path.join(out, "blobs", "model"))
-    assert card["world_size"] == 2 and card["steps"] == 4 and card["epochs"] == 4 * 4 * 2 / 24
+    assert card["world_size"] == 2 and card["steps"] == 4 and card["epochs"] == 4 * 4 * 2 * TRAINING.d_steps / 24
 
 
 def test_torchrun_launches_the_cli_on_two_processes(image_folder, tmp_path):

@@ -164,17 +164,19 @@ def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, t
     modes = []
     trainer.d_forward = lambda x: (modes.append(trainer.discriminator.training), trainer.discriminator(x))[1]
     trainer.train_step()
-    assert negatives == [4]
+    assert negatives == [4, 4]  # two D steps (the default d_steps), then one G step
     assert modes == [False] and trainer.discriminator.training  # eval for G's loss, then back to train
-    no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False)
+    no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False, d_steps=1)
     no_fakes.train_step()
-    assert negatives == [4, None]
+    assert negatives == [4, 4, None]
 
 
 def test_step_budget_resolution():
     assert resolve_steps(TrainConfig(steps=7), 1000) == 7
-    assert resolve_steps(TrainConfig(epochs=2, batch_size=100), 1000) == 20
-    assert resolve_steps(TrainConfig(batch_size=100), 1000) == round(auto_epochs(1000) * 10)
+    assert resolve_steps(TrainConfig(epochs=2, batch_size=100, d_steps=1), 1000) == 20
+    assert resolve_steps(TrainConfig(epochs=2, batch_size=100, d_steps=2), 1000) == 10  # G steps
+    assert resolve_steps(TrainConfig(batch_size=100, d_steps=1), 1000) == round(auto_epochs(1000) * 10)
+    assert resolve_steps(TrainConfig(), 4000) == 1000  # the recipe on ~4,000 images: 2,000 D steps
 
 
 def test_device_selection():
