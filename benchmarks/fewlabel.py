@@ -100,7 +100,7 @@ def _setup(threads: int) -> None:
 
 def train_ours(root: str, split: str, out: str, name: str, model: dict, train: dict, threads: int,
                ready: Any = None, go: Any = None, done: Any = None, indices: list[int] | None = None) -> dict:
-    """Train with the project's Trainer; returns steps and wall seconds. `indices` picks rows of
+    """Train with the project's Trainer; returns D steps and wall seconds. `indices` picks rows of
     the split's cache (per-class GANs)."""
     _setup(threads)
     cache, _ = load_split(root, split)
@@ -117,7 +117,8 @@ def train_ours(root: str, split: str, out: str, name: str, model: dict, train: d
     seconds = time.perf_counter() - started
     if done is not None:
         done.set()
-    return {"steps": result.steps, "seconds": seconds}
+    # D steps: what the SimCLR peer's steps compare with (each is one discriminator update)
+    return {"steps": result.steps * trainer.tc.d_steps, "seconds": seconds}
 
 
 def train_simclr(root: str, out: str, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
@@ -364,9 +365,9 @@ def main() -> None:
         model = load_model(os.path.join(out, f"recipe-{seed}", "model"))
         features = ours_features(model)
         ours_rows.append(probe(*features))
-        rows.append([f"SimCLR peer, seed {seed} ({run['simclr']['steps']} steps)",
+        rows.append([f"SimCLR peer, seed {seed} ({run['simclr']['steps']} steps, same wall-clock)",
                      *(fmt(r) for r in peer_rows[-1].values())])
-        rows.append([f"ours: default recipe, seed {seed} ({run['recipe']['steps']} steps, {run['recipe']['seconds']:.0f} s)",
+        rows.append([f"ours: default recipe, seed {seed} ({run['recipe']['steps']} D steps, {run['recipe']['seconds']:.0f} s)",
                      *(fmt(r) for r in ours_rows[-1].values())])
         if seed == 0:
             ours_pool_features = features[0]
@@ -415,7 +416,7 @@ def main() -> None:
         if args.steps is not None:  # a quick check: every run gets the same short budget
             ablations = {k: (m, dataclasses.replace(t, steps=args.steps)) for k, (m, t) in ablations.items()}
         names = list(ablations)
-        ablation_rows = [[f"ours: default recipe, seed 0 ({runs[0]['recipe']['steps']} steps)",
+        ablation_rows = [[f"ours: default recipe, seed 0 ({runs[0]['recipe']['steps']} D steps)",
                           *(fmt(r) for r in ours_rows[0].values())]]
         for pair in (names[:2], names[2:]):
             jobs = {name: (train_ours, dict(root=root, split="pool", out=out, name=f"ablation-{names.index(name)}",
@@ -424,7 +425,7 @@ def main() -> None:
             timing = run_pair(jobs)
             for name in pair:
                 trained = load_model(os.path.join(out, f"ablation-{names.index(name)}", "model"))
-                ablation_rows.append([f"{name} ({timing[name]['steps']} steps, {timing[name]['seconds']:.0f} s)",
+                ablation_rows.append([f"{name} ({timing[name]['steps']} D steps, {timing[name]['seconds']:.0f} s)",
                                       *(fmt(r) for r in probe(*ours_features(trained)).values())])
         ablation_table = markdown_table(header, ablation_rows)
         print(ablation_table)
@@ -482,7 +483,7 @@ def augmentation(args: argparse.Namespace, root: str, out: str, pool_images: tor
         rows.append([title, f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1):.1f}"])
     table = markdown_table(["small CNN trained on", f"test accuracy ({args.cnn_seeds} seeds)"], rows)
     return (f"Pseudo-labels of the pool from the 10-label probe on our D's features: "
-            f"{100 * pseudo_accuracy:.1f}% correct. Per-class GANs: the default recipe, {args.class_steps} steps "
+            f"{100 * pseudo_accuracy:.1f}% correct. Per-class GANs: the default recipe, {args.class_steps} G steps "
             f"each ({trained['pseudo']['seconds']:.0f} s for the ten pseudo-label GANs, "
             f"{trained['oracle']['seconds']:.0f} s for the ten oracle ones), {args.synthetic_per_class} synthetic "
             f"images per class; half of every CNN batch is synthetic.\n\n{table}")
@@ -493,7 +494,7 @@ def command(args: argparse.Namespace, *flags: str) -> str:
 
 
 def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, swd_table: str) -> str:
-    timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} steps in {run['recipe']['seconds']:.0f} s, "
+    timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} D steps in {run['recipe']['seconds']:.0f} s, "
                        f"the peer {run['simclr']['steps']} steps" for seed, run in enumerate(runs))
     return "\n\n".join([
         command(args),
@@ -505,6 +506,7 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
         f"when ours finishes, so both get the same wall-clock ({timing}). Test accuracy (%) of the few-label "
         f"linear probe (`probe.few_label_probe`, C by cross-validation on the labelled rows only) on the 1,000 "
         f"test digits, mean ± standard deviation over {args.draws} label draws; every row sees the same draws. "
+        "A step is one discriminator update (ours updates its generator every second one). "
         "The mean rows average the seeds' means (± their standard deviation).",
         features_table,
         "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer) against the 1,000 test digits; "
