@@ -121,42 +121,53 @@ def train_ours(root: str, split: str, out: str, name: str, model: dict, train: d
     return {"steps": result.steps * trainer.tc.d_steps, "seconds": seconds}
 
 
-def train_simclr(root: str, out: str, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
+class SimCLRPeer:
     """The peer: NT-Xent on D's projection head over two `random_view`s of each real image, the
     recipe's D optimiser (Adam 1e-3, betas 0.9/0.999), batch, precision and memory format, no
-    generator. Trains until `stop` is set; saves D's state dict to out/simclr-<seed>.pt."""
+    generator."""
+
+    def __init__(self, seed: int) -> None:
+        recipe = TrainConfig()
+        torch.manual_seed(seed)
+        _, discriminator = build_models(MODEL)
+        self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+        self.discriminator = discriminator.to(memory_format=self.memory_format).train()
+        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr,
+                                          betas=(recipe.d_beta1, recipe.beta2))
+        self.amp = recipe.amp and has_native_bf16(torch.device("cpu"))
+        self.temperature, self.batch_size = recipe.contrastive_temperature, recipe.batch_size
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def step(self, batch: torch.Tensor) -> None:
+        views = torch.cat([random_view(batch, self.rng), random_view(batch, self.rng)]).contiguous(
+            memory_format=self.memory_format)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
+            first, second = self.discriminator.project(self.discriminator.trunk(views)).chunk(2)
+            loss = nt_xent(first, second, self.temperature)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def train_simclr(root: str, out: str, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
+    """Train `SimCLRPeer` until `stop` is set; saves D's state dict to out/simclr-<seed>.pt."""
     _setup(threads)
     cache, _ = load_split(root, "pool")
-    recipe = TrainConfig()
-    torch.manual_seed(seed)
-    _, discriminator = build_models(MODEL)
-    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    discriminator = discriminator.to(memory_format=memory_format).train()
-    optimizer = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr, betas=(recipe.d_beta1, recipe.beta2))
-    amp = recipe.amp and has_native_bf16(torch.device("cpu"))
-    rng = torch.Generator().manual_seed(seed)
+    peer = SimCLRPeer(seed)
     images = to_model_range(cache.images)
-    steps, per_epoch = 0, len(images) // recipe.batch_size
+    steps, per_epoch, batch = 0, len(images) // peer.batch_size, peer.batch_size
     ready.set()
     go.wait()
     started = time.perf_counter()
     while not stop.is_set():
-        order = torch.randperm(len(images), generator=rng)
+        order = torch.randperm(len(images), generator=peer.rng)
         for i in range(per_epoch):
-            batch = images[order[i * recipe.batch_size:(i + 1) * recipe.batch_size]]
-            views = torch.cat([random_view(batch, rng), random_view(batch, rng)]).contiguous(
-                memory_format=memory_format)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                first, second = discriminator.project(discriminator.trunk(views)).chunk(2)
-                loss = nt_xent(first, second, recipe.contrastive_temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            peer.step(images[order[i * batch:(i + 1) * batch]])
             steps += 1
             if stop.is_set():
                 break
     seconds = time.perf_counter() - started
-    torch.save(discriminator.state_dict(), os.path.join(out, f"simclr-{seed}.pt"))
+    torch.save(peer.discriminator.state_dict(), os.path.join(out, f"simclr-{seed}.pt"))
     return {"steps": steps, "seconds": seconds}
 
 

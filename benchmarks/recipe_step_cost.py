@@ -25,12 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
-from gan_augment.augment import random_view  # noqa: E402
+from fewlabel import SimCLRPeer  # noqa: E402
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.data import ImageCache, to_model_range  # noqa: E402
-from gan_augment.devices import has_native_bf16  # noqa: E402
-from gan_augment.losses import nt_xent  # noqa: E402
-from gan_augment.models import build_models  # noqa: E402
 from gan_augment.train import Trainer  # noqa: E402
 
 SECTION = "Cost of a step of the default recipe (32x32x1, CPU)"
@@ -43,26 +40,9 @@ def recipe_step(cache: ImageCache, config: TrainConfig) -> tuple[Callable[[], No
 
 
 def simclr_step(cache: ImageCache) -> tuple[Callable[[], None], int]:
-    recipe = TrainConfig()
-    torch.manual_seed(0)
-    _, discriminator = build_models(MODEL)
-    discriminator = discriminator.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr, betas=(recipe.d_beta1, recipe.beta2))
-    images = to_model_range(cache.images[: recipe.batch_size])
-    amp = recipe.amp and has_native_bf16(torch.device("cpu"))
-    rng = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        views = torch.cat([random_view(images, rng), random_view(images, rng)]).contiguous(
-            memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            first, second = discriminator.project(discriminator.trunk(views)).chunk(2)
-            loss = nt_xent(first, second, recipe.contrastive_temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step, 1
+    peer = SimCLRPeer(seed=0)
+    images = to_model_range(cache.images[: peer.batch_size])
+    return lambda: peer.step(images), 1
 
 
 def main() -> None:
