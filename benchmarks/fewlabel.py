@@ -530,7 +530,8 @@ def ablations_report(args: argparse.Namespace, table: str) -> str:
     return "\n\n".join([
         command(args, "--ablations"),
         "One change to the default recipe per row, seed 0, the recipe's step budget (the plain DCGAN: its own "
-        "8 epochs), two trainings side by side; the same probe and draws as above.",
+        "8 epochs), two trainings side by side; the same probe and draws as above. The seconds are wall-clock "
+        "and depend on the machine's load; the budgets are fixed step counts.",
         table,
     ])
 
