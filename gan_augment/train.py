@@ -196,7 +196,9 @@ class Trainer:
             real = self._real_batch(self.step * tc.d_steps + i)
             z = torch.randn(tc.fakes_per_step, self.mc.latent_dim, device=self.device, generator=self.rng)
             with self.autocast():
-                fake = self.g_forward(z)  # (F, C, S, S)
+                # Only the last D step's fakes feed G's update; earlier ones need no graph.
+                with torch.set_grad_enabled(i == tc.d_steps - 1):
+                    fake = self.g_forward(z)  # (F, C, S, S)
                 if contrastive:
                     loss_con, real_logits, fake_logits, real_aug, fake_aug = self._discriminate_contrastive(
                         real, fake.detach())
