@@ -98,14 +98,12 @@ def _setup(threads: int) -> None:
 
 
 def train_ours(root: str, split: str, out: str, name: str, model: dict, train: dict, threads: int,
-               ready: Any = None, go: Any = None, done: Any = None, indices: list[int] | None = None) -> dict:
-    """Train with the project's Trainer; returns D steps and wall seconds. `indices` picks rows of
-    the split's cache (per-class GANs)."""
+               ready: Any = None, go: Any = None, done: Any = None, cache: ImageCache | None = None) -> dict:
+    """Train with the project's Trainer on the split (or on `cache`, already decoded); returns
+    D steps and wall seconds."""
     _setup(threads)
-    cache, _ = load_split(root, split)
-    if indices is not None:
-        cache = ImageCache(cache.images[indices].clone(), [cache.uris[i] for i in indices],
-                           f"{cache.fingerprint}-{name}", {})
+    if cache is None:
+        cache, _ = load_split(root, split)
     trainer = Trainer(cache, os.path.join(out, name, "model"), ModelConfig.from_dict(model),
                       TrainConfig.from_dict(train), dataset=name)
     if ready is not None:
@@ -265,23 +263,21 @@ def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticData
     return float((predicted == y_test).mean())
 
 
-def per_class_models(root: str, out: str, classes_of_pool: np.ndarray, tag: str, train: dict, threads: int) -> dict:
-    """Train one GAN per class on the pool rows of that class; returns {class: model dir}."""
-    models = {}
-    for label in range(10):
-        indices = np.flatnonzero(classes_of_pool == label).tolist()
-        name = f"{tag}-{label}"
-        train_ours(root, "pool", out, name, MODEL.to_dict(), train, threads, indices=indices)
-        models[label] = os.path.join(out, name, "model")
-    return models
-
-
 def per_class_job(root: str, out: str, classes: list[int], tag: str, train: dict, threads: int,
                   ready: Any, go: Any) -> dict:
+    """Train one GAN per class on the pool rows `classes` gives that class; returns
+    {"models": {class: model dir}, "seconds": ...}."""
+    _setup(threads)
+    pool, _ = load_split(root, "pool")  # decoded once for all ten
     ready.set()
     go.wait()
-    started = time.perf_counter()
-    models = per_class_models(root, out, np.asarray(classes), tag, train, threads)
+    started, models, classes_of_pool = time.perf_counter(), {}, np.asarray(classes)
+    for label in range(10):
+        rows = np.flatnonzero(classes_of_pool == label).tolist()
+        name = f"{tag}-{label}"
+        subset = ImageCache(pool.images[rows].clone(), [pool.uris[i] for i in rows], f"{pool.fingerprint}-{name}", {})
+        train_ours(root, "pool", out, name, MODEL.to_dict(), train, threads, cache=subset)
+        models[label] = os.path.join(out, name, "model")
     return {"models": models, "seconds": time.perf_counter() - started}
 
 
