@@ -413,8 +413,10 @@ def main() -> None:
     # (2) ablations: one change each, seed 0, the same step budget, two processes at a time
     if args.ablations:
         ablations = {
-            "recipe without fake negatives (contrastive + real/fake head only)": (
-                MODEL, dataclasses.replace(recipe, fake_negatives=False)),
+            "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": (
+                MODEL, dataclasses.replace(recipe, fake_contrastive_weight=0.0)),
+            "recipe without fakes in the contrastive losses (contrastive + real/fake head only)": (
+                MODEL, dataclasses.replace(recipe, fake_negatives=False, fake_contrastive_weight=0.0)),
             "recipe with GAN gradients into D's trunk": (MODEL, dataclasses.replace(recipe, detach_gan_head=False)),
             "recipe in fp32 (no bf16 autocast)": (MODEL, dataclasses.replace(recipe, amp=False)),
             "plain DCGAN: seed recipe, ngf = ndf = 32, 8 epochs": (
@@ -425,7 +427,7 @@ def main() -> None:
         names = list(ablations)
         ablation_rows = [[f"ours: default recipe, seed 0 ({runs[0]['recipe']['steps']} D steps)",
                           *(fmt(r) for r in ours_rows[0].values())]]
-        for pair in (names[:2], names[2:]):
+        for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
             jobs = {name: (train_ours, dict(root=root, split="pool", out=out, name=f"ablation-{names.index(name)}",
                                             model=ablations[name][0].to_dict(), train=ablations[name][1].to_dict(),
                                             threads=args.threads)) for name in pair}

@@ -57,6 +57,7 @@ def main() -> None:
     variants = {
         "SimCLR step (the peer in fewlabel.py)": simclr_step(cache),
         "**default recipe**: 32 fakes, G every 2nd D step": recipe_step(cache, TrainConfig()),
+        "default recipe without ContraD's loss on fakes": recipe_step(cache, TrainConfig(fake_contrastive_weight=0.0)),
         "32 fakes, G every D step": recipe_step(cache, TrainConfig(d_steps=1)),
         "64 fakes, G every 2nd D step": recipe_step(cache, TrainConfig(fake_batch_size=64)),
         "64 fakes, G every D step": recipe_step(cache, TrainConfig(fake_batch_size=64, d_steps=1)),

@@ -136,8 +136,9 @@ class TrainConfig(_JsonConfig):
     """One training run.
 
     Attributes:
-        steps: optimiser steps of D (and G); None derives them from `epochs`, or from the
-            dataset size when both are None (see `train.resolve_steps`).
+        steps: generator steps, each after `d_steps` discriminator steps; None derives them
+            from `epochs`, or from the dataset size when both are None (see
+            `train.resolve_steps`).
         epochs: passes over the data, used when `steps` is None.
         max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
             this long; None is no limit. A run stopped this way is not reproducible.
@@ -165,9 +166,9 @@ class TrainConfig(_JsonConfig):
         detach_gan_head: with the contrastive loss, the real/fake loss trains only D's final
             linear layer on the (detached) trunk, so D's features are shaped by the contrastive
             loss alone (ContraD); the generator still learns through the whole D.
-
-    The defaults are the recipe measured best for few-label features on small datasets
-    (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
+        fake_contrastive_weight: weight of ContraD's contrastive loss on generated images
+            (`losses.fake_contrastive`: all fakes one class, the real views its negatives);
+            0 is off.
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -181,6 +182,9 @@ class TrainConfig(_JsonConfig):
         keep_checkpoints: checkpoints kept besides the latest.
         nan_lr_factor: learning-rate multiplier applied after a non-finite loss rolls back.
         max_nan_rollbacks: rollbacks allowed before the run stops with an error.
+
+    The defaults are the recipe measured best for few-label features on small datasets
+    (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
     """
 
     steps: int | None = None
@@ -204,6 +208,7 @@ class TrainConfig(_JsonConfig):
     contrastive_temperature: float = 0.2
     fake_negatives: bool = True
     detach_gan_head: bool = True
+    fake_contrastive_weight: float = 1.0
     ema_decay: float = 0.999
     amp: bool = True
     channels_last: bool = True
@@ -238,6 +243,11 @@ class TrainConfig(_JsonConfig):
         _check_float(self, "gp_weight", 0.0, 1e6)
         _check_float(self, "contrastive_weight", 0.0, 1e3)
         _check_float(self, "contrastive_temperature", 0.0, 10.0, open_low=True)
+        _check_float(self, "fake_contrastive_weight", 0.0, 1e3)
+        if self.fake_contrastive_weight and self.contrastive_weight:
+            _check(self.fakes_per_step >= 2, self, "fake_batch_size", self.fake_batch_size,
+                   "at least 2 generated images per D step when fake_contrastive_weight > 0 (each fake's "
+                   "positives are the others)")
         _check_float(self, "ema_decay", 0.0, 1.0)
         _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
         _check_choice(self, "loss", LOSSES)

@@ -5,7 +5,8 @@
 - "hinge": Lim & Ye 2017 / Miyato et al. 2018.
 - "wgan-gp": Wasserstein critic with gradient penalty (Gulrajani et al. 2017).
 - Unrolled GAN (Metz et al. 2016): G's loss is taken against D after k look-ahead updates.
-- NT-Xent (Chen et al. 2020, SimCLR) for the discriminator's auxiliary contrastive loss.
+- NT-Xent (Chen et al. 2020, SimCLR) for the discriminator's auxiliary contrastive loss, and
+  ContraD's supervised contrastive loss on generated images (Jeong & Shin 2021).
 """
 
 from __future__ import annotations
@@ -116,3 +117,17 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float, negatives: Tensor | None
         batch = z1.shape[0]
         targets = torch.cat([torch.arange(batch, 2 * batch), torch.arange(0, batch)]).to(z.device)
         return F.cross_entropy(similarity, targets)
+
+
+def fake_contrastive(real: Tensor, fake: Tensor, temperature: float) -> Tensor:
+    """ContraD's loss on generated images (Jeong & Shin 2021, L_con^-), a supervised
+    contrastive loss in which "generated" is one class: each fake projection (F, D) has every
+    other fake as a positive and every real projection (R, D) as a negative."""
+    with torch.autocast(real.device.type, enabled=False):
+        fake, real = F.normalize(fake.float(), dim=1), F.normalize(real.float(), dim=1)
+        count = fake.shape[0]
+        self_pairs = torch.eye(count, dtype=torch.bool, device=fake.device)
+        logits = torch.cat([(fake @ fake.t() / temperature).masked_fill(self_pairs, float("-inf")),
+                            fake @ real.t() / temperature], 1)  # (F, F + R)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        return -(log_prob[:, :count].masked_fill(self_pairs, 0.0).sum(1) / (count - 1)).mean()

@@ -28,7 +28,7 @@ from gan_augment.devices import has_native_bf16, select_device
 from gan_augment.data import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
 from gan_augment.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
-from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
+from gan_augment.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
 from gan_augment.models import build_models
 from gan_augment.progress import Progress
@@ -170,16 +170,23 @@ class Trainer:
     def _discriminate_contrastive(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The contrastive recipe's D pass: two random views of the real batch and one of the
         fakes go through D's trunk together; NT-Xent on the projections of the real views
-        (with the fakes as extra negatives) shapes the trunk, and the real/fake logits come from
+        (with the fakes as extra negatives) and ContraD's loss on the fakes (all of them one
+        class, apart from every real view) shape the trunk, and the real/fake logits come from
         the first real view and the fakes. Returns (contrastive loss, real logits, fake logits,
         real GAN input, fake GAN input)."""
         tc, batch = self.tc, real.shape[0]
         real_in, fake_in = self._augment(self._view(real)), self._augment(self._view(fake))
         trunk = self.discriminator.trunk(torch.cat([real_in, self._view(real), fake_in]))  # (2B + F, T)
         real_trunk, fake_trunk = trunk[: 2 * batch], trunk[2 * batch:]
-        negatives = self.discriminator.project(fake_trunk) if tc.fake_negatives else None
-        first, second = self.discriminator.project(real_trunk).chunk(2)
-        loss_con = nt_xent(first, second, tc.contrastive_temperature, negatives)
+        fake_projection = self.discriminator.project(fake_trunk) \
+            if tc.fake_negatives or tc.fake_contrastive_weight else None
+        real_projection = self.discriminator.project(real_trunk)
+        first, second = real_projection.chunk(2)
+        loss_con = nt_xent(first, second, tc.contrastive_temperature,
+                           fake_projection if tc.fake_negatives else None)
+        if tc.fake_contrastive_weight:
+            loss_con = loss_con + tc.fake_contrastive_weight * fake_contrastive(
+                real_projection, fake_projection, tc.contrastive_temperature)
         gan_real, gan_fake = real_trunk[:batch], fake_trunk
         if tc.detach_gan_head:
             gan_real, gan_fake = gan_real.detach(), gan_fake.detach()

@@ -40,6 +40,8 @@ def test_unknown_key_names_it():
         (TrainConfig, {"d_lr": 0.0}, "d_lr"),
         (TrainConfig, {"fake_batch_size": 0}, "fake_batch_size"),
         (TrainConfig, {"fake_negatives": 1}, "fake_negatives"),
+        (TrainConfig, {"fake_batch_size": 1}, "fake_batch_size"),  # ContraD's loss on fakes needs two
+        (TrainConfig, {"fake_contrastive_weight": -1.0}, "fake_contrastive_weight"),
     ],
 )
 def test_impossible_values_name_the_field(cls, kwargs, field):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_augment.losses import (discriminator_loss, generator_loss, gradient_penalty, nt_xent,
+from gan_augment.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
 
 
@@ -104,6 +104,33 @@ def test_nt_xent_runs_in_fp32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = nt_xent(z1.bfloat16(), z2.bfloat16(), 0.2)
     assert loss.dtype == torch.float32
+
+
+def test_fake_contrastive_is_supervised_contrastive_with_fakes_as_one_class():
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 8), torch.randn(3, 8)
+    r, f = nn.functional.normalize(real, dim=1), nn.functional.normalize(fake, dim=1)
+    expected = 0.0
+    for i in range(3):  # Khosla et al. 2020, L_out: average log-probability of each positive
+        others = [j for j in range(3) if j != i]
+        logits = torch.cat([f[i] @ f[others].t(), f[i] @ r.t()]) / 0.5
+        expected -= torch.log_softmax(logits, 0)[: len(others)].mean() / 3
+    assert fake_contrastive(real, fake, 0.5).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_fake_contrastive_is_low_when_fakes_cluster_apart_from_reals():
+    torch.manual_seed(0)
+    direction = torch.randn(1, 8)
+    clustered = fake_contrastive(-direction + 0.01 * torch.randn(6, 8), direction + 0.01 * torch.randn(4, 8), 0.2)
+    mixed = fake_contrastive(torch.randn(6, 8), torch.randn(4, 8), 0.2)
+    assert clustered.item() < mixed.item()
+    assert clustered.item() == pytest.approx(math.log(3), abs=1e-2)  # 3 equal positives, no real competes
+
+
+def test_fake_contrastive_runs_in_fp32_under_autocast():
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fake_contrastive(torch.randn(4, 8).bfloat16(), torch.randn(3, 8).bfloat16(), 0.2)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
 def test_gradient_penalty_pairs_batches_of_different_sizes():

@@ -171,6 +171,26 @@ def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, t
     assert negatives == [4, 4, None]
 
 
+def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder, tmp_path, tiny_model_config,
+                                                                     monkeypatch):
+    calls, real_fake_contrastive = [], train_module.fake_contrastive
+
+    def spy(real, fake, temperature):
+        calls.append((real.shape[0], fake.shape[0]))
+        return real_fake_contrastive(real, fake, temperature)
+
+    monkeypatch.setattr(train_module, "fake_contrastive", spy)
+    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, d_steps=1)
+    real = trainer._real_batch(0)
+    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
+    loss, *_ = trainer._discriminate_contrastive(real, fake)
+    loss.backward()
+    assert calls == [(2 * real.shape[0], 4)]
+    off = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
+    off._discriminate_contrastive(real, fake)
+    assert len(calls) == 1
+
+
 def test_step_budget_resolution():
     assert resolve_steps(TrainConfig(steps=7), 1000) == 7
     assert resolve_steps(TrainConfig(epochs=2, batch_size=100, d_steps=1), 1000) == 20
