@@ -439,14 +439,16 @@ def main() -> None:
         ablation_table = markdown_table(header, ablation_rows)
         print(ablation_table)
         if not args.no_write:
-            write_section(section(args, SECTION_ABLATIONS), ablations_report(args, ablation_table))
+            write_section(section(args, SECTION_ABLATIONS),
+                          part_report(args, "--ablations", ABLATIONS_TEXT, ablation_table))
 
     # (3) per-class augmentation
     if args.augmentation:
         augmentation_table = augmentation(args, root, out, pool_images, y_pool, test_images, y_test, ours_pool_features)
         print(augmentation_table)
         if not args.no_write:
-            write_section(section(args, SECTION_AUGMENTATION), augmentation_report(args, augmentation_table))
+            write_section(section(args, SECTION_AUGMENTATION),
+                          part_report(args, "--augmentation", AUGMENTATION_TEXT, augmentation_table))
 
 
 def augmentation(args: argparse.Namespace, root: str, out: str, pool_images: torch.Tensor, y_pool: np.ndarray,
@@ -532,24 +534,19 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
     ])
 
 
-def ablations_report(args: argparse.Namespace, table: str) -> str:
-    return "\n\n".join([
-        command(args, "--ablations"),
-        "One change to the default recipe per row, seed 0, the recipe's step budget (the plain DCGAN: its own "
-        "8 epochs), two trainings side by side; the same probe and draws as above. The seconds are wall-clock "
-        "and depend on the machine's load; the budgets are fixed step counts.",
-        table,
-    ])
+ABLATIONS_TEXT = (
+    "One change to the default recipe per row, seed 0, the recipe's step budget (the plain DCGAN: its own "
+    "8 epochs), two trainings side by side; the same probe and draws as above. The seconds are wall-clock "
+    "and depend on the machine's load; the budgets are fixed step counts.")
+AUGMENTATION_TEXT = (
+    "A small CNN (two conv blocks, dropout, linear) on 10 labelled images per class (draw 0), Adam 1e-3, "
+    "400 steps of 64, alone or with `SyntheticDataset({class: model})` through a DataLoader over "
+    "`ConcatDataset([real, synthetic])`.")
 
 
-def augmentation_report(args: argparse.Namespace, table: str) -> str:
-    return "\n\n".join([
-        command(args, "--augmentation"),
-        "A small CNN (two conv blocks, dropout, linear) on 10 labelled images per class (draw 0), Adam 1e-3, "
-        "400 steps of 64, alone or with `SyntheticDataset({class: model})` through a DataLoader over "
-        "`ConcatDataset([real, synthetic])`.",
-        table,
-    ])
+def part_report(args: argparse.Namespace, flag: str, text: str, table: str) -> str:
+    """The section of an optional part: its command, what it measures, its table."""
+    return "\n\n".join([command(args, flag), text, table])
 
 
 if __name__ == "__main__":
