@@ -32,8 +32,8 @@ from common import machine_line, markdown_table, median, set_threads, write_sect
 from gan_augment import export_features, export_samples, extract_features, scan_store  # noqa: E402
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.demo import load_mnist, write_digits  # noqa: E402
-from gan_augment.fsio import join_url  # noqa: E402
-from gan_augment.refresh import refresh_model  # noqa: E402
+from gan_augment.io.fsio import join_url  # noqa: E402
+from gan_augment.training.refresh import refresh_model  # noqa: E402
 from pipelines.dark_data import dark_data  # noqa: E402
 
 SECTION = "Pipeline overhead (dark-data flow vs direct library calls)"

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gan_augment.config import DEVICES, POOLINGS, FeatureProtocol, ModelConfig, TrainConfig
-from gan_augment.fsio import join_url, parent_url, redact_url
-from gan_augment.progress import Progress
+from gan_augment.io.fsio import join_url, parent_url, redact_url
+from gan_augment.io.progress import Progress
 
 log = logging.getLogger("gan_augment")
 
@@ -93,7 +93,7 @@ def _add_storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from gan_augment.store import scan_store
+    from gan_augment.scan.store import scan_store
 
     result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
                         storage_options=parse_storage_options(args.storage_options),
@@ -106,8 +106,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gan_augment.distributed import init_distributed, shutdown_distributed
-    from gan_augment.train import train
+    from gan_augment.training.distributed import init_distributed, shutdown_distributed
+    from gan_augment.training.trainer import train
 
     seed = args.recipe == "seed-dcgan"
     model_config = config_from_args(ModelConfig, args, ModelConfig.seed_dcgan() if seed else None)
@@ -144,12 +144,12 @@ def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from gan_augment.data import to_model_range
-    from gan_augment.export import export_samples
-    from gan_augment.fsio import atomic_write_bytes
-    from gan_augment.synthetic import SyntheticDataset
-    from gan_augment.devices import select_device
-    from gan_augment.visualize import sample_grid_png
+    from gan_augment.scan.cache import to_model_range
+    from gan_augment.export.tables import export_samples
+    from gan_augment.io.fsio import atomic_write_bytes
+    from gan_augment.export.synthetic import SyntheticDataset
+    from gan_augment.gan.devices import select_device
+    from gan_augment.gan.visualize import sample_grid_png
 
     options, device = parse_storage_options(args.storage_options), select_device(args.device)
     if args.out.lower().endswith(".png"):
@@ -166,11 +166,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from gan_augment.checkpoint import resolve_model_location
+    from gan_augment.gan.checkpoint import resolve_model_location
     from gan_augment.config import FeatureProtocol
-    from gan_augment.export import export_features
-    from gan_augment.features import extract_features
-    from gan_augment.devices import select_device
+    from gan_augment.export.tables import export_features
+    from gan_augment.export.features import extract_features
+    from gan_augment.gan.devices import select_device
 
     options = parse_storage_options(args.storage_options)
     protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
@@ -195,8 +195,8 @@ def _parse_ints(text: str) -> tuple[int, ...]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gan_augment.evaluate import evaluate_model, format_table, read_labels
-    from gan_augment.devices import select_device
+    from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
+    from gan_augment.gan.devices import select_device
 
     options = parse_storage_options(args.storage_options)
     labels = read_labels(args.labels, options) if args.labels else None

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.train import TrainResult, train
+from gan_augment.training.trainer import TrainResult, train
 
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray]:

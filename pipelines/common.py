@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 
-from gan_augment.fsio import is_transient, join_url
+from gan_augment.io.fsio import is_transient, join_url
 
 # fsspec option names that carry secrets. Flow parameters are stored in the Prefect database
 # and shown in the UI, so credentials must come from the environment (AWS_* variables, an AWS

@@ -16,10 +16,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from gan_augment import export_features, export_samples, extract_features
-from gan_augment.checkpoint import read_model_card
-from gan_augment.export import ExportResult
-from gan_augment.fsio import atomic_write_bytes, basename, join_url, read_bytes, redact_url, remove
-from gan_augment.store import validate_dataset_name
+from gan_augment.gan.checkpoint import read_model_card
+from gan_augment.export.tables import ExportResult
+from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, read_bytes, redact_url, remove
+from gan_augment.scan.store import validate_dataset_name
 from pipelines.common import IO_TASK, check_storage_options, model_dir_url
 
 

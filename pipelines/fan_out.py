@@ -20,7 +20,7 @@ from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.states import State
 
-from gan_augment.checkpoint import read_model_card
+from gan_augment.gan.checkpoint import read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
 from pipelines.common import IO_TASK, model_dir_url, training_summary
 from pipelines.train_dataset import train_dataset

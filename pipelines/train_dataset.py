@@ -2,7 +2,7 @@
 
 Skipped when the model card already records the current data fingerprint and config; resumed
 from the newest checkpoint when a previous run crashed (both come from
-`gan_augment.refresh.refresh_model`).
+`gan_augment.training.refresh.refresh_model`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.fsio import join_url, read_bytes
-from gan_augment.refresh import refresh_model
-from gan_augment.store import validate_dataset_name
+from gan_augment.io.fsio import join_url, read_bytes
+from gan_augment.training.refresh import refresh_model
+from gan_augment.scan.store import validate_dataset_name
 from pipelines.artifacts import TrainingProgress, training_markdown
 from pipelines.common import GPU_TAG, IO_TASK, artifact_key, check_storage_options, training_summary
 

@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 from PIL import ExifTags, Image
 
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.testing import s3_client, s3_storage_options, start_moto_server
+from gan_augment.testing.servers import s3_client, s3_storage_options, start_moto_server
 
 # Tiny models gain nothing from intra-op threads, and OpenMP threads that spin-wait against
 # other processes (a Prefect server, a moto server) make every step much slower.
@@ -44,7 +44,7 @@ def tiny_train_config() -> TrainConfig:
 def trained_model_dir(tmp_path_factory) -> str:
     """OUT/blobs/model of a tiny DCGAN trained for 6 steps on 24 grayscale blobs; shared by the
     session, so treat it as read-only."""
-    from gan_augment.train import train
+    from gan_augment.training.trainer import train
 
     root = tmp_path_factory.mktemp("trained")
     source = str(root / "store" / "blobs")
@@ -101,8 +101,8 @@ def write_random_model(model_dir: str, config: ModelConfig, dataset: str = "rand
     """Save untrained networks of `config` as a model directory. Weights are drawn N(0, weight_std)
     instead of the DCGAN init's N(0, 0.02), so that samples vary visibly from pixel to pixel and
     from sample to sample (a near-constant image would make equality checks vacuous)."""
-    from gan_augment.checkpoint import save_model
-    from gan_augment.models import build_models
+    from gan_augment.gan.checkpoint import save_model
+    from gan_augment.gan.models import build_models
 
     torch.manual_seed(seed)
     generator, discriminator = build_models(config)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gan_augment.augment import color, cutout, diff_augment, random_view, translation
+from gan_augment.gan.augment import color, cutout, diff_augment, random_view, translation
 
 
 def _images():

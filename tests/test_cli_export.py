@@ -10,9 +10,9 @@ import pytest
 
 from conftest import write_png_folder
 from gan_augment.cli import main
-from gan_augment.parquet import read_features, read_synthetic
-from gan_augment.synthetic import SyntheticDataset
-from gan_augment.visualize import encode_png
+from gan_augment.io.parquet import read_features, read_synthetic
+from gan_augment.export.synthetic import SyntheticDataset
+from gan_augment.gan.visualize import encode_png
 
 
 def test_sample_writes_the_synthetic_table_of_the_dataset(trained_model_dir, tmp_path, capsys):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import bad_inputs, encode, noise_image, write_png_folder
 
-from gan_augment.checkpoint import read_model_card
-from gan_augment.data import build_cache, iter_images
-from gan_augment.store import scan_store
-from gan_augment.train import train
+from gan_augment.gan.checkpoint import read_model_card
+from gan_augment.scan.cache import build_cache, iter_images
+from gan_augment.scan.store import scan_store
+from gan_augment.training.trainer import train
 
 INPUTS = bad_inputs()
 GOOD = sorted(name for name, (_, status) in INPUTS.items() if status == "ok")
@@ -36,7 +36,7 @@ def test_cache_keeps_only_good_images(store):
 
 
 def test_cache_matches_a_plain_decode_loop(tmp_path):
-    from gan_augment.images import decode_image
+    from gan_augment.scan.images import decode_image
 
     folder = tmp_path / "ds"
     paths = write_png_folder(str(folder), 12, size=24, channels=3)
@@ -127,7 +127,7 @@ def test_training_reads_each_object_once_and_skips_bad_ones(tmp_path, read_log, 
 
 
 def test_batch_sampler_is_a_pure_function_of_seed_and_step():
-    from gan_augment.data import BatchSampler
+    from gan_augment.scan.cache import BatchSampler
 
     sampler = BatchSampler(10, 4, seed=3)
     batches = [sampler.indices(step) for step in range(5)]  # 20 indices: two whole epochs

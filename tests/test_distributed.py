@@ -11,11 +11,11 @@ import sys
 import torch
 import torch.multiprocessing as mp
 
-from gan_augment.checkpoint import load_model, read_model_card
+from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.data import BatchSampler, build_cache
-from gan_augment.distributed import DistributedContext, ShardedBatchSampler, init_distributed, shutdown_distributed
-from gan_augment.train import Trainer
+from gan_augment.scan.cache import BatchSampler, build_cache
+from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler, init_distributed, shutdown_distributed
+from gan_augment.training.trainer import Trainer
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
 TRAINING = TrainConfig(steps=4, batch_size=4, log_every=2, checkpoint_every=2, sample_every=4, seed=0, device="cpu")

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import write_png_folder
-from gan_augment.checkpoint import load_model, read_model_card
+from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.cli import main
-from gan_augment.evaluate import evaluate_model, format_table, read_labels
+from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
 
 
 class Pooled(nn.Module):
@@ -76,7 +76,7 @@ def test_the_probe_runs_on_labelled_images(model_dir, source):
 
 
 def test_an_in_memory_model_and_images(random_model_dir, source):
-    from gan_augment.data import build_cache
+    from gan_augment.scan.cache import build_cache
 
     images = build_cache(source, 16, 1).images
     model = load_model(random_model_dir)

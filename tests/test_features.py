@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import write_png_folder
-from gan_augment.checkpoint import load_model
+from gan_augment.gan.checkpoint import load_model
 from gan_augment.config import FeatureProtocol
-from gan_augment.data import build_cache, to_model_range
-from gan_augment.features import _window_max, discriminator_features, extract_features, feature_dim
+from gan_augment.scan.cache import build_cache, to_model_range
+from gan_augment.export.features import _window_max, discriminator_features, extract_features, feature_dim
 
 
 @pytest.fixture
@@ -136,9 +136,9 @@ def test_features_follow_the_manifest_beside_the_model(tmp_path, image_folder, t
 
     from gan_augment.cli import main
     from gan_augment.config import TrainConfig
-    from gan_augment.parquet import read_table, write_table
-    from gan_augment.store import scan_store
-    from gan_augment.train import train
+    from gan_augment.io.parquet import read_table, write_table
+    from gan_augment.scan.store import scan_store
+    from gan_augment.training.trainer import train
 
     out = str(tmp_path / "out")
     scan_store(os.path.dirname(image_folder), out=out)

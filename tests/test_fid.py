@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import blob_tensor
-from gan_augment.data import to_model_range
-from gan_augment.fid import fid_kid, load_inception
+from gan_augment.scan.cache import to_model_range
+from gan_augment.evaluate.fid import fid_kid, load_inception
 
 
 class MeanPool(nn.Module):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from gan_augment import fsio
-from gan_augment.fsio import concurrent_fs, is_transient, parallel_map, retry
+from gan_augment.io import fsio
+from gan_augment.io.fsio import concurrent_fs, is_transient, parallel_map, retry
 
 
 def test_parallel_map_returns_every_result_in_either_order():

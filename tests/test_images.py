@@ -10,7 +10,7 @@ import pytest
 from conftest import bad_inputs, encode, exif_rotated_jpeg, noise_image, png_with_header
 from PIL import Image
 
-from gan_augment.images import ImageRejected, decode_image, probe_image, sniff_format
+from gan_augment.scan.images import ImageRejected, decode_image, probe_image, sniff_format
 
 INPUTS = bad_inputs()
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_augment.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
+from gan_augment.gan.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_augment.config import ModelConfig
-from gan_augment.models import Discriminator, Generator, UpsampleConv2d, build_models, init_weights
+from gan_augment.gan.models import Discriminator, Generator, UpsampleConv2d, build_models, init_weights
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 128, 256])

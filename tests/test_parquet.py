@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gan_augment.fsio import atomic_open, get_fs
-from gan_augment.parquet import (features_table, gan_augment_metadata, read_features, read_gan_augment_metadata,
+from gan_augment.io.fsio import atomic_open, get_fs
+from gan_augment.io.parquet import (features_table, gan_augment_metadata, read_features, read_gan_augment_metadata,
                                  read_synthetic, synthetic_table, write_features, write_parts, write_synthetic)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 
 from gan_augment.config import TrainConfig
-from gan_augment.refresh import refresh_model, stale_reason
+from gan_augment.training.refresh import refresh_model, stale_reason
 
 
 def test_skips_an_up_to_date_model_even_when_the_trainer_adjusted_its_config(

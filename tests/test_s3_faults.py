@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import bad_inputs
 
-from gan_augment.data import build_cache
-from gan_augment.store import scan_store
-from gan_augment.testing import FaultProxy, s3_client, s3_storage_options
+from gan_augment.scan.cache import build_cache
+from gan_augment.scan.store import scan_store
+from gan_augment.testing.servers import FaultProxy, s3_client, s3_storage_options
 
 COLUMNS = ["uri", "size_bytes", "etag_or_hash", "format", "mode", "width", "height", "status", "error",
            "content_hash", "duplicate_of"]

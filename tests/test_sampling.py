@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_augment.checkpoint import load_model
-from gan_augment.sampling import generate_block, sample_noise, sample_seed
+from gan_augment.gan.checkpoint import load_model
+from gan_augment.gan.sampling import generate_block, sample_noise, sample_seed
 
 
 def test_sample_seed_is_invertible_and_bounded():

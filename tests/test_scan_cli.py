@@ -12,8 +12,8 @@ import fsspec
 from conftest import bad_inputs
 
 from gan_augment.cli import main
-from gan_augment.parquet import read_manifest
-from gan_augment.testing import TEST_CREDENTIALS, s3_storage_options
+from gan_augment.io.parquet import read_manifest
+from gan_augment.testing.servers import TEST_CREDENTIALS, s3_storage_options
 
 
 def test_scan_prints_a_table_and_succeeds_with_bad_objects(tmp_path, capsys):

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from conftest import TINY_MODEL, write_random_model
-from gan_augment.checkpoint import UnsafeFileError, load_model
+from gan_augment.gan.checkpoint import UnsafeFileError, load_model
 from gan_augment.config import ModelConfig
-from gan_augment.sampling import sample_seed
-from gan_augment.synthetic import SyntheticDataset
+from gan_augment.gan.sampling import sample_seed
+from gan_augment.export.synthetic import SyntheticDataset
 
 
 def test_items_are_pure_in_model_seed_and_index(random_model_dir):
@@ -50,7 +50,7 @@ def test_same_items_in_another_process_and_in_dataloader_workers(random_model_di
     ds = SyntheticDataset(random_model_dir, num_samples=70, seed=5, block_size=32, output="uint8")
     expected = ds.images(range(70))
     script = (
-        "import sys, torch; from gan_augment.synthetic import SyntheticDataset; "
+        "import sys, torch; from gan_augment.export.synthetic import SyntheticDataset; "
         "ds = SyntheticDataset(sys.argv[1], num_samples=70, seed=5, block_size=32, output='uint8'); "
         "sys.stdout.buffer.write(torch.stack([ds[i] for i in (69, 0, 33)]).numpy().tobytes())"
     )

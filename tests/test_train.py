@@ -6,13 +6,13 @@ import os
 import pytest
 import torch
 
-from gan_augment.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
+from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
 from gan_augment.config import TrainConfig
-from gan_augment.devices import select_device
-from gan_augment.train import TrainingDivergedError, auto_epochs, resolve_steps, train
+from gan_augment.gan.devices import select_device
+from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
 
-# `gan_augment.train` the attribute is the public function; the module is patched through sys.modules.
-train_module = importlib.import_module("gan_augment.train")
+# `gan_augment.training.trainer` the attribute is the public function; the module is patched through sys.modules.
+train_module = importlib.import_module("gan_augment.training.trainer")
 
 
 def _state_of(model_dir):
@@ -135,8 +135,8 @@ def test_time_budget_stops_cleanly(image_folder, tmp_path, tiny_model_config):
 
 
 def _trainer(image_folder, tmp_path, model_config, **train):
-    from gan_augment.data import build_cache
-    from gan_augment.train import Trainer
+    from gan_augment.scan.cache import build_cache
+    from gan_augment.training.trainer import Trainer
     cache = build_cache(image_folder, model_config.image_size, model_config.channels)
     return Trainer(cache, str(tmp_path / "model"), model_config, TrainConfig(batch_size=8, **train), dataset="blobs")
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from gan_augment.checkpoint import list_checkpoints, read_model_card
+from gan_augment.gan.checkpoint import list_checkpoints, read_model_card
 from pipelines import artifacts as artifacts_module
 from pipelines.train_dataset import train_dataset
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 import numpy as np
 
-from gan_augment.fsio import redact_url, retry
-from gan_augment.images import DEFAULT_MAX_PIXELS, TAIL_BYTES, ImageRejected, Probe, decode_image, probe_image
+from gan_augment.io.fsio import redact_url, retry
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS, TAIL_BYTES, ImageRejected, Probe, decode_image, probe_image
 
 if TYPE_CHECKING:
-    from gan_augment.store import ImageObject
+    from gan_augment.scan.store import ImageObject
 
 log = logging.getLogger(__name__)
 

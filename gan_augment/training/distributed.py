@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from gan_augment.data import BatchSampler
+from gan_augment.scan.cache import BatchSampler
 
 
 @dataclass(frozen=True)

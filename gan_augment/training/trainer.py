@@ -20,20 +20,20 @@ import torch
 from torch import Tensor
 
 from gan_augment import __version__
-from gan_augment.augment import diff_augment, random_view
-from gan_augment.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
+from gan_augment.gan.augment import diff_augment, random_view
+from gan_augment.gan.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
                                     save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.devices import has_native_bf16, select_device
-from gan_augment.data import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
-from gan_augment.distributed import DistributedContext, ShardedBatchSampler
-from gan_augment.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
-from gan_augment.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
+from gan_augment.gan.devices import has_native_bf16, select_device
+from gan_augment.scan.cache import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
+from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
+from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
+from gan_augment.gan.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
                                 unrolled_generator_loss)
-from gan_augment.models import build_models
-from gan_augment.progress import Progress
-from gan_augment.store import validate_dataset_name
-from gan_augment.visualize import loss_curve_png, sample_grid_png
+from gan_augment.gan.models import build_models
+from gan_augment.io.progress import Progress
+from gan_augment.scan.store import validate_dataset_name
+from gan_augment.gan.visualize import loss_curve_png, sample_grid_png
 
 log = logging.getLogger(__name__)
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")

@@ -17,12 +17,12 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from gan_augment.checkpoint import TrainedModel, as_trained_model
-from gan_augment.data import to_model_range
-from gan_augment.fsio import redact_url
-from gan_augment.models import inference_copy
-from gan_augment.parquet import read_synthetic
-from gan_augment.sampling import BLOCK_SIZE, generate_block, sample_seed
+from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
+from gan_augment.scan.cache import to_model_range
+from gan_augment.io.fsio import redact_url
+from gan_augment.gan.models import inference_copy
+from gan_augment.io.parquet import read_synthetic
+from gan_augment.gan.sampling import BLOCK_SIZE, generate_block, sample_seed
 
 CACHE_BYTES = 256 * 2**20
 OUTPUTS = ("float", "signed", "uint8", "pil")

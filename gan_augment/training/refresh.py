@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gan_augment.checkpoint import MODEL_FILE, read_model_card
+from gan_augment.gan.checkpoint import MODEL_FILE, read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.data import build_cache
-from gan_augment.fsio import basename, exists, join_url
-from gan_augment.store import validate_dataset_name
-from gan_augment.train import Trainer, TrainResult, effective_model_config, resolve_steps
+from gan_augment.scan.cache import build_cache
+from gan_augment.io.fsio import basename, exists, join_url
+from gan_augment.scan.store import validate_dataset_name
+from gan_augment.training.trainer import Trainer, TrainResult, effective_model_config, resolve_steps
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gan_augment import __version__
-from gan_augment.fsio import atomic_open, atomic_write_bytes, get_fs, join_url, redact_url, retry, to_url
+from gan_augment.io.fsio import atomic_open, atomic_write_bytes, get_fs, join_url, redact_url, retry, to_url
 
 METADATA_KEY = b"gan_augment"
 

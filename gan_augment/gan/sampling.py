@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gan_augment.models import Generator
-from gan_augment.visualize import images_to_uint8
+from gan_augment.gan.models import Generator
+from gan_augment.gan.visualize import images_to_uint8
 
 BLOCK_SIZE = 256
 _INDEX_BITS = 32

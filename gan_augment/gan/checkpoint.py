@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from gan_augment.config import ModelConfig
-from gan_augment.fsio import parent_url, atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, remove, retry
-from gan_augment.models import Discriminator, Generator
+from gan_augment.io.fsio import parent_url, atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, remove, retry
+from gan_augment.gan.models import Discriminator, Generator
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from gan_augment.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
-from gan_augment.images import DEFAULT_MAX_PIXELS
-from gan_augment.manifest import apply_verdicts
-from gan_augment.objects import DEFAULT_MAX_BYTES, DecodedImage, decode_object
-from gan_augment.parquet import read_manifest
-from gan_augment.store import ImageObject, list_images
+from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.manifest import apply_verdicts
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, decode_object
+from gan_augment.io.parquet import read_manifest
+from gan_augment.scan.store import ImageObject, list_images
 
 log = logging.getLogger(__name__)
 

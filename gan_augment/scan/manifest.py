@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from gan_augment.parquet import read_gan_augment_metadata
+from gan_augment.io.parquet import read_gan_augment_metadata
 
 if TYPE_CHECKING:
-    from gan_augment.images import Probe
-    from gan_augment.store import ImageObject
+    from gan_augment.scan.images import Probe
+    from gan_augment.scan.store import ImageObject
 
 _PLAIN_MD5_ETAG = re.compile(r"etag:[0-9a-f]{32}")
 

@@ -23,12 +23,12 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from gan_augment.fsio import concurrent_fs, get_fs, join_url, parallel_map, redact_url, retry, to_url
-from gan_augment.images import DEFAULT_MAX_PIXELS
-from gan_augment.manifest import (DatasetScan, ScanResult, mark_duplicates, new_row, plan_scan, rows_to_hash,
+from gan_augment.io.fsio import concurrent_fs, get_fs, join_url, parallel_map, redact_url, retry, to_url
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.manifest import (DatasetScan, ScanResult, mark_duplicates, new_row, plan_scan, rows_to_hash,
                                   same_limits)
-from gan_augment.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
-from gan_augment.parquet import manifest_table, read_manifest, write_manifest
+from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
+from gan_augment.io.parquet import manifest_table, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from gan_augment.progress import Progress
+from gan_augment.io.progress import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
