@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, median, set_threads, timed, write_section  # noqa: E402
 from gan_augment.gan.checkpoint import load_model, save_model  # noqa: E402
 from gan_augment.config import ModelConfig  # noqa: E402
-from gan_augment.scan.cache import to_model_range  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
 from gan_augment.export.tables import export_samples  # noqa: E402
 from gan_augment.export.features import extract_features  # noqa: E402
 from gan_augment.gan.models import build_models  # noqa: E402

@@ -50,7 +50,8 @@ from common import machine_line, markdown_table, set_threads, write_section  # n
 from gan_augment.gan.augment import random_view  # noqa: E402
 from gan_augment.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.scan.cache import ImageCache, build_cache, to_model_range  # noqa: E402
+from gan_augment.scan.cache import ImageCache, build_cache  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
 from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.gan.devices import has_native_bf16  # noqa: E402
 from gan_augment.export.features import discriminator_features, extract_features  # noqa: E402

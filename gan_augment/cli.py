@@ -144,7 +144,7 @@ def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from gan_augment.scan.cache import to_model_range
+    from gan_augment.gan.pixels import to_model_range
     from gan_augment.export.tables import export_samples
     from gan_augment.io.fsio import atomic_write_bytes
     from gan_augment.export.synthetic import SyntheticDataset

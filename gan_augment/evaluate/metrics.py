@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_augment.scan.cache import to_model_range
+from gan_augment.gan.pixels import to_model_range
 
 
 def as_signed(images: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
-from gan_augment.scan.cache import to_model_range
+from gan_augment.gan.pixels import to_model_range
 from gan_augment.io.fsio import redact_url
 from gan_augment.gan.models import inference_copy
 from gan_augment.io.parquet import read_synthetic

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gan_augment.gan.models import Generator
-from gan_augment.gan.visualize import images_to_uint8
+from gan_augment.gan.pixels import images_to_uint8
 
 BLOCK_SIZE = 256
 _INDEX_BITS = 32

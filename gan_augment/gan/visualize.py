@@ -9,12 +9,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
-
-def images_to_uint8(images: Tensor) -> Tensor:
-    """Generator output in [-1, 1] -> uint8 [0, 255], rounding like PNG quantisation does."""
-    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+from gan_augment.gan.pixels import images_to_uint8
 
 
 def encode_png(array: Tensor) -> bytes:
@@ -28,6 +24,8 @@ def encode_png(array: Tensor) -> bytes:
 
 def sample_grid_png(images: Tensor) -> bytes:
     """A square-ish grid of generated images (B, C, H, W) in [-1, 1] as PNG bytes."""
+    from torchvision.utils import make_grid  # here: torchvision.utils loads all of torchvision
+
     grid = make_grid(images_to_uint8(images).cpu(), nrow=int(math.ceil(math.sqrt(images.shape[0]))),
                      padding=2, pad_value=0)
     if images.shape[1] == 1:

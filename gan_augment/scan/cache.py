@@ -1,4 +1,4 @@
-"""The decoded training cache and batch sampling.
+"""The decoded training cache.
 
 A dataset is decoded once into a uint8 tensor (N, C, S, S); training then only indexes it. The
 cache is held in memory when it fits in `max_memory_bytes`; otherwise it is a local
@@ -16,12 +16,10 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import torch
-from torch import Tensor
 
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
@@ -29,6 +27,9 @@ from gan_augment.scan.manifest import apply_verdicts
 from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, decode_object
 from gan_augment.io.parquet import read_manifest
 from gan_augment.scan.store import ImageObject, list_images
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,14 @@ def _manifest_rows(
     return {row["uri"]: row for row in manifest.to_pylist()}
 
 
+def _as_tensor(array: np.ndarray) -> Tensor:
+    # torch is imported here rather than at the top: the scan stage, and `gan-augment scan`,
+    # never load it; only the tensor that training reads is made with it.
+    import torch
+
+    return torch.from_numpy(array)
+
+
 def _cache_paths(cache_dir: str, key: str) -> tuple[str, str]:
     return os.path.join(cache_dir, f"{key}.u8"), os.path.join(cache_dir, f"{key}.json")
 
@@ -150,7 +159,7 @@ def _open_mapped(cache_dir: str, key: str) -> ImageCache | None:
         return None
     # Copy-on-write: writable as torch.from_numpy wants, while the file itself never changes.
     images = np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape)  # (N, C, S, S)
-    return ImageCache(torch.from_numpy(images), meta["uris"], meta["fingerprint"], meta["skipped"], data_path)
+    return ImageCache(_as_tensor(images), meta["uris"], meta["fingerprint"], meta["skipped"], data_path)
 
 
 def _commit_mapped(tmp_path: str, count: int, cache_dir: str, key: str, meta: dict[str, Any]) -> ImageCache:
@@ -233,7 +242,7 @@ def build_cache(
         used = [candidates[index] for index in kept]
         fingerprint = data_fingerprint(used)
         if not mapped:
-            return ImageCache(torch.from_numpy(array[:len(kept)]), [obj.uri for obj in used], fingerprint, skipped)
+            return ImageCache(_as_tensor(array[:len(kept)]), [obj.uri for obj in used], fingerprint, skipped)
         array.flush()
         del array
         meta = {"format": CACHE_FORMAT, "shape": [len(kept), *shape[1:]], "fingerprint": fingerprint,
@@ -268,46 +277,3 @@ def _decode_into(
         else:
             skipped[objects[index].uri] = f"duplicate: same content as {objects[first].uri}"
     return kept
-
-
-class BatchSampler:
-    """Batch indices as a pure function of (seed, step).
-
-    Each epoch is a fresh permutation drawn from a generator seeded by (seed, epoch), and a
-    batch that crosses an epoch boundary continues into the next permutation. Because no state
-    is carried between steps, a resumed run sees exactly the batches it would have seen.
-    """
-
-    def __init__(self, num_images: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
-        self.num_images, self.batch_size, self.seed, self.device = num_images, batch_size, seed, torch.device(device)
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def _permutation(self, epoch: int) -> Tensor:
-        if epoch != self._epoch:
-            # Drawn on the CPU (the same permutation on every device), then moved once per epoch,
-            # so a GPU step indexes its cache without a host-to-device copy, i.e. without a sync.
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            permutation = torch.randperm(self.num_images, generator=generator)
-            self._epoch, self._perm = epoch, permutation.to(self.device)
-        return self._perm
-
-    def indices(self, step: int) -> Tensor:
-        start = step * self.batch_size
-        parts, remaining = [], self.batch_size
-        while remaining:
-            epoch, offset = divmod(start, self.num_images)
-            take = min(remaining, self.num_images - offset)
-            parts.append(self._permutation(epoch)[offset:offset + take])
-            start, remaining = start + take, remaining - take
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def to_model_range(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 [0, 255] -> float [-1, 1], the generator's tanh range."""
-    return images.to(dtype).mul_(2.0 / 255.0).sub_(1.0)
-
-
-def random_flip(images: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Flip each image horizontally with probability 1/2."""
-    flip = torch.rand(images.shape[0], device=images.device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(3), images)

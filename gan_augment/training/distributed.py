@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from gan_augment.scan.cache import BatchSampler
+from gan_augment.training.batches import BatchSampler
 
 
 @dataclass(frozen=True)

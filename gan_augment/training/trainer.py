@@ -25,7 +25,9 @@ from gan_augment.gan.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_check
                                     save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.devices import has_native_bf16, select_device
-from gan_augment.scan.cache import BatchSampler, ImageCache, build_cache, random_flip, to_model_range
+from gan_augment.scan.cache import ImageCache, build_cache
+from gan_augment.training.batches import BatchSampler, random_flip
+from gan_augment.gan.pixels import to_model_range
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
 from gan_augment.gan.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,

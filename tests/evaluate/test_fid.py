@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import blob_tensor
-from gan_augment.scan.cache import to_model_range
+from gan_augment.gan.pixels import to_model_range
 from gan_augment.evaluate.fid import fid_kid, load_inception
 
 

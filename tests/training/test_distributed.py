@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.scan.cache import BatchSampler, build_cache
+from gan_augment.scan.cache import build_cache
+from gan_augment.training.batches import BatchSampler
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler, init_distributed, shutdown_distributed
 from gan_augment.training.trainer import Trainer
 

@@ -1,0 +1,44 @@
+"""Training batches: indices as a pure function of (seed, step), and random flips."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class BatchSampler:
+    """Batch indices as a pure function of (seed, step).
+
+    Each epoch is a fresh permutation drawn from a generator seeded by (seed, epoch), and a
+    batch that crosses an epoch boundary continues into the next permutation. Because no state
+    is carried between steps, a resumed run sees exactly the batches it would have seen.
+    """
+
+    def __init__(self, num_images: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.num_images, self.batch_size, self.seed, self.device = num_images, batch_size, seed, torch.device(device)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            # Drawn on the CPU (the same permutation on every device), then moved once per epoch,
+            # so a GPU step indexes its cache without a host-to-device copy, i.e. without a sync.
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            permutation = torch.randperm(self.num_images, generator=generator)
+            self._epoch, self._perm = epoch, permutation.to(self.device)
+        return self._perm
+
+    def indices(self, step: int) -> Tensor:
+        start = step * self.batch_size
+        parts, remaining = [], self.batch_size
+        while remaining:
+            epoch, offset = divmod(start, self.num_images)
+            take = min(remaining, self.num_images - offset)
+            parts.append(self._permutation(epoch)[offset:offset + take])
+            start, remaining = start + take, remaining - take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def random_flip(images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Flip each image horizontally with probability 1/2."""
+    flip = torch.rand(images.shape[0], device=images.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
