@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, median, set_threads, timed, write_section  # noqa: E402
+
 from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.evaluate.metrics import kernel_inception_distance, sliced_wasserstein  # noqa: E402
 from gan_augment.evaluate.probe import few_label_probe  # noqa: E402

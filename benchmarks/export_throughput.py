@@ -25,15 +25,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, median, set_threads, timed, write_section  # noqa: E402
-from gan_augment.gan.checkpoint import load_model, save_model  # noqa: E402
+
 from gan_augment.config import ModelConfig  # noqa: E402
-from gan_augment.gan.pixels import to_model_range  # noqa: E402
-from gan_augment.export.tables import export_samples  # noqa: E402
 from gan_augment.export.features import extract_features  # noqa: E402
-from gan_augment.gan.models import build_models  # noqa: E402
-from gan_augment.io.parquet import (features_table, read_synthetic, synthetic_schema, write_features,  # noqa: E402
-                                 write_synthetic)
 from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
+from gan_augment.export.tables import export_samples  # noqa: E402
+from gan_augment.gan.checkpoint import load_model, save_model  # noqa: E402
+from gan_augment.gan.models import build_models  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
+from gan_augment.io.parquet import features_table, read_synthetic, synthetic_schema, write_features, write_synthetic  # noqa: E402
 
 SECTION = "Export throughput (SyntheticDataset, features, Parquet)"
 

@@ -47,19 +47,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
+
+from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
+from gan_augment.demo import load_mnist  # noqa: E402
+from gan_augment.evaluate.metrics import sliced_wasserstein  # noqa: E402
+from gan_augment.evaluate.probe import few_label_probe, fit_probe, random_discriminator  # noqa: E402
+from gan_augment.export.features import discriminator_features, extract_features  # noqa: E402
+from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
 from gan_augment.gan.augment import random_view  # noqa: E402
 from gan_augment.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
-from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.scan.cache import ImageCache, build_cache  # noqa: E402
-from gan_augment.gan.pixels import to_model_range  # noqa: E402
-from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.gan.devices import has_native_bf16  # noqa: E402
-from gan_augment.export.features import discriminator_features, extract_features  # noqa: E402
 from gan_augment.gan.losses import nt_xent  # noqa: E402
-from gan_augment.evaluate.metrics import sliced_wasserstein  # noqa: E402
 from gan_augment.gan.models import Discriminator, build_models  # noqa: E402
-from gan_augment.evaluate.probe import few_label_probe, fit_probe, random_discriminator  # noqa: E402
-from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
+from gan_augment.scan.cache import ImageCache, build_cache  # noqa: E402
 from gan_augment.training.trainer import Trainer, resolve_steps  # noqa: E402
 
 SECTION = "Few-label features (MNIST-5k)"

@@ -27,8 +27,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import numpy as np  # noqa: E402
-
 from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
+
 from gan_augment import export_features, export_samples, extract_features, scan_store  # noqa: E402
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.demo import load_mnist, write_digits  # noqa: E402

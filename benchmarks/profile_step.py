@@ -24,9 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.scan.cache import ImageCache  # noqa: E402
 from gan_augment.gan.losses import discriminator_loss, generator_loss  # noqa: E402
 from gan_augment.gan.models import UpsampleConv2d, build_models  # noqa: E402
+from gan_augment.scan.cache import ImageCache  # noqa: E402
 from gan_augment.training.trainer import Trainer  # noqa: E402
 
 BATCH = 64

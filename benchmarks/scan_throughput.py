@@ -34,11 +34,16 @@ from common import markdown_table, median, set_threads, write_section  # noqa: E
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from gan_augment.scan.cache import build_cache  # noqa: E402
 from gan_augment.io.fsio import default_workers, get_fs  # noqa: E402
+from gan_augment.scan.cache import build_cache  # noqa: E402
 from gan_augment.scan.store import scan_store  # noqa: E402
-from gan_augment.testing.servers import (s3_client, s3_storage_options, serve_in_subprocess, start_fault_proxy,  # noqa: E402
-                                 start_moto_server)
+from gan_augment.testing.servers import (  # noqa: E402
+    s3_client,
+    s3_storage_options,
+    serve_in_subprocess,
+    start_fault_proxy,
+    start_moto_server,
+)
 
 TITLE = "Image-store scan throughput"
 HEADER = ["scenario", "method", "objects", "median s", "objects/s", "ratio"]

@@ -30,11 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.scan.cache import build_cache  # noqa: E402
-from gan_augment.gan.pixels import to_model_range  # noqa: E402
 from gan_augment.demo import load_mnist, write_digits  # noqa: E402
-from gan_augment.gan.models import build_models  # noqa: E402
 from gan_augment.gan.devices import select_device  # noqa: E402
+from gan_augment.gan.models import build_models  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
+from gan_augment.scan.cache import build_cache  # noqa: E402
 from gan_augment.training.trainer import Trainer  # noqa: E402
 
 WINDOW = 5  # steps per timing window

@@ -11,15 +11,15 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from gan_augment.config import DEVICES, POOLINGS, FeatureProtocol, ModelConfig, TrainConfig
-from gan_augment.io.fsio import join_url, parent_url, redact_url
+from gan_augment.io.fsio import redact_url
 from gan_augment.io.progress import Progress
+from gan_augment.layout import manifest_of_model
 
 log = logging.getLogger("gan_augment")
 
@@ -144,12 +144,12 @@ def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from gan_augment.gan.pixels import to_model_range
-    from gan_augment.export.tables import export_samples
-    from gan_augment.io.fsio import atomic_write_bytes
     from gan_augment.export.synthetic import SyntheticDataset
+    from gan_augment.export.tables import export_samples
     from gan_augment.gan.devices import select_device
+    from gan_augment.gan.pixels import to_model_range
     from gan_augment.gan.visualize import sample_grid_png
+    from gan_augment.io.fsio import atomic_write_bytes
 
     options, device = parse_storage_options(args.storage_options), select_device(args.device)
     if args.out.lower().endswith(".png"):
@@ -166,17 +166,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from gan_augment.gan.checkpoint import resolve_model_location
     from gan_augment.config import FeatureProtocol
-    from gan_augment.export.tables import export_features
     from gan_augment.export.features import extract_features
+    from gan_augment.export.tables import export_features
+    from gan_augment.gan.checkpoint import resolve_model_location
     from gan_augment.gan.devices import select_device
 
     options = parse_storage_options(args.storage_options)
     protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
     # The manifest of a scanned store sits beside the model: OUT/<dataset>/manifest.parquet.
     model_dir = resolve_model_location(args.model)[1]
-    manifest = args.manifest or join_url(parent_url(model_dir), "manifest.parquet")
+    manifest = args.manifest or manifest_of_model(model_dir)
     features = extract_features(args.model, args.source, manifest=manifest, protocol=protocol,
                                 batch_size=args.batch_size, device=select_device(args.device), storage_options=options)
     for uri, reason in features.skipped.items():

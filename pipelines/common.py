@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 
+from gan_augment import layout
 from gan_augment.io.fsio import is_transient, join_url
 
 # fsspec option names that carry secrets. Flow parameters are stored in the Prefect database
@@ -52,7 +53,7 @@ def artifact_key(*parts: str) -> str:
 
 def model_dir_url(out_url: str, dataset: str) -> str:
     """`<out>/<dataset>/model`, the storage layout's model folder."""
-    return join_url(out_url, dataset, "model")
+    return layout.model_dir(out_url, dataset)
 
 
 def training_summary(dataset: str, status: str, reason: str, card: dict[str, Any] | None, model_dir: str) -> dict[str, Any]:

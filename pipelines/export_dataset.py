@@ -15,13 +15,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from gan_augment import export_features, export_samples, extract_features
-from gan_augment.gan.checkpoint import read_model_card
+from gan_augment import export_features, export_samples, extract_features, layout
 from gan_augment.export.tables import ExportResult
+from gan_augment.gan.checkpoint import read_model_card
 from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, read_bytes, redact_url, remove
-from gan_augment.scan.store import validate_dataset_name
+from gan_augment.layout import validate_dataset_name
 from pipelines.common import IO_TASK, check_storage_options, model_dir_url
-
 
 MARKER = "_SUCCESS"
 
@@ -106,15 +105,15 @@ def export_dataset(
     card = read_model_card(model_dir, storage_options)
     if card is None:
         raise FileNotFoundError(f"no trained model in {model_dir}; run train-dataset for {dataset!r} first")
-    synthetic = write_samples(model_dir, join_url(out_url, dataset, "synthetic"), num_samples, seed,
+    synthetic = write_samples(model_dir, layout.synthetic_dir(out_url, dataset), num_samples, seed,
                               card["model_id"], storage_options)
     real = None
     if features:
         source = join_url(store_url, dataset) if store_url else card.get("source")
         if not source:
             raise ValueError(f"the model card of {dataset!r} records no source; pass store_url to export features")
-        real = write_features(model_dir, join_url(out_url, dataset, "features"), source,
-                              join_url(out_url, dataset, "manifest.parquet"), dataset, card["model_id"],
+        real = write_features(model_dir, layout.features_dir(out_url, dataset), source,
+                              layout.manifest_url(out_url, dataset), dataset, card["model_id"],
                               storage_options)
     get_run_logger().info("%s: synthetic %s, features %s", dataset, synthetic["status"],
                           real["status"] if real else "not asked for")

@@ -14,14 +14,20 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId,
-                                            WorkPoolFilter, WorkPoolFilterName)
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
 from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.states import State
 
-from gan_augment.gan.checkpoint import read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.gan.checkpoint import read_model_card
 from pipelines.common import IO_TASK, model_dir_url, training_summary
 from pipelines.train_dataset import train_dataset
 

@@ -16,8 +16,8 @@ from prefect.states import Completed, State
 
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.io.fsio import join_url, read_bytes
+from gan_augment.layout import validate_dataset_name
 from gan_augment.training.refresh import refresh_model
-from gan_augment.scan.store import validate_dataset_name
 from pipelines.artifacts import TrainingProgress, training_markdown
 from pipelines.common import GPU_TAG, IO_TASK, artifact_key, check_storage_options, training_summary
 

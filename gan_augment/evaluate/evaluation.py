@@ -16,16 +16,27 @@ import pyarrow.csv as pa_csv
 import torch
 from torch import Tensor, nn
 
-from gan_augment.gan.checkpoint import (TrainedModel, as_trained_model, read_model_card, resolve_model_location,
-                                    write_model_card)
 from gan_augment.config import FeatureProtocol
-from gan_augment.scan.cache import build_cache
-from gan_augment.evaluate.fid import FidKid, extract_image_features, extractor_name, fid_kid_from_features, resolve_extractor
-from gan_augment.io.fsio import get_fs, read_bytes, redact_url, to_url
+from gan_augment.evaluate.fid import (
+    FidKid,
+    extract_image_features,
+    extractor_name,
+    fid_kid_from_features,
+    resolve_extractor,
+)
 from gan_augment.evaluate.metrics import SlicedWasserstein, sliced_wasserstein
-from gan_augment.io.parquet import read_table
 from gan_augment.evaluate.probe import ProbeResult, compare_features
 from gan_augment.export.synthetic import SyntheticDataset
+from gan_augment.gan.checkpoint import (
+    TrainedModel,
+    as_trained_model,
+    read_model_card,
+    resolve_model_location,
+    write_model_card,
+)
+from gan_augment.io.fsio import get_fs, read_bytes, redact_url, to_url
+from gan_augment.io.parquet import read_table
+from gan_augment.scan.cache import build_cache
 
 CARD_KEY = "evaluation"
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_augment.io.fsio import read_bytes, redact_url
 from gan_augment.evaluate.metrics import as_signed, check_images, frechet_distance, kernel_inception_distance
 from gan_augment.gan.models import inference_copy
+from gan_augment.io.fsio import read_bytes, redact_url
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
-from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.config import FeatureProtocol, ModelConfig
-from gan_augment.export.features import Features, extract_features
-from gan_augment.io.fsio import redact_url
 from gan_augment.evaluate.metrics import as_signed
+from gan_augment.export.features import Features, extract_features
+from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, init_weights
+from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import read_features
 
 # L2 strengths tried by cross-validation (C is the inverse strength): standardised features of a

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.config import FeatureProtocol, ModelConfig
-from gan_augment.scan.cache import build_cache
+from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
+from gan_augment.gan.models import Discriminator, inference_copy
 from gan_augment.gan.pixels import to_model_range
 from gan_augment.io.fsio import basename, redact_url
-from gan_augment.gan.models import Discriminator, inference_copy
+from gan_augment.scan.cache import build_cache
 
 
 def feature_dim(discriminator: Discriminator, protocol: FeatureProtocol) -> int:

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 
 from gan_augment.config import ModelConfig
-from gan_augment.io.fsio import parent_url, atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, remove, retry
 from gan_augment.gan.models import Discriminator, Generator
+from gan_augment.io.fsio import atomic_write_bytes, get_fs, join_url, parent_url, read_bytes, redact_url, remove, retry
+from gan_augment.layout import card_file, model_file
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "gan-augment/model"
 CHECKPOINT_FORMAT = "gan-augment/checkpoint"
 FORMAT_VERSION = 1
-MODEL_FILE, CARD_FILE = "model.pt", "model.json"
 _CHECKPOINT_NAME = re.compile(r"step-(\d{8,})\.pt$")
 
 
@@ -146,7 +146,7 @@ def save_model(
 ) -> str:
     """Write `model_dir/model.pt`: the generator (pass the EMA copy), the discriminator and
     the model config, weights and plain values only."""
-    url = join_url(model_dir, MODEL_FILE)
+    url = model_file(model_dir)
     state = {
         "format": MODEL_FORMAT,
         "version": FORMAT_VERSION,
@@ -165,7 +165,7 @@ def resolve_model_location(location: str) -> tuple[str, str]:
     """(model.pt URL, model dir URL) for a model directory or a direct path to model.pt."""
     if location.rstrip("/").endswith(".pt"):
         return location, parent_url(location)
-    return join_url(location, MODEL_FILE), location
+    return model_file(location), location
 
 
 def load_model(
@@ -198,7 +198,7 @@ def load_model(
 
 
 def write_model_card(model_dir: str, card: dict[str, Any], storage_options: dict[str, Any] | None = None) -> str:
-    url = join_url(model_dir, CARD_FILE)
+    url = card_file(model_dir)
     atomic_write_bytes(url, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode(), storage_options)
     return url
 
@@ -206,7 +206,7 @@ def write_model_card(model_dir: str, card: dict[str, Any], storage_options: dict
 def read_model_card(model_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The model card in `model_dir`, or None when there is none (or it is unreadable)."""
     try:
-        return json.loads(read_bytes(join_url(model_dir, CARD_FILE), storage_options))
+        return json.loads(read_bytes(card_file(model_dir), storage_options))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 

@@ -6,7 +6,6 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
-import torch
 from PIL import Image
 from torch import Tensor
 

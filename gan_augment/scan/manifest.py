@@ -11,15 +11,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from gan_augment.io.parquet import read_gan_augment_metadata
-
-if TYPE_CHECKING:
-    from gan_augment.scan.images import Probe
-    from gan_augment.scan.store import ImageObject
+from gan_augment.scan.images import Probe
+from gan_augment.scan.listing import ImageObject
 
 _PLAIN_MD5_ETAG = re.compile(r"etag:[0-9a-f]{32}")
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fsspec
 import numpy as np
 
 from gan_augment.io.fsio import redact_url, retry
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS, TAIL_BYTES, ImageRejected, Probe, decode_image, probe_image
-
-if TYPE_CHECKING:
-    from gan_augment.scan.store import ImageObject
+from gan_augment.scan.listing import ImageObject
 
 log = logging.getLogger(__name__)
 

@@ -9,183 +9,33 @@ previous manifest, reads only what changed since.
 from __future__ import annotations
 
 import logging
-import os
-import posixpath
-import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import fsspec
 import pyarrow as pa
-from fsspec.implementations.local import LocalFileSystem
 
-from gan_augment.io.fsio import concurrent_fs, get_fs, join_url, parallel_map, redact_url, retry, to_url
-from gan_augment.scan.images import DEFAULT_MAX_PIXELS
-from gan_augment.scan.manifest import (DatasetScan, ScanResult, mark_duplicates, new_row, plan_scan, rows_to_hash,
-                                  same_limits)
-from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
+from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
 from gan_augment.io.parquet import manifest_table, read_manifest, write_manifest
+from gan_augment.layout import manifest_url
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.manifest import (
+    DatasetScan,
+    ScanResult,
+    mark_duplicates,
+    new_row,
+    plan_scan,
+    rows_to_hash,
+    same_limits,
+)
+from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
 
 log = logging.getLogger(__name__)
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-def validate_dataset_name(name: str) -> str:
-    """Return `name` if it is safe as one path component, else raise ValueError."""
-    if not name or name in (".", "..") or ".." in name or _BAD_NAME.search(name):
-        raise ValueError(
-            f"invalid dataset name {name!r}: use one folder name without '..', path separators "
-            "or control characters"
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class ImageObject:
-    """One listed image: its URL, size in bytes, change token (`object_version`) and the
-    protocol-less path its filesystem reads it by."""
-
-    uri: str
-    size: int
-    version: str
-    path: str
-
-
-def object_version(info: Mapping[str, Any]) -> str:
-    """A token that changes whenever the object does: `etag:<ETag>`, else `mtime:<time>`,
-    else "" (then only the content hash tells)."""
-    etag = info.get("ETag") or info.get("etag") or info.get("e_tag")
-    if etag:
-        return "etag:" + str(etag).strip('"')
-    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
-        value = info.get(key)
-        if value not in (None, ""):
-            return f"mtime:{value.timestamp() if isinstance(value, datetime) else value}"
-    return ""
-
-
-def skip_reason(relative_path: str) -> str | None:
-    """Why a listed file is not a dataset image: "hidden" (a component starts with ".") or
-    "not_image" (no image extension); None when it is one."""
-    parts = relative_path.split("/")
-    if any(part.startswith(".") for part in parts):
-        return "hidden"
-    if not parts[-1].lower().endswith(IMG_EXTENSIONS):
-        return "not_image"
-    return None
-
-
-def _find_local(root: str) -> dict[str, dict[str, Any]]:
-    """`fs.find(root, detail=True)` for a local folder, through os.scandir: the same paths,
-    sizes and mtimes in a tenth of the time (fsspec builds each entry's info through several
-    layers, which cost a local scan of 10,000 small files about a quarter of its time).
-    Symbolic links to folders are not followed, so a link cycle cannot trap the scan."""
-    found, folders = {}, [root]
-    while folders:
-        with os.scandir(folders.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.path)
-                elif entry.is_file():
-                    stat = entry.stat()
-                    found[entry.path] = {"name": entry.path, "size": stat.st_size, "type": "file",
-                                         "mtime": stat.st_mtime}
-    return found
-
-
-def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str, ImageObject]]:
-    """(path relative to root, object) for every file under `root`, sorted.
-
-    Raises:
-        FileNotFoundError: nothing at `url`, or it is a single object, not a folder/prefix.
-    """
-    fs.invalidate_cache(root)  # a scan must see the store as it is now
-    try:
-        is_folder = retry(lambda: fs.isdir(root), what=f"stat {redact_url(url)}")
-        if is_folder and isinstance(fs, LocalFileSystem):
-            listing = _find_local(root)
-        elif is_folder:
-            listing = retry(lambda: fs.find(root, detail=True), what=f"list {redact_url(url)}")
-    except FileNotFoundError:
-        is_folder = False
-    except PermissionError as exc:
-        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
-    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
-        raise ConnectionError(f"cannot list {redact_url(url)}: {type(exc).__name__}: {redact_url(str(exc))}") from exc
-    if not is_folder:
-        raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
-    prefix, base_url = root.rstrip("/") + "/", to_url(fs, root).rstrip("/") + "/"
-    walked = []
-    for path, info in sorted(listing.items()):
-        if info.get("type") != "directory":
-            relative = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
-            walked.append((relative, ImageObject(base_url + relative, int(info.get("size") or 0),
-                                                 object_version(info), path)))
-    return walked
-
-
-def list_images(url: str, storage_options: dict[str, Any] | None = None) -> list[ImageObject]:
-    """Every image object below `url`, recursively, sorted by URI; hidden files and other
-    extensions are left out.
-
-    Raises:
-        FileNotFoundError: `url` does not exist or holds no image.
-    """
-    fs, root = get_fs(url, storage_options)
-    objects = [obj for relative, obj in _walk(fs, root, url) if skip_reason(relative) is None]
-    if not objects:
-        raise FileNotFoundError(
-            f"found no images under {redact_url(url)}; supported extensions: {', '.join(IMG_EXTENSIONS)}"
-        )
-    return objects
-
-
-def list_store(
-    url: str, storage_options: dict[str, Any] | None = None, datasets: Sequence[str] | None = None
-) -> tuple[dict[str, list[ImageObject]], dict[str, Counter[str]], Counter[str]]:
-    """List a store: per dataset its image objects and the counts of skipped files by reason,
-    and the counts of what lies outside any dataset (files at the root, hidden or
-    invalidly named folders). `datasets` restricts the listing to those first-level folders.
-
-    Raises:
-        FileNotFoundError: the store, or a dataset named in `datasets`, does not exist.
-        ValueError: a name in `datasets` is not a valid dataset name.
-    """
-    fs, root = get_fs(url, storage_options)
-    objects: dict[str, list[ImageObject]] = {}
-    skipped: dict[str, Counter[str]] = {}
-    ignored: Counter[str] = Counter()
-    if datasets is not None:
-        walks = {validate_dataset_name(name): _walk(fs, posixpath.join(root, name), join_url(url, name))
-                 for name in datasets}
-    else:
-        walks = {}
-        for relative, obj in _walk(fs, root, url):
-            name, _, rest = relative.partition("/")
-            if not rest:
-                ignored["file at the store root"] += 1
-            elif name.startswith("."):
-                ignored["hidden folder"] += 1
-            elif _BAD_NAME.search(name) or ".." in name:
-                ignored["invalid dataset name"] += 1
-            else:
-                walks.setdefault(name, []).append((rest, obj))
-    for name, entries in walks.items():
-        objects[name], skipped[name] = [], Counter()
-        for relative, obj in entries:
-            reason = skip_reason(relative)
-            if reason:
-                skipped[name][reason] += 1
-            else:
-                objects[name].append(obj)
-    return objects, skipped, ignored
-
+from gan_augment.scan.listing import list_store
 
 # -- the scan ---------------------------------------------------------------------------------
 
@@ -199,7 +49,7 @@ def _previous_manifests(
         return {name: table for name, table in previous.items() if name in names}
     found = {}
     for name in names:
-        url = join_url(previous, name, "manifest.parquet")
+        url = manifest_url(previous, name)
         try:
             found[name] = read_manifest(url, storage_options)
         except FileNotFoundError:
@@ -302,16 +152,16 @@ def scan_store(
         mark_duplicates(rows[name].values())
         plan.settle(rows[name])
         gone = set(vanished[name])
-        manifest_url = join_url(out, name, "manifest.parquet") if out is not None else None
-        if manifest_url is not None:
-            table = write_manifest(manifest_url, list(rows[name].values()), name, out_storage_options,
+        manifest_at = manifest_url(out, name) if out is not None else None
+        if manifest_at is not None:
+            table = write_manifest(manifest_at, list(rows[name].values()), name, out_storage_options,
                                    config=limits.manifest_config())
         else:
             table = manifest_table(list(rows[name].values()), name, config=limits.manifest_config())
         new = [uri for uri in plan.new if uri not in gone]
         changed = [uri for uri in plan.changed if uri not in gone]
         deleted = sorted(plan.deleted + [uri for uri in gone if uri in plan.previous])
-        scans[name] = DatasetScan(name, table, manifest_url, new, changed, deleted,
+        scans[name] = DatasetScan(name, table, manifest_at, new, changed, deleted,
                                   unchanged=len(rows[name]) - len(new) - len(changed), skipped=dict(skipped[name]),
                                   read_objects=reads[name])
     return ScanResult(redact_url(url), redact_url(out) if out else None, scans, dict(ignored),

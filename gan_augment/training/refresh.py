@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gan_augment.gan.checkpoint import MODEL_FILE, read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.gan.checkpoint import read_model_card
+from gan_augment.io.fsio import basename, exists
+from gan_augment.layout import manifest_url, model_file, validate_dataset_name
+from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import build_cache
-from gan_augment.io.fsio import basename, exists, join_url
-from gan_augment.scan.store import validate_dataset_name
 from gan_augment.training.trainer import Trainer, TrainResult, effective_model_config, resolve_steps
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,14 @@ def refresh_model(
     """
     model_config, train_config = model_config or ModelConfig(), train_config or TrainConfig()
     dataset = validate_dataset_name(dataset or basename(source))
-    model_dir = join_url(out, dataset, "model")
+    model_dir = model_dir_of(out, dataset)
     # The scan's manifest, when there is one, spares reading objects it already rejected.
     cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
-                        manifest=join_url(out, dataset, "manifest.parquet"))
+                        manifest=manifest_url(out, dataset))
     card = read_model_card(model_dir, storage_options)
     if force:
         reason = "forced"
-    elif not exists(join_url(model_dir, MODEL_FILE), storage_options):
+    elif not exists(model_file(model_dir), storage_options):
         reason = "no model yet"
     else:
         reason = stale_reason(card, cache.fingerprint, model_config, train_config)

@@ -20,22 +20,42 @@ import torch
 from torch import Tensor
 
 from gan_augment import __version__
-from gan_augment.gan.augment import diff_augment, random_view
-from gan_augment.gan.checkpoint import (CARD_FILE, MODEL_FILE, load_latest_checkpoint, list_checkpoints, save_checkpoint,
-                                    save_model, write_model_card)
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.gan.augment import diff_augment, random_view
+from gan_augment.gan.checkpoint import (
+    list_checkpoints,
+    load_latest_checkpoint,
+    save_checkpoint,
+    save_model,
+    write_model_card,
+)
 from gan_augment.gan.devices import has_native_bf16, select_device
+from gan_augment.gan.losses import (
+    discriminator_loss,
+    fake_contrastive,
+    generator_loss,
+    gradient_penalty,
+    nt_xent,
+    unrolled_generator_loss,
+)
+from gan_augment.gan.models import build_models
+from gan_augment.gan.pixels import to_model_range
+from gan_augment.gan.visualize import loss_curve_png, sample_grid_png
+from gan_augment.io.fsio import atomic_write_bytes, basename, redact_url, remove
+from gan_augment.io.progress import Progress
+from gan_augment.layout import (
+    SAMPLES_DIR,
+    card_file,
+    checkpoints_dir,
+    manifest_url,
+    model_file,
+    samples_file,
+    validate_dataset_name,
+)
+from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler, random_flip
-from gan_augment.gan.pixels import to_model_range
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
-from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, redact_url, remove
-from gan_augment.gan.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
-                                unrolled_generator_loss)
-from gan_augment.gan.models import build_models
-from gan_augment.io.progress import Progress
-from gan_augment.scan.store import validate_dataset_name
-from gan_augment.gan.visualize import loss_curve_png, sample_grid_png
 
 log = logging.getLogger(__name__)
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -111,7 +131,7 @@ class Trainer:
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
-        self.checkpoint_dir = join_url(model_dir, "checkpoints")
+        self.checkpoint_dir = checkpoints_dir(model_dir)
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
@@ -368,12 +388,12 @@ class Trainer:
 
     @torch.no_grad()
     def _write_samples(self, name: str) -> str:
-        url = join_url(self.model_dir, "samples", f"{name}.png")
+        url = samples_file(self.model_dir, f"{name}.png")
         if not self.dist.is_main:
             return url
         images = self.ema(self.fixed_noise)  # (64, C, S, S)
         atomic_write_bytes(url, sample_grid_png(images), self.storage_options)
-        atomic_write_bytes(join_url(self.model_dir, "samples", "loss_curve.png"),
+        atomic_write_bytes(samples_file(self.model_dir, "loss_curve.png"),
                            loss_curve_png(self.history, title=self.dataset), self.storage_options)
         return url
 
@@ -437,8 +457,8 @@ class Trainer:
         return self._finish(row, seconds, images_per_second)
 
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
-        files = {"samples": self._write_samples("final"), "loss_curve": join_url(self.model_dir, "samples", "loss_curve.png"),
-                 "model": join_url(self.model_dir, MODEL_FILE), "card": join_url(self.model_dir, CARD_FILE)}
+        files = {"samples": self._write_samples("final"), "loss_curve": samples_file(self.model_dir, "loss_curve.png"),
+                 "model": model_file(self.model_dir), "card": card_file(self.model_dir)}
         metrics = {k: v for k, v in row.items() if k != "step"}
         if self.resumed_from != self.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
@@ -468,7 +488,7 @@ class Trainer:
             "precision": "bf16 autocast" if self.amp else "fp32",
             "versions": {"gan_augment": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {k: basename(v) if k == "model" else f"samples/{basename(v)}" for k, v in files.items()
+            "files": {k: basename(v) if k == "model" else f"{SAMPLES_DIR}/{basename(v)}" for k, v in files.items()
                       if k != "card"},
         }
         write_model_card(self.model_dir, card, self.storage_options)
@@ -507,13 +527,13 @@ def train(
         cache, source_url = source, ""
     else:
         # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
-        manifest = join_url(out, validate_dataset_name(dataset or basename(source)), "manifest.parquet")
+        manifest = manifest_url(out, dataset or basename(source))
         with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
             cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
                                 manifest=manifest)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
-    model_dir = join_url(out, dataset, "model")
+    model_dir = model_dir_of(out, dataset)
     trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source_url,
                       storage_options=storage_options, callback=callback, distributed=distributed)
     return trainer.run(resume=resume)

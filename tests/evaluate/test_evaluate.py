@@ -10,12 +10,12 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import write_png_folder
 from torch import nn
 
-from conftest import write_png_folder
-from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.cli import main
 from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
+from gan_augment.gan.checkpoint import load_model, read_model_card
 
 
 class Pooled(nn.Module):

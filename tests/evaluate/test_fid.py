@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import blob_tensor
 from torch import nn
 
-from conftest import blob_tensor
-from gan_augment.gan.pixels import to_model_range
 from gan_augment.evaluate.fid import fid_kid, load_inception
+from gan_augment.gan.pixels import to_model_range
 
 
 class MeanPool(nn.Module):

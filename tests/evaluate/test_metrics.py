@@ -7,11 +7,15 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-
 from conftest import blob_tensor
-from gan_augment.gan.pixels import to_model_range
-from gan_augment.evaluate.metrics import frechet_distance, kernel_inception_distance, laplacian_pyramid, sliced_wasserstein
 
+from gan_augment.evaluate.metrics import (
+    frechet_distance,
+    kernel_inception_distance,
+    laplacian_pyramid,
+    sliced_wasserstein,
+)
+from gan_augment.gan.pixels import to_model_range
 
 # -- SWD ------------------------------------------------------------------------------------------
 

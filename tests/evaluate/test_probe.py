@@ -6,12 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_MODEL
-from gan_augment.gan.checkpoint import load_model
+
 from gan_augment.config import ModelConfig
+from gan_augment.evaluate.probe import (
+    C_GRID,
+    FIXED_C,
+    compare_features,
+    few_label_probe,
+    fit_probe,
+    random_discriminator,
+)
+from gan_augment.gan.checkpoint import load_model
 from gan_augment.io.parquet import features_table, gan_augment_metadata, write_features
-from gan_augment.evaluate.probe import C_GRID, FIXED_C, compare_features, few_label_probe, fit_probe, random_discriminator
 
 
 def clusters(per_class: int, classes: int = 3, dim: int = 20, spread: float = 1.0, seed: int = 0):

@@ -8,19 +8,18 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
+from conftest import write_png_folder
 from PIL import Image
 
-from conftest import write_png_folder
-from gan_augment.gan.checkpoint import load_model
-from gan_augment.export.tables import export_features, export_samples
 from gan_augment.export.features import extract_features
+from gan_augment.export.synthetic import SyntheticDataset
+from gan_augment.export.tables import export_features, export_samples
+from gan_augment.gan.checkpoint import load_model
+from gan_augment.gan.sampling import generate_block, sample_seed
+from gan_augment.gan.visualize import encode_png
 from gan_augment.io.fsio import get_fs
 from gan_augment.io.parquet import read_features, read_gan_augment_metadata, read_synthetic
-from gan_augment.gan.sampling import generate_block, sample_seed
-from gan_augment.export.synthetic import SyntheticDataset
-from gan_augment.gan.visualize import encode_png
 
 
 def png_to_tensor(data: bytes) -> torch.Tensor:

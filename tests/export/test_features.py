@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import write_png_folder
-from gan_augment.gan.checkpoint import load_model
+
 from gan_augment.config import FeatureProtocol
-from gan_augment.scan.cache import build_cache
-from gan_augment.gan.pixels import to_model_range
 from gan_augment.export.features import _window_max, discriminator_features, extract_features, feature_dim
+from gan_augment.gan.checkpoint import load_model
+from gan_augment.gan.pixels import to_model_range
+from gan_augment.scan.cache import build_cache
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import write_png_folder
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from conftest import write_png_folder
 from gan_augment import SyntheticDataset, export_features, export_samples, extract_features
 
 

@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, write_random_model
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from conftest import TINY_MODEL, write_random_model
-from gan_augment.gan.checkpoint import UnsafeFileError, load_model
 from gan_augment.config import ModelConfig
-from gan_augment.gan.sampling import sample_seed
 from gan_augment.export.synthetic import SyntheticDataset
+from gan_augment.gan.checkpoint import UnsafeFileError, load_model
+from gan_augment.gan.sampling import sample_seed
 
 
 def test_items_are_pure_in_model_seed_and_index(random_model_dir):

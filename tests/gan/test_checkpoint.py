@@ -4,8 +4,16 @@ import os
 import pytest
 import torch
 
-from gan_augment.gan.checkpoint import (MODEL_FORMAT, UnsafeFileError, list_checkpoints, load_latest_checkpoint,
-                                    load_model, load_state, save_checkpoint, save_model)
+from gan_augment.gan.checkpoint import (
+    MODEL_FORMAT,
+    UnsafeFileError,
+    list_checkpoints,
+    load_latest_checkpoint,
+    load_model,
+    load_state,
+    save_checkpoint,
+    save_model,
+)
 from gan_augment.gan.models import build_models
 
 

@@ -4,8 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from gan_augment.gan.losses import (discriminator_loss, fake_contrastive, generator_loss, gradient_penalty, nt_xent,
-                                unrolled_generator_loss)
+from gan_augment.gan.losses import (
+    discriminator_loss,
+    fake_contrastive,
+    generator_loss,
+    gradient_penalty,
+    nt_xent,
+    unrolled_generator_loss,
+)
 
 
 def test_bce_on_known_logits():

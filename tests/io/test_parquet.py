@@ -12,8 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from gan_augment.io.fsio import atomic_open, get_fs
-from gan_augment.io.parquet import (features_table, gan_augment_metadata, read_features, read_gan_augment_metadata,
-                                 read_synthetic, synthetic_table, write_features, write_parts, write_synthetic)
+from gan_augment.io.parquet import (
+    features_table,
+    gan_augment_metadata,
+    read_features,
+    read_gan_augment_metadata,
+    read_synthetic,
+    synthetic_table,
+    write_features,
+    write_parts,
+    write_synthetic,
+)
 
 
 def synthetic_rows(start: int, count: int, png_size: int = 100) -> pa.Table:

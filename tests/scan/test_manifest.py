@@ -9,10 +9,11 @@ import pyarrow as pa
 import pytest
 from conftest import bad_inputs
 
-from gan_augment.scan.images import Probe
-from gan_augment.scan.manifest import apply_verdicts, content_key, mark_duplicates, new_row, plan_scan, rows_to_hash
 from gan_augment.io.parquet import MANIFEST_SCHEMA, manifest_table, read_gan_augment_metadata, read_manifest
-from gan_augment.scan.store import ImageObject, scan_store
+from gan_augment.scan.images import Probe
+from gan_augment.scan.listing import ImageObject
+from gan_augment.scan.manifest import apply_verdicts, content_key, mark_duplicates, new_row, plan_scan, rows_to_hash
+from gan_augment.scan.store import scan_store
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

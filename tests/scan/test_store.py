@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 
-import pyarrow as pa
 import pytest
 from conftest import bad_inputs, encode, noise_image
 
 import gan_augment.scan.store as store_module
-from gan_augment.scan.objects import ScanLimits, probe_object
 from gan_augment.io.parquet import MANIFEST_SCHEMA, MANIFEST_STATUSES, read_manifest
-from gan_augment.scan.store import ImageObject, list_images, object_version, scan_store
+from gan_augment.scan.listing import ImageObject, list_images, object_version
+from gan_augment.scan.objects import ScanLimits, probe_object
+from gan_augment.scan.store import scan_store
 
 INPUTS = bad_inputs()
 

@@ -11,11 +11,16 @@ import sys
 import torch
 import torch.multiprocessing as mp
 
-from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.gan.checkpoint import load_model, read_model_card
 from gan_augment.scan.cache import build_cache
 from gan_augment.training.batches import BatchSampler
-from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler, init_distributed, shutdown_distributed
+from gan_augment.training.distributed import (
+    DistributedContext,
+    ShardedBatchSampler,
+    init_distributed,
+    shutdown_distributed,
+)
 from gan_augment.training.trainer import Trainer
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)

@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
 from gan_augment.config import TrainConfig
+from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
 from gan_augment.gan.devices import select_device
 from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
 

@@ -1,0 +1,164 @@
+"""Listing a store: its datasets (first-level folders) and their image objects.
+
+Listing reads no object: it walks the store and keeps what looks like an image by name
+(`IMG_EXTENSIONS`), counting what it skips and why.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from gan_augment.io.fsio import get_fs, join_url, redact_url, retry, to_url
+from gan_augment.layout import is_valid_dataset_name, validate_dataset_name
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+@dataclass(frozen=True)
+class ImageObject:
+    """One listed image: its URL, size in bytes, change token (`object_version`) and the
+    protocol-less path its filesystem reads it by."""
+
+    uri: str
+    size: int
+    version: str
+    path: str
+
+
+def object_version(info: Mapping[str, Any]) -> str:
+    """A token that changes whenever the object does: `etag:<ETag>`, else `mtime:<time>`,
+    else "" (then only the content hash tells)."""
+    etag = info.get("ETag") or info.get("etag") or info.get("e_tag")
+    if etag:
+        return "etag:" + str(etag).strip('"')
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value not in (None, ""):
+            return f"mtime:{value.timestamp() if isinstance(value, datetime) else value}"
+    return ""
+
+
+def skip_reason(relative_path: str) -> str | None:
+    """Why a listed file is not a dataset image: "hidden" (a component starts with ".") or
+    "not_image" (no image extension); None when it is one."""
+    parts = relative_path.split("/")
+    if any(part.startswith(".") for part in parts):
+        return "hidden"
+    if not parts[-1].lower().endswith(IMG_EXTENSIONS):
+        return "not_image"
+    return None
+
+
+def _find_local(root: str) -> dict[str, dict[str, Any]]:
+    """`fs.find(root, detail=True)` for a local folder, through os.scandir: the same paths,
+    sizes and mtimes in a tenth of the time (fsspec builds each entry's info through several
+    layers, which cost a local scan of 10,000 small files about a quarter of its time).
+    Symbolic links to folders are not followed, so a link cycle cannot trap the scan."""
+    found, folders = {}, [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    stat = entry.stat()
+                    found[entry.path] = {"name": entry.path, "size": stat.st_size, "type": "file",
+                                         "mtime": stat.st_mtime}
+    return found
+
+
+def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str, ImageObject]]:
+    """(path relative to root, object) for every file under `root`, sorted.
+
+    Raises:
+        FileNotFoundError: nothing at `url`, or it is a single object, not a folder/prefix.
+    """
+    fs.invalidate_cache(root)  # a scan must see the store as it is now
+    try:
+        is_folder = retry(lambda: fs.isdir(root), what=f"stat {redact_url(url)}")
+        if is_folder and isinstance(fs, LocalFileSystem):
+            listing = _find_local(root)
+        elif is_folder:
+            listing = retry(lambda: fs.find(root, detail=True), what=f"list {redact_url(url)}")
+    except FileNotFoundError:
+        is_folder = False
+    except PermissionError as exc:
+        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
+        raise ConnectionError(f"cannot list {redact_url(url)}: {type(exc).__name__}: {redact_url(str(exc))}") from exc
+    if not is_folder:
+        raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
+    prefix, base_url = root.rstrip("/") + "/", to_url(fs, root).rstrip("/") + "/"
+    walked = []
+    for path, info in sorted(listing.items()):
+        if info.get("type") != "directory":
+            relative = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+            walked.append((relative, ImageObject(base_url + relative, int(info.get("size") or 0),
+                                                 object_version(info), path)))
+    return walked
+
+
+def list_images(url: str, storage_options: dict[str, Any] | None = None) -> list[ImageObject]:
+    """Every image object below `url`, recursively, sorted by URI; hidden files and other
+    extensions are left out.
+
+    Raises:
+        FileNotFoundError: `url` does not exist or holds no image.
+    """
+    fs, root = get_fs(url, storage_options)
+    objects = [obj for relative, obj in _walk(fs, root, url) if skip_reason(relative) is None]
+    if not objects:
+        raise FileNotFoundError(
+            f"found no images under {redact_url(url)}; supported extensions: {', '.join(IMG_EXTENSIONS)}"
+        )
+    return objects
+
+
+def list_store(
+    url: str, storage_options: dict[str, Any] | None = None, datasets: Sequence[str] | None = None
+) -> tuple[dict[str, list[ImageObject]], dict[str, Counter[str]], Counter[str]]:
+    """List a store: per dataset its image objects and the counts of skipped files by reason,
+    and the counts of what lies outside any dataset (files at the root, hidden or
+    invalidly named folders). `datasets` restricts the listing to those first-level folders.
+
+    Raises:
+        FileNotFoundError: the store, or a dataset named in `datasets`, does not exist.
+        ValueError: a name in `datasets` is not a valid dataset name.
+    """
+    fs, root = get_fs(url, storage_options)
+    objects: dict[str, list[ImageObject]] = {}
+    skipped: dict[str, Counter[str]] = {}
+    ignored: Counter[str] = Counter()
+    if datasets is not None:
+        walks = {validate_dataset_name(name): _walk(fs, posixpath.join(root, name), join_url(url, name))
+                 for name in datasets}
+    else:
+        walks = {}
+        for relative, obj in _walk(fs, root, url):
+            name, _, rest = relative.partition("/")
+            if not rest:
+                ignored["file at the store root"] += 1
+            elif name.startswith("."):
+                ignored["hidden folder"] += 1
+            elif not is_valid_dataset_name(name):
+                ignored["invalid dataset name"] += 1
+            else:
+                walks.setdefault(name, []).append((rest, obj))
+    for name, entries in walks.items():
+        objects[name], skipped[name] = [], Counter()
+        for relative, obj in entries:
+            reason = skip_reason(relative)
+            if reason:
+                skipped[name][reason] += 1
+            else:
+                objects[name].append(obj)
+    return objects, skipped, ignored
