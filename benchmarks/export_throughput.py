@@ -33,7 +33,7 @@ from gan_augment.export.tables import export_samples  # noqa: E402
 from gan_augment.gan.checkpoint import load_model, save_model  # noqa: E402
 from gan_augment.gan.models import build_models  # noqa: E402
 from gan_augment.gan.pixels import to_model_range  # noqa: E402
-from gan_augment.io.parquet import features_table, read_synthetic, synthetic_schema, write_features, write_synthetic  # noqa: E402
+from gan_augment.io.tables import features_table, read_synthetic, synthetic_schema, write_features, write_synthetic  # noqa: E402
 
 SECTION = "Export throughput (SyntheticDataset, features, Parquet)"
 

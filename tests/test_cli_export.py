@@ -12,7 +12,7 @@ from conftest import write_png_folder
 from gan_augment.cli import main
 from gan_augment.export.synthetic import SyntheticDataset
 from gan_augment.gan.visualize import encode_png
-from gan_augment.io.parquet import read_features, read_synthetic
+from gan_augment.io.tables import read_features, read_synthetic
 
 
 def test_sample_writes_the_synthetic_table_of_the_dataset(trained_model_dir, tmp_path, capsys):

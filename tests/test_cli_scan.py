@@ -12,7 +12,7 @@ import fsspec
 from conftest import bad_inputs
 
 from gan_augment.cli import main
-from gan_augment.io.parquet import read_manifest
+from gan_augment.io.tables import read_manifest
 from gan_augment.testing.servers import TEST_CREDENTIALS, s3_storage_options
 
 

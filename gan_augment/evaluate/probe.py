@@ -30,7 +30,7 @@ from gan_augment.export.features import Features, extract_features
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, init_weights
 from gan_augment.io.fsio import redact_url
-from gan_augment.io.parquet import read_features
+from gan_augment.io.tables import read_features
 
 # L2 strengths tried by cross-validation (C is the inverse strength): standardised features of a
 # few thousand dimensions against tens of labels usually want strong regularisation.

@@ -22,7 +22,7 @@ from gan_augment.gan.models import inference_copy
 from gan_augment.gan.pixels import to_model_range
 from gan_augment.gan.sampling import BLOCK_SIZE, generate_block, sample_seed
 from gan_augment.io.fsio import redact_url
-from gan_augment.io.parquet import read_synthetic
+from gan_augment.io.tables import read_synthetic
 
 CACHE_BYTES = 256 * 2**20
 OUTPUTS = ("float", "signed", "uint8", "pil")

@@ -20,14 +20,8 @@ from gan_augment.export.synthetic import SyntheticDataset
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.sampling import BLOCK_SIZE
 from gan_augment.gan.visualize import encode_png
-from gan_augment.io.parquet import (
-    PART_BYTES,
-    features_table,
-    gan_augment_metadata,
-    synthetic_table,
-    write_features,
-    write_synthetic,
-)
+from gan_augment.io.parquet import PART_BYTES, gan_augment_metadata
+from gan_augment.io.tables import features_table, synthetic_table, write_features, write_synthetic
 
 Progress = Callable[[int, int], None]
 

@@ -1,4 +1,5 @@
-"""Arrow schemas and Parquet writers/readers for every table gan-augment writes.
+"""Parquet plumbing for every table gan-augment writes: metadata, atomic single-file writes,
+streamed part-split writes and their readers.
 
 Every file carries the schema metadata key `gan_augment` = JSON {version, dataset, model_id,
 config}. Writes are atomic (see `fsio.atomic_write_bytes`).
@@ -11,7 +12,6 @@ import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -57,8 +57,15 @@ def read_table(url: str, storage_options: dict[str, Any] | None = None, columns:
         ValueError: the object is not a readable Parquet file.
     """
     fs, path = get_fs(url, storage_options)
+
+    def read() -> pa.Table:
+        # One file through ParquetFile, not pq.read_table: the latter goes through
+        # pyarrow.dataset, which loads pandas (~55 MB), for what is only ever one file here.
+        with pq.ParquetFile(path, filesystem=fs) as parquet_file:
+            return parquet_file.read(columns=columns)
+
     try:
-        return retry(lambda: pq.read_table(path, filesystem=fs, columns=columns), what=f"read {redact_url(url)}")
+        return retry(read, what=f"read {redact_url(url)}")
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
@@ -205,171 +212,3 @@ def read_parts(
     except pa.ArrowInvalid as exc:
         raise ValueError(f"the Parquet files in {redact_url(url)} do not share one schema (mixed exports?): "
                          f"{str(exc).splitlines()[0]}") from exc
-
-
-# -- synthetic samples -------------------------------------------------------------------------
-
-# The Hugging Face `datasets` Image convention: PNG bytes plus an optional file name. The
-# `huggingface` schema metadata tells `datasets.load_dataset("parquet", ...)` to decode it.
-IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-SYNTHETIC_SCHEMA = pa.schema([
-    ("image", IMAGE_TYPE),
-    ("dataset", pa.string()),
-    ("model_id", pa.string()),
-    ("seed", pa.int64()),
-    ("index", pa.int64()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-])
-_HF_FEATURES = {
-    "image": {"_type": "Image"},
-    **{name: {"dtype": dtype, "_type": "Value"} for name, dtype in
-       [("dataset", "string"), ("model_id", "string"), ("seed", "int64"), ("index", "int64"),
-        ("width", "int32"), ("height", "int32")]},
-}
-
-
-def synthetic_schema(metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    """The synthetic table's schema with the `gan_augment` and `huggingface` metadata."""
-    hf = {b"huggingface": json.dumps({"info": {"features": _HF_FEATURES}}).encode()}
-    return SYNTHETIC_SCHEMA.with_metadata({**(metadata or {}), **hf})
-
-
-def synthetic_table(
-    png: Sequence[bytes], *, dataset: str, model_id: str, seeds: Sequence[int], indices: Sequence[int],
-    width: int, height: int,
-) -> pa.Table:
-    """One batch of synthetic rows; `png[k]` is the sample with `seeds[k]` and `indices[k]`."""
-    n = len(png)
-    images = pa.StructArray.from_arrays(
-        [pa.array(png, pa.binary()), pa.array([f"{dataset}-{i:08d}.png" for i in indices], pa.string())],
-        fields=list(IMAGE_TYPE),
-    )
-    return pa.Table.from_arrays(
-        [images, pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
-         pa.array(seeds, pa.int64()), pa.array(indices, pa.int64()),
-         pa.array([width] * n, pa.int32()), pa.array([height] * n, pa.int32())],
-        schema=SYNTHETIC_SCHEMA,
-    )
-
-
-def write_synthetic(
-    out: str, tables: Iterable[pa.Table], metadata: dict[bytes, bytes],
-    storage_options: dict[str, Any] | None = None, part_bytes: int = PART_BYTES,
-) -> list[str]:
-    """Write synthetic rows to `out` (a .parquet file or a folder of parts); PNG bytes are
-    stored uncompressed (compressing them again only costs time)."""
-    return write_parts(out, tables, synthetic_schema(metadata), uncompressed=("image.bytes",),
-                       storage_options=storage_options, part_bytes=part_bytes)
-
-
-def read_synthetic(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The synthetic table(s) at `url` (a file or a folder of parts).
-
-    Raises:
-        FileNotFoundError: nothing at `url`.
-        ValueError: a file that is not a synthetic-samples table.
-    """
-    return read_parts(url, lambda schema, file_url: require_columns(schema, SYNTHETIC_SCHEMA, "synthetic", file_url),
-                      storage_options)
-
-
-# -- discriminator features --------------------------------------------------------------------
-
-FEATURES_BASE_SCHEMA = pa.schema([("uri", pa.string()), ("dataset", pa.string()), ("model_id", pa.string())])
-
-
-def features_schema(dim: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    """uri, dataset, model_id, feature fixed_size_list<float32>[dim]."""
-    return FEATURES_BASE_SCHEMA.append(pa.field("feature", pa.list_(pa.float32(), dim))).with_metadata(metadata)
-
-
-def features_table(uris: Sequence[str], *, dataset: str, model_id: str, features: np.ndarray) -> pa.Table:
-    """One batch of feature rows from an (N, dim) array."""
-    n, dim = features.shape
-    values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1), pa.float32())
-    return pa.Table.from_arrays(
-        [pa.array(uris, pa.string()), pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
-         pa.FixedSizeListArray.from_arrays(values, dim)],
-        schema=features_schema(dim),
-    )
-
-
-def write_features(
-    out: str, tables: Iterable[pa.Table], dim: int, metadata: dict[bytes, bytes],
-    storage_options: dict[str, Any] | None = None, part_bytes: int = PART_BYTES,
-) -> list[str]:
-    """Write feature rows to `out` (a .parquet file or a folder of parts), zstd-compressed."""
-    return write_parts(out, tables, features_schema(dim, metadata), storage_options=storage_options,
-                       part_bytes=part_bytes)
-
-
-def _check_features_schema(schema: pa.Schema, url: str) -> None:
-    require_columns(schema, FEATURES_BASE_SCHEMA, "features", url)
-    index = schema.get_field_index("feature")
-    kind = schema.field(index).type if index >= 0 else None
-    if kind is None or not (pa.types.is_fixed_size_list(kind) and kind.value_type == pa.float32()):
-        raise ValueError(f"{redact_url(url)} is not a features table: column 'feature' must be "
-                         f"fixed_size_list<float32>[d], found {kind}")
-
-
-def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The features table(s) at `url` (a file or a folder of parts).
-
-    Raises:
-        FileNotFoundError: nothing at `url`.
-        ValueError: a file that is not a features table.
-    """
-    return read_parts(url, _check_features_schema, storage_options)
-
-
-# -- manifest: one row per scanned object (store.scan_store) ---------------------------------
-
-MANIFEST_STATUSES = ("ok", "corrupt", "unsupported", "too_large", "empty", "duplicate", "unreadable")
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("uri", pa.string(), nullable=False),
-    pa.field("dataset", pa.string(), nullable=False),
-    pa.field("size_bytes", pa.int64(), nullable=False),
-    pa.field("etag_or_hash", pa.string(), nullable=False),  # change token: etag:..., mtime:... or md5:...
-    pa.field("format", pa.string()),
-    pa.field("mode", pa.string()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("status", pa.string(), nullable=False),  # one of MANIFEST_STATUSES
-    pa.field("error", pa.string()),  # why the status is not ok; null when ok
-    pa.field("scanned_at", pa.timestamp("us", tz="UTC"), nullable=False),  # when the object was last read
-    pa.field("content_hash", pa.string()),  # md5:<hex> when known (object read whole, or hashing asked)
-    pa.field("duplicate_of", pa.string()),  # for status duplicate: the uri of the copy that stays ok
-])
-
-
-def manifest_table(rows: list[dict[str, Any]], dataset: str, config: dict[str, Any] | None = None) -> pa.Table:
-    """A dataset's manifest from rows (dicts keyed by MANIFEST_SCHEMA's columns), sorted by
-    uri; `config` records the scan limits that the verdicts depend on."""
-    schema = MANIFEST_SCHEMA.with_metadata(gan_augment_metadata(dataset, config=config))
-    return pa.Table.from_pylist(sorted(rows, key=lambda row: row["uri"]), schema=schema)
-
-
-def write_manifest(
-    url: str,
-    rows: list[dict[str, Any]],
-    dataset: str,
-    storage_options: dict[str, Any] | None = None,
-    config: dict[str, Any] | None = None,
-) -> pa.Table:
-    """Write a dataset's manifest atomically (see `manifest_table`); returns the table."""
-    table = manifest_table(rows, dataset, config)
-    write_table(url, table, storage_options)
-    return table
-
-
-def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """Read and check one manifest.
-
-    Raises:
-        FileNotFoundError: nothing at `url`; run `gan-augment scan` first.
-        ValueError: the file is not a manifest.
-    """
-    table = read_table(url, storage_options)
-    require_columns(table.schema, MANIFEST_SCHEMA, "manifest", url)
-    return table

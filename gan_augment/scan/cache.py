@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
-from gan_augment.io.parquet import read_manifest
+from gan_augment.io.tables import read_manifest
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.manifest import apply_verdicts

@@ -1,7 +1,7 @@
 """Manifest rows: what a scan must read given the previous manifest, duplicate marking, and the
 scan summary (`DatasetScan`, `ScanResult`).
 
-A row is a dict keyed by `parquet.MANIFEST_SCHEMA`'s columns. Pure logic, no storage access.
+A row is a dict keyed by `io.tables.MANIFEST_SCHEMA`'s columns. Pure logic, no storage access.
 """
 
 from __future__ import annotations

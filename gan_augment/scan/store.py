@@ -19,7 +19,7 @@ import fsspec
 import pyarrow as pa
 
 from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
-from gan_augment.io.parquet import manifest_table, read_manifest, write_manifest
+from gan_augment.io.tables import manifest_table, read_manifest, write_manifest
 from gan_augment.layout import manifest_url
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.manifest import (

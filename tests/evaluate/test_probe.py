@@ -18,7 +18,8 @@ from gan_augment.evaluate.probe import (
     random_discriminator,
 )
 from gan_augment.gan.checkpoint import load_model
-from gan_augment.io.parquet import features_table, gan_augment_metadata, write_features
+from gan_augment.io.parquet import gan_augment_metadata
+from gan_augment.io.tables import features_table, write_features
 
 
 def clusters(per_class: int, classes: int = 3, dim: int = 20, spread: float = 1.0, seed: int = 0):

@@ -19,7 +19,8 @@ from gan_augment.gan.checkpoint import load_model
 from gan_augment.gan.sampling import generate_block, sample_seed
 from gan_augment.gan.visualize import encode_png
 from gan_augment.io.fsio import get_fs
-from gan_augment.io.parquet import read_features, read_gan_augment_metadata, read_synthetic
+from gan_augment.io.parquet import read_gan_augment_metadata
+from gan_augment.io.tables import read_features, read_synthetic
 
 
 def png_to_tensor(data: bytes) -> torch.Tensor:

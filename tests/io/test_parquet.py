@@ -12,15 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from gan_augment.io.fsio import atomic_open, get_fs
-from gan_augment.io.parquet import (
+from gan_augment.io.parquet import gan_augment_metadata, read_gan_augment_metadata, write_parts
+from gan_augment.io.tables import (
     features_table,
-    gan_augment_metadata,
     read_features,
-    read_gan_augment_metadata,
     read_synthetic,
     synthetic_table,
     write_features,
-    write_parts,
     write_synthetic,
 )
 

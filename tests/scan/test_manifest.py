@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 from conftest import bad_inputs
 
-from gan_augment.io.parquet import MANIFEST_SCHEMA, manifest_table, read_gan_augment_metadata, read_manifest
+from gan_augment.io.parquet import read_gan_augment_metadata
+from gan_augment.io.tables import MANIFEST_SCHEMA, manifest_table, read_manifest
 from gan_augment.scan.images import Probe
 from gan_augment.scan.listing import ImageObject
 from gan_augment.scan.manifest import apply_verdicts, content_key, mark_duplicates, new_row, plan_scan, rows_to_hash

@@ -9,7 +9,7 @@ import pytest
 from conftest import bad_inputs, encode, noise_image
 
 import gan_augment.scan.store as store_module
-from gan_augment.io.parquet import MANIFEST_SCHEMA, MANIFEST_STATUSES, read_manifest
+from gan_augment.io.tables import MANIFEST_SCHEMA, MANIFEST_STATUSES, read_manifest
 from gan_augment.scan.listing import ImageObject, list_images, object_version
 from gan_augment.scan.objects import ScanLimits, probe_object
 from gan_augment.scan.store import scan_store
