@@ -1,1 +1,18 @@
-"""evaluate"""
+"""How good a model is: sample quality against the real-vs-real floor (SWD in `metrics`,
+FID/KID in `fid`), the few-label linear probe on discriminator features (`probe`), and
+`evaluate_model`, which runs them and records the result in the model card.
+"""
+
+from gan_augment.evaluate.evaluation import Evaluation, evaluate_model, format_table, read_labels
+from gan_augment.evaluate.fid import FidKid, fid_kid, load_inception
+from gan_augment.evaluate.metrics import (
+           SlicedWasserstein,
+           frechet_distance,
+           kernel_inception_distance,
+           sliced_wasserstein,
+)
+from gan_augment.evaluate.probe import ProbeResult, compare_features, few_label_probe
+
+__all__ = ["Evaluation", "FidKid", "ProbeResult", "SlicedWasserstein", "compare_features", "evaluate_model",
+           "few_label_probe", "fid_kid", "format_table", "frechet_distance", "kernel_inception_distance",
+           "load_inception", "read_labels", "sliced_wasserstein"]
