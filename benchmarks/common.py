@@ -9,18 +9,20 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-import torch
-
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 
 
 def set_threads(threads: int) -> None:
     """Pin torch's intra-op threads (and OpenMP's) for the whole benchmark process."""
+    import torch  # here, not at the top: benchmarks of start-up cost must not load it
+
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
 
 
 def machine_line(threads: int) -> str:
+    import torch
+
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     return (f"{os.cpu_count()} cores ({device}), torch {torch.__version__}, {threads} intra-op thread(s), "
             f"Python {platform.python_version()}")
