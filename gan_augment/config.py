@@ -1,6 +1,6 @@
 """Frozen configuration dataclasses, one per stage, with a strict JSON round-trip.
 
-`ModelConfig` describes the networks (it is all `models.py` sees); `TrainConfig` describes one
+`ModelConfig` describes the networks (it is all `gan/models.py` sees); `TrainConfig` describes one
 training run. Both validate on construction, so an impossible value fails where it is written,
 with the field's name in the message, instead of deep inside a training step.
 """
@@ -95,6 +95,15 @@ class ModelConfig(_JsonConfig):
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"): a narrow generator (ngf=16), ndf=32, no dropout,
     a 128-wide projection head. `ModelConfig.seed_dcgan()` is the seed article's network.
+
+    Examples:
+        >>> config = ModelConfig(image_size=64, channels=3)
+        >>> ModelConfig.from_json(config.to_json()) == config
+        True
+        >>> ModelConfig(image_size=48)
+        Traceback (most recent call last):
+        ...
+        ValueError: ModelConfig.image_size=48 is invalid: expected a power of two from 16 to 256
     """
 
     image_size: int = 32
@@ -138,7 +147,7 @@ class TrainConfig(_JsonConfig):
     Attributes:
         steps: generator steps, each after `d_steps` discriminator steps; None derives them
             from `epochs`, or from the dataset size when both are None (see
-            `train.resolve_steps`).
+            `training.trainer.resolve_steps`).
         epochs: passes over the data, used when `steps` is None.
         max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
             this long; None is no limit. A run stopped this way is not reproducible.

@@ -71,7 +71,7 @@ def dark_data(
 
     Args:
         store_url: the image store (any fsspec URL); each first-level folder is a dataset.
-        out_url: the output root (the storage layout of DESIGN.md).
+        out_url: the output root (the storage layout of docs/design.md).
         datasets: only these datasets; all when None.
         train_work_pool: None trains in this process; a work pool name starts one run of the
             `train-dataset` deployment on that pool per dataset.

@@ -81,7 +81,7 @@ class Features:
 
     The model and the images are resolved (and checked) up front; the discriminator runs when
     the features are first needed: `features` computes all of them at once, `batches()` streams
-    them batch by batch (how `export.export_features` writes tables of any size).
+    them batch by batch (how `tables.export_features` writes tables of any size).
 
     Attributes:
         uris: the source image of each row.
@@ -177,6 +177,13 @@ def extract_features(
         FileNotFoundError: no model, or no images under the URL.
         ValueError: a damaged model, images of another shape than the model's, no decodable
             image, or a protocol this discriminator cannot serve.
+
+    Examples:
+        >>> features = extract_features(trained_model, f"{store}/shapes")
+        >>> features.features.shape, features.features.dtype.name  # (N, d): every block pooled to 2x2
+        ((24, 96), 'float32')
+        >>> features.uris[0].endswith("shapes/00.png")
+        True
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")

@@ -131,6 +131,17 @@ class SyntheticDataset(Dataset):
     Raises:
         FileNotFoundError: no model at a given URL.
         ValueError: a damaged model file, a model of another shape than asked, or bad arguments.
+
+    Examples:
+        >>> import torch
+        >>> ds = SyntheticDataset(trained_model, num_samples=1_000, seed=0)  # OUT/<dataset>/model
+        >>> ds[0].shape, ds[0].dtype
+        (torch.Size([1, 16, 16]), torch.float32)
+        >>> torch.equal(ds[7], SyntheticDataset(trained_model, num_samples=1_000, seed=0)[7])
+        True
+        >>> labelled = SyntheticDataset({"round": trained_model, "other": trained_model}, num_samples_per_model=10)
+        >>> len(labelled), labelled[15][1]
+        (20, 'other')
     """
 
     def __init__(

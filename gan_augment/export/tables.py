@@ -81,6 +81,14 @@ def export_samples(
     Raises:
         FileNotFoundError: no model at `model`.
         ValueError: a damaged model, a model of another size than `image_size`, or bad arguments.
+
+    Examples:
+        >>> import pyarrow.parquet as pq
+        >>> result = export_samples(trained_model, f"{out}/shapes/synthetic", 300, seed=0)
+        >>> result.rows, [name.rsplit("/", 1)[1] for name in result.files]
+        (300, ['part-00000.parquet'])
+        >>> pq.read_table(result.files[0]).column_names
+        ['image', 'dataset', 'model_id', 'seed', 'index', 'width', 'height']
     """
     model = as_trained_model(model, device=device, storage_options=storage_options)
     samples = SyntheticDataset(model, num_samples, seed=seed, output="uint8", device=device, block_size=block_size,
@@ -129,6 +137,12 @@ def export_features(
 
     Returns:
         The files written, the row count and the source objects skipped (never fatal).
+
+    Examples:
+        >>> from gan_augment import extract_features
+        >>> result = export_features(extract_features(trained_model, f"{store}/shapes"), f"{out}/shapes/features")
+        >>> result.rows, result.skipped
+        (24, {})
     """
     model = features.model
     metadata = gan_augment_metadata(

@@ -176,6 +176,16 @@ def load_model(
     Raises:
         FileNotFoundError: no model.pt at `location`.
         UnsafeFileError: the file is damaged, not ours, or would need unpickling.
+
+    Examples:
+        >>> import torch
+        >>> model = load_model(trained_model)  # OUT/<dataset>/model, as `train` writes it
+        >>> model.dataset, model.model_config.image_size
+        ('shapes', 16)
+        >>> with torch.no_grad():
+        ...     images = model.generator(torch.randn(4, model.model_config.latent_dim))
+        >>> tuple(images.shape)  # (B, C, S, S) in [-1, 1]
+        (4, 1, 16, 16)
     """
     model_url, model_dir = resolve_model_location(location)
     try:

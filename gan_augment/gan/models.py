@@ -1,5 +1,5 @@
 """The DCGAN of the seed article (Radford et al. 2015, "Unsupervised Representation Learning
-with Deep Convolutional Generative Adversarial Networks"), in the shape DESIGN.md fixes.
+with Deep Convolutional Generative Adversarial Networks"), block for block (docs/design.md).
 
 This module knows nothing of training, storage or orchestration: it maps a `ModelConfig` to two
 `nn.Module`s and an initialiser.

@@ -97,7 +97,7 @@ def iter_images(
         source: the dataset's folder/prefix (any fsspec URL).
         image_size, channels: the output size and 1 (L) or 3 (RGB).
         storage_options: fsspec options for `source`.
-        objects: the objects to decode (default: `store.list_images(source)`).
+        objects: the objects to decode (default: `listing.list_images(source)`).
         max_pixels: larger images are rejected as `too_large`.
         max_workers: objects in flight at once.
     """

@@ -1,7 +1,7 @@
 """Encoded image bytes -> a verdict and pixels: header probing, validation and decoding.
 
 Pure functions on bytes, no storage access. The scan (`store.scan_store`) and the training cache
-(`data.build_cache`) apply the same rules, so an object the scan calls `ok` decodes, and an
+(`cache.build_cache`) apply the same rules, so an object the scan calls `ok` decodes, and an
 object that only the cache sees is judged as the scan would judge it.
 """
 

@@ -105,6 +105,14 @@ def scan_store(
     Raises:
         FileNotFoundError: the store (or a dataset in `datasets`) does not exist or holds no dataset.
         ValueError: a name in `datasets` is invalid.
+
+    Examples:
+        >>> result = scan_store(store, out=out)  # each first-level folder of `store` is a dataset
+        >>> scan = result.datasets["shapes"]
+        >>> scan.manifest.num_rows, scan.manifest_url.endswith("shapes/manifest.parquet")
+        (24, True)
+        >>> scan_store(store, out=out).read_objects  # run again: nothing changed, nothing is read
+        0
     """
     started = time.perf_counter()
     fs, workers = concurrent_fs(url, storage_options, max_workers)

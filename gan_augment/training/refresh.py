@@ -52,7 +52,7 @@ def stale_reason(
 ) -> str | None:
     """Why the model described by `card` must be (re)trained, or None when it is up to date.
 
-    `model_config` is compared as the trainer records it (see `train.effective_model_config`).
+    `model_config` is compared as the trainer records it (see `training.trainer.effective_model_config`).
     """
     if card is None:
         return "no model yet"
