@@ -26,26 +26,26 @@ class CardMixin:
         url = samples_file(self.model_dir, f"{name}.png")
         if not self.dist.is_main:
             return url
-        images = self.ema(self.fixed_noise)  # (64, C, S, S)
+        images = self.state.ema(self.fixed_noise)  # (64, C, S, S)
         atomic_write_bytes(url, sample_grid_png(images), self.storage_options)
         atomic_write_bytes(samples_file(self.model_dir, "loss_curve.png"),
-                           loss_curve_png(self.history, title=self.dataset), self.storage_options)
+                           loss_curve_png(self.state.history, title=self.dataset), self.storage_options)
         return url
 
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
         files = {"samples": self._write_samples("final"), "loss_curve": samples_file(self.model_dir, "loss_curve.png"),
                  "model": model_file(self.model_dir), "card": card_file(self.model_dir)}
         metrics = {k: v for k, v in row.items() if k != "step"}
-        if self.resumed_from != self.step:
+        if self.resumed_from != self.state.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
         from gan_augment.training.trainer import TrainResult
 
-        result = TrainResult(self.model_dir, self.model_id, self.dataset, self.step, len(self.cache),
+        result = TrainResult(self.model_dir, self.model_id, self.dataset, self.state.step, len(self.cache),
                              self.resumed_from, seconds, images_per_second, metrics, files)
         if not self.dist.is_main:
             return result
-        save_model(self.model_dir, self.ema, self.discriminator, model_id=self.model_id,
-                   dataset=self.dataset, extra={"step": self.step}, storage_options=self.storage_options)
+        save_model(self.model_dir, self.state.ema, self.state.discriminator, model_id=self.model_id,
+                   dataset=self.dataset, extra={"step": self.state.step}, storage_options=self.storage_options)
         card = {
             "format": "gan-augment/model-card",
             "model_id": self.model_id,
@@ -56,11 +56,11 @@ class CardMixin:
             "skipped_images": len(self.cache.skipped),
             "model_config": self.mc.to_dict(),
             "train_config": self.tc.to_dict(),
-            "steps": self.step,
-            "epochs": self.step * self.images_per_step / len(self.cache),
+            "steps": self.state.step,
+            "epochs": self.state.step * self.images_per_step / len(self.cache),
             "world_size": self.dist.world_size,
             "resumed_from": self.resumed_from,
-            "nan_rollbacks": self.nan_rollbacks,
+            "nan_rollbacks": self.state.nan_rollbacks,
             "metrics": metrics,
             "device": str(self.device),
             "precision": "bf16 autocast" if self.amp else "fp32",

@@ -4,7 +4,6 @@ guard, and `train()`, which builds the data cache and runs it."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import logging
@@ -19,23 +18,21 @@ from torch import Tensor
 
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.devices import has_native_bf16, select_device
-from gan_augment.gan.models import build_models
 from gan_augment.io.fsio import basename
 from gan_augment.io.progress import Progress
-from gan_augment.layout import checkpoints_dir, manifest_url, validate_dataset_name
+from gan_augment.layout import manifest_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler
 from gan_augment.training.card import CardMixin
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
-from gan_augment.training.state import StateMixin, TrainingDivergedError
+from gan_augment.training.state import METRICS, Checkpoints, TrainingDivergedError, TrainingState
 from gan_augment.training.step import StepMixin
 
 __all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "auto_epochs", "effective_model_config",
            "resolve_steps", "train"]
 
 log = logging.getLogger(__name__)
-METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 def auto_epochs(num_images: int) -> float:
@@ -82,7 +79,7 @@ class TrainResult:
     files: dict[str, str]
 
 
-class Trainer(StepMixin, StateMixin, CardMixin):
+class Trainer(StepMixin, CardMixin):
     """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`."""
 
     def __init__(
@@ -104,7 +101,6 @@ class Trainer(StepMixin, StateMixin, CardMixin):
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
-        self.checkpoint_dir = checkpoints_dir(model_dir)
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
@@ -117,19 +113,12 @@ class Trainer(StepMixin, StateMixin, CardMixin):
         channels_last = train_config.channels_last and self.device.type in ("cuda", "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        torch.manual_seed(train_config.seed)  # weight init and dropout draw from the global RNG
-        self.generator, self.discriminator = build_models(model_config)
-        self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        for module in (self.generator, self.discriminator, self.ema):
-            module.to(self.device, memory_format=self.memory_format)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr,
-                                      betas=(train_config.beta1, train_config.beta2))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.d_lr,
-                                      betas=(train_config.d_beta1, train_config.beta2))
-        self.g_forward, self.d_forward = self.generator, self.discriminator
+        self.state = TrainingState.initial(model_config, train_config, self.device, self.memory_format)
+        self.g_forward, self.d_forward = self.state.generator, self.state.discriminator
         if train_config.compile:
-            self.g_forward, self.d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
-        self.rng = torch.Generator(self.device).manual_seed(train_config.seed)
+            self.g_forward, self.d_forward = torch.compile(self.g_forward), torch.compile(self.d_forward)
+        self.checkpoints = Checkpoints(model_dir, model_config, train_config, cache.fingerprint, dataset=dataset,
+                                       device=self.device, storage_options=storage_options, distributed=self.dist)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
         self.images = cache.images.to(self.device) if cuda else cache.images
         self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist,
@@ -137,8 +126,7 @@ class Trainer(StepMixin, StateMixin, CardMixin):
             else BatchSampler(len(cache), train_config.batch_size, train_config.seed, self.images.device)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
-        self.step, self.nan_rollbacks, self.resumed_from = 0, 0, None
-        self.history: dict[str, list[float]] = {k: [] for k in ("step", *METRICS, "images_per_second")}
+        self.resumed_from: int | None = None
         self.model_id = f"{dataset}-" + hashlib.sha256(
             f"{cache.fingerprint}\0{model_config.to_json()}\0{train_config.to_json()}".encode()).hexdigest()[:12]
 
@@ -149,58 +137,59 @@ class Trainer(StepMixin, StateMixin, CardMixin):
         values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
         if not all(math.isfinite(v) for v in values):
             return None
-        row = dict(zip(METRICS, values), step=self.step,
+        row = dict(zip(METRICS, values), step=self.state.step,
                    images_per_second=count * self.images_per_step / max(seconds, 1e-9))
-        for key in self.history:
-            self.history[key].append(row[key])
+        for key, column in self.state.history.items():
+            column.append(row[key])
         return row
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = True) -> TrainResult:
-        self._resume(resume)
-        self._start_ranks()
-        tc, start_step, started = self.tc, self.step, time.perf_counter()
-        self.generator.train()
-        self.discriminator.train()
-        progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=self.step,
+        state = self.state
+        self.resumed_from = self.checkpoints.resume(state, resume)
+        state.start_ranks(self.dist, self.tc.seed)
+        tc, start_step, started = self.tc, state.step, time.perf_counter()
+        state.generator.train()
+        state.discriminator.train()
+        progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=state.step,
                             log_interval=0, enabled=self.dist.is_main)  # updated once per logging interval
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
-        row = {key: values[-1] for key, values in self.history.items() if values}
-        while self.step < self.total_steps:
+        row = {key: values[-1] for key, values in state.history.items() if values}
+        while state.step < self.total_steps:
             sums += self.train_step()
             count += 1
             if tc.max_seconds is not None and self.dist.any(time.perf_counter() - started > tc.max_seconds,
                                                             self.device):  # all ranks stop together
-                log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, self.step)
-                self.total_steps = self.step
-            at_end = self.step == self.total_steps
-            at_checkpoint = self.step % tc.checkpoint_every == 0 or at_end
-            at_samples = self.step % tc.sample_every == 0 or at_end
-            if not (self.step % tc.log_every == 0 or at_checkpoint or at_samples):
+                log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, state.step)
+                self.total_steps = state.step
+            at_end = state.step == self.total_steps
+            at_checkpoint = state.step % tc.checkpoint_every == 0 or at_end
+            at_samples = state.step % tc.sample_every == 0 or at_end
+            if not (state.step % tc.log_every == 0 or at_checkpoint or at_samples):
                 continue
             new_row = self._record(sums, count, time.perf_counter() - window)
-            if new_row is None or (at_checkpoint and not self._weights_finite()):
-                self._roll_back()
-                progress.update(self.step)
+            if new_row is None or (at_checkpoint and not state.weights_finite()):
+                self.checkpoints.roll_back(state)
+                progress.update(state.step)
                 sums.zero_()
                 count, window = 0, time.perf_counter()
                 continue
             row = new_row
-            progress.update(self.step, postfix=(
+            progress.update(state.step, postfix=(
                 f"loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
                 f"D(G(z))={row['d_fake']:.2f} {row['images_per_second']:.0f} img/s"))
             if self.callback:
                 self.callback(row)
             if at_checkpoint:
-                self._save_checkpoint()
+                self.checkpoints.save(state)
             if at_samples:
-                self._write_samples(f"step-{self.step:08d}")
+                self._write_samples(f"step-{state.step:08d}")
             sums.zero_()
             count, window = 0, time.perf_counter()
         progress.close()
         seconds = time.perf_counter() - started
-        images_per_second = (self.step - start_step) * self.images_per_step / max(seconds, 1e-9)
+        images_per_second = (state.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
 
 

@@ -141,10 +141,10 @@ def _trainer(image_folder, tmp_path, model_config, **train):
 def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tmp_path, tiny_model_config):
     trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
     real = trainer._real_batch(0)
-    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim))
+    fake = trainer.state.generator(torch.randn(4, tiny_model_config.latent_dim))
     _, real_logits, fake_logits, _, _ = trainer._discriminate_contrastive(real, fake.detach())
     (real_logits.sum() + fake_logits.sum()).backward()
-    d = trainer.discriminator
+    d = trainer.state.discriminator
     assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in d.blocks.parameters())
 
@@ -158,11 +158,11 @@ def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, t
 
     monkeypatch.setattr(step_module, "nt_xent", spy)
     trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
-    modes = []
-    trainer.d_forward = lambda x: (modes.append(trainer.discriminator.training), trainer.discriminator(x))[1]
+    modes, d = [], trainer.state.discriminator
+    trainer.d_forward = lambda x: (modes.append(d.training), d(x))[1]
     trainer.train_step()
     assert negatives == [4, 4]  # two D steps (the default d_steps), then one G step
-    assert modes == [False] and trainer.discriminator.training  # eval for G's loss, then back to train
+    assert modes == [False] and trainer.state.discriminator.training  # eval for G's loss, then back to train
     no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False, d_steps=1)
     no_fakes.train_step()
     assert negatives == [4, 4, None]
@@ -179,7 +179,7 @@ def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder,
     monkeypatch.setattr(step_module, "fake_contrastive", spy)
     trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, d_steps=1)
     real = trainer._real_batch(0)
-    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
+    fake = trainer.state.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
     trainer._discriminate_contrastive(real, fake)
     assert calls == [(2 * real.shape[0], 4)]
     off = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
