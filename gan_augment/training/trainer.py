@@ -3,7 +3,6 @@ guard, and `train()`, which builds the data cache and runs it."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -23,11 +22,11 @@ from gan_augment.io.progress import Progress
 from gan_augment.layout import manifest_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
-from gan_augment.training.batches import BatchSampler
+from gan_augment.training.batches import BatchSampler, RealBatches
 from gan_augment.training.card import CardMixin
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.training.state import METRICS, Checkpoints, TrainingDivergedError, TrainingState
-from gan_augment.training.step import StepMixin
+from gan_augment.training.step import TrainingStep
 
 __all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "auto_epochs", "effective_model_config",
            "resolve_steps", "train"]
@@ -79,7 +78,7 @@ class TrainResult:
     files: dict[str, str]
 
 
-class Trainer(StepMixin, CardMixin):
+class Trainer(CardMixin):
     """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`."""
 
     def __init__(
@@ -104,26 +103,23 @@ class Trainer(StepMixin, CardMixin):
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
-        self.policies = train_config.augment_policies
-        cuda = self.device.type == "cuda"
         self.amp = train_config.amp and has_native_bf16(self.device)
-        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if self.amp \
-            else contextlib.nullcontext
         # oneDNN (CPU) and cuDNN both run convolutions fastest on NHWC tensors.
         channels_last = train_config.channels_last and self.device.type in ("cuda", "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         self.state = TrainingState.initial(model_config, train_config, self.device, self.memory_format)
-        self.g_forward, self.d_forward = self.state.generator, self.state.discriminator
-        if train_config.compile:
-            self.g_forward, self.d_forward = torch.compile(self.g_forward), torch.compile(self.d_forward)
         self.checkpoints = Checkpoints(model_dir, model_config, train_config, cache.fingerprint, dataset=dataset,
                                        device=self.device, storage_options=storage_options, distributed=self.dist)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
-        self.images = cache.images.to(self.device) if cuda else cache.images
+        images = cache.images.to(self.device) if self.device.type == "cuda" else cache.images
         self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist,
-                                           self.images.device) if self.dist.enabled \
-            else BatchSampler(len(cache), train_config.batch_size, train_config.seed, self.images.device)
+                                           images.device) if self.dist.enabled \
+            else BatchSampler(len(cache), train_config.batch_size, train_config.seed, images.device)
+        self.batches = RealBatches(images, self.sampler, self.device, memory_format=self.memory_format,
+                                   flip_rng=self.state.rng if train_config.flip else None)
+        self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
+                                          distributed=self.dist)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
         self.resumed_from: int | None = None
@@ -157,7 +153,7 @@ class Trainer(StepMixin, CardMixin):
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
         row = {key: values[-1] for key, values in state.history.items() if values}
         while state.step < self.total_steps:
-            sums += self.train_step()
+            sums += self.training_step()
             count += 1
             if tc.max_seconds is not None and self.dist.any(time.perf_counter() - started > tc.max_seconds,
                                                             self.device):  # all ranks stop together

@@ -131,62 +131,6 @@ def test_time_budget_stops_cleanly(image_folder, tmp_path, tiny_model_config):
     assert os.path.isfile(os.path.join(result.model_dir, "model.pt"))
 
 
-def _trainer(image_folder, tmp_path, model_config, **train):
-    from gan_augment.scan.cache import build_cache
-    from gan_augment.training.trainer import Trainer
-    cache = build_cache(image_folder, model_config.image_size, model_config.channels)
-    return Trainer(cache, str(tmp_path / "model"), model_config, TrainConfig(batch_size=8, **train), dataset="blobs")
-
-
-def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tmp_path, tiny_model_config):
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
-    real = trainer._real_batch(0)
-    fake = trainer.state.generator(torch.randn(4, tiny_model_config.latent_dim))
-    _, real_logits, fake_logits, _, _ = trainer._discriminate_contrastive(real, fake.detach())
-    (real_logits.sum() + fake_logits.sum()).backward()
-    d = trainer.state.discriminator
-    assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in d.blocks.parameters())
-
-
-def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, tiny_model_config, monkeypatch):
-    negatives, real_nt_xent = [], step_module.nt_xent
-
-    def spy(z1, z2, temperature, fakes=None):
-        negatives.append(None if fakes is None else fakes.shape[0])
-        return real_nt_xent(z1, z2, temperature, fakes)
-
-    monkeypatch.setattr(step_module, "nt_xent", spy)
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
-    modes, d = [], trainer.state.discriminator
-    trainer.d_forward = lambda x: (modes.append(d.training), d(x))[1]
-    trainer.train_step()
-    assert negatives == [4, 4]  # two D steps (the default d_steps), then one G step
-    assert modes == [False] and trainer.state.discriminator.training  # eval for G's loss, then back to train
-    no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False, d_steps=1)
-    no_fakes.train_step()
-    assert negatives == [4, 4, None]
-
-
-def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder, tmp_path, tiny_model_config,
-                                                                     monkeypatch):
-    calls, real_fake_contrastive = [], step_module.fake_contrastive
-
-    def spy(real, fake, temperature):
-        calls.append((real.shape[0], fake.shape[0]))
-        return real_fake_contrastive(real, fake, temperature)
-
-    monkeypatch.setattr(step_module, "fake_contrastive", spy)
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, d_steps=1)
-    real = trainer._real_batch(0)
-    fake = trainer.state.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
-    trainer._discriminate_contrastive(real, fake)
-    assert calls == [(2 * real.shape[0], 4)]
-    off = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
-    off._discriminate_contrastive(real, fake)
-    assert len(calls) == 1
-
-
 def test_step_budget_resolution():
     assert resolve_steps(TrainConfig(steps=7), 1000) == 7
     assert resolve_steps(TrainConfig(epochs=2, batch_size=100, d_steps=1), 1000) == 20
