@@ -4,7 +4,6 @@ guard, and `train()`, which builds the data cache and runs it."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.gan.checkpoint import save_model, write_model_card
 from gan_augment.gan.devices import has_native_bf16, select_device
 from gan_augment.io.fsio import basename
 from gan_augment.io.progress import Progress
@@ -23,7 +23,7 @@ from gan_augment.layout import manifest_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler, RealBatches
-from gan_augment.training.card import CardMixin
+from gan_augment.training.card import model_card, model_id, output_files, write_samples
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
 from gan_augment.training.state import METRICS, Checkpoints, TrainingDivergedError, TrainingState
 from gan_augment.training.step import TrainingStep
@@ -78,8 +78,13 @@ class TrainResult:
     files: dict[str, str]
 
 
-class Trainer(CardMixin):
-    """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`."""
+class Trainer:
+    """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`.
+
+    Its parts: `state` (a `TrainingState`: what a run changes, and what a checkpoint holds),
+    `checkpoints` (resume, save, roll back), `batches` (the real batches), `training_step`
+    (a `TrainingStep`: one G step on the state); `run` is the loop that ties them together.
+    """
 
     def __init__(
         self,
@@ -95,11 +100,12 @@ class Trainer(CardMixin):
         distributed: DistributedContext | None = None,
     ) -> None:
         model_config = effective_model_config(model_config, train_config)
-        # Data-parallel hooks (gan_augment/distributed.py); all of them are no-ops in one process.
+        # Data-parallel hooks (training/distributed.py); all of them are no-ops in one process.
         self.dist = distributed or DistributedContext()
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
+        self.model_id = model_id(dataset, cache.fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
@@ -121,31 +127,22 @@ class Trainer(CardMixin):
         self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
                                           distributed=self.dist)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
-        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
+        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)  # (64, Z)
         self.resumed_from: int | None = None
-        self.model_id = f"{dataset}-" + hashlib.sha256(
-            f"{cache.fingerprint}\0{model_config.to_json()}\0{train_config.to_json()}".encode()).hexdigest()[:12]
-
-    # -- outputs ----------------------------------------------------------------------------
-
-    def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
-        """Turn the summed step metrics into one metrics row; None when any is non-finite."""
-        values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
-        if not all(math.isfinite(v) for v in values):
-            return None
-        row = dict(zip(METRICS, values), step=self.state.step,
-                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
-        for key, column in self.state.history.items():
-            column.append(row[key])
-        return row
-
-    # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = True) -> TrainResult:
-        state = self.state
+        """Train to `total_steps` (or the time budget), then write the samples, the model and its card.
+
+        Args:
+            resume: continue from the newest compatible checkpoint, if any.
+
+        Raises:
+            TrainingDivergedError: the losses stayed non-finite after every allowed rollback.
+        """
+        state, tc = self.state, self.tc
         self.resumed_from = self.checkpoints.resume(state, resume)
-        state.start_ranks(self.dist, self.tc.seed)
-        tc, start_step, started = self.tc, state.step, time.perf_counter()
+        state.start_ranks(self.dist, tc.seed)
+        start_step, started = state.step, time.perf_counter()
         state.generator.train()
         state.discriminator.train()
         progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=state.step,
@@ -187,6 +184,42 @@ class Trainer(CardMixin):
         seconds = time.perf_counter() - started
         images_per_second = (state.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
+
+    def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
+        """Turn the summed step metrics into one metrics row and append it to the history; None
+        when any is non-finite."""
+        values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
+        if not all(math.isfinite(v) for v in values):
+            return None
+        row = dict(zip(METRICS, values), step=self.state.step,
+                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
+        for key, column in self.state.history.items():
+            column.append(row[key])
+        return row
+
+    def _write_samples(self, name: str) -> None:
+        if self.dist.is_main:
+            write_samples(self.model_dir, name, self.state.ema, self.fixed_noise, self.state.history,
+                          title=self.dataset, storage_options=self.storage_options)
+
+    def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
+        """Write the final samples, model.pt (the EMA of G, and D) and the model card."""
+        state, files = self.state, output_files(self.model_dir)
+        metrics = {k: v for k, v in row.items() if k != "step"}
+        if self.resumed_from != state.step:
+            metrics.update(seconds=seconds, images_per_second=images_per_second)
+        self._write_samples("final")
+        if self.dist.is_main:
+            save_model(self.model_dir, state.ema, state.discriminator, model_id=self.model_id,
+                       dataset=self.dataset, extra={"step": state.step}, storage_options=self.storage_options)
+            card = model_card(self.cache, self.mc, self.tc, model_id=self.model_id, dataset=self.dataset,
+                              source=self.source, steps=state.step, images_per_step=self.images_per_step,
+                              world_size=self.dist.world_size, resumed_from=self.resumed_from,
+                              nan_rollbacks=state.nan_rollbacks, metrics=metrics, device=self.device, amp=self.amp,
+                              files=files)
+            write_model_card(self.model_dir, card, self.storage_options)
+        return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
+                           self.resumed_from, seconds, images_per_second, metrics, files)
 
 
 def train(
