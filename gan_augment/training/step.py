@@ -1,6 +1,6 @@
 """One training step: `d_steps` updates of D, one update of G, and the EMA of G's weights.
 
-Everything that decides what the networks learn from is here: the losses, the augmentations,
+What the networks learn from is decided here: which losses are combined, the augmentations,
 the contrastive pass through D's trunk, and which network sees which images in which mode.
 """
 

@@ -1,5 +1,6 @@
-"""The training loop: one `Trainer` with numbered phases, checkpoints, exact resume and a NaN
-guard, and `train()`, which builds the data cache and runs it."""
+"""The training loop: `Trainer.run` ties the parts of a run together (the step in step.py, the
+state and its checkpoints in state.py, the real batches in batches.py, the samples and model card
+in card.py), and `train()` builds the data cache and runs it."""
 
 from __future__ import annotations
 
@@ -66,6 +67,21 @@ def effective_model_config(model_config: ModelConfig, train_config: TrainConfig)
 
 @dataclass
 class TrainResult:
+    """What a finished run returns.
+
+    Attributes:
+        model_dir: where model.pt, model.json, checkpoints/ and samples/ are.
+        model_id: the model's id (`card.model_id`).
+        dataset: the dataset name.
+        steps: G steps trained in all, resumed ones included.
+        num_images: images trained on.
+        resumed_from: the step this run resumed from, or None.
+        seconds: this run's training time.
+        images_per_second: real images per second over this run's steps.
+        metrics: the last metrics row (and seconds and img/s when this run trained).
+        files: URLs of the outputs: samples, loss_curve, model, card.
+    """
+
     model_dir: str
     model_id: str
     dataset: str
