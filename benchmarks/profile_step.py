@@ -1,6 +1,6 @@
 """Where a training step's time goes, and what each speed-up of the trainer buys on its own.
 
-1. torch.profiler's top operators of one `Trainer.train_step` (fp32, transpose generator).
+1. torch.profiler's top operators of one `TrainingStep` (fp32, transpose generator).
 2. An ablation on identical networks (ngf = ndf = 64, batch 64), each variant timed by the
    process's CPU time (steady when other processes share the cores): the pytorch/examples
    loop, then a logits loop with each technique alone and combined, and the default
@@ -69,7 +69,7 @@ def make_step(size: int, channels: int, *, reference: bool = False, freeze: bool
         criterion(torch.sigmoid(net_d(fake)), ones).backward()
         opt_g.step()
 
-    def logits_step() -> None:  # the structure of Trainer.train_step
+    def logits_step() -> None:  # the structure of TrainingStep
         real = data[:BATCH]
         with autocast():
             fake = net_g(torch.randn(BATCH, 100))
@@ -106,14 +106,14 @@ def profile_trainer(size: int, channels: int) -> str:
     trainer = Trainer(cache, "memory://profile/model", config, TrainConfig.seed_dcgan(batch_size=BATCH, amp=False),
                       dataset="profile")
     for _ in range(2):
-        trainer.train_step()
+        trainer.training_step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(3):
-            trainer.train_step()
+            trainer.training_step()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     rows = [[e.key, f"{100 * e.self_cpu_time_total / total:.1f}%", e.count // 3] for e in events[:8]]
-    return markdown_table(["operator (fp32 Trainer.train_step)", "self CPU time", "calls per step"], rows)
+    return markdown_table(["operator (fp32 TrainingStep)", "self CPU time", "calls per step"], rows)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ MODEL = ModelConfig(image_size=32, channels=1)
 
 def recipe_step(cache: ImageCache, config: TrainConfig) -> tuple[Callable[[], None], int]:
     trainer = Trainer(cache, "memory://step-cost/model", MODEL, config, dataset="step-cost")
-    return trainer.train_step, config.d_steps
+    return trainer.training_step, config.d_steps
 
 
 def simclr_step(cache: ImageCache) -> tuple[Callable[[], None], int]:

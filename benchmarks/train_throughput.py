@@ -94,7 +94,7 @@ def reference_step(images: torch.Tensor, config: ModelConfig, batch: int, device
 def ours_step(cache, config: ModelConfig, batch: int, train_config: TrainConfig):
     """One step of our Trainer (data from the decoded cache, EMA, all of it)."""
     trainer = Trainer(cache, "memory://bench/model", config, train_config, dataset="bench")
-    return trainer.train_step
+    return trainer.training_step
 
 
 def images_per_second(step, batch: int, windows: int, device: torch.device) -> tuple[float, float]:

@@ -1,68 +1,38 @@
-"""The training loop: one `Trainer` with numbered phases, checkpoints, exact resume and a NaN
-guard, and `train()`, which builds the data cache and runs it."""
+"""The training loop: `Trainer.run` ties the parts of a run together (the step in step.py, the
+state and its checkpoints in state.py, the real batches in batches.py, the samples and model card
+in card.py), and `train()` builds the data cache and runs it."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import hashlib
 import logging
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gan_augment import __version__
 from gan_augment.config import ModelConfig, TrainConfig
-from gan_augment.gan.augment import diff_augment, random_view
-from gan_augment.gan.checkpoint import (
-    list_checkpoints,
-    load_latest_checkpoint,
-    save_checkpoint,
-    save_model,
-    write_model_card,
-)
+from gan_augment.gan.checkpoint import save_model, write_model_card
 from gan_augment.gan.devices import has_native_bf16, select_device
-from gan_augment.gan.losses import (
-    discriminator_loss,
-    fake_contrastive,
-    generator_loss,
-    gradient_penalty,
-    nt_xent,
-    unrolled_generator_loss,
-)
-from gan_augment.gan.models import build_models
-from gan_augment.gan.pixels import to_model_range
-from gan_augment.gan.visualize import loss_curve_png, sample_grid_png
-from gan_augment.io.fsio import atomic_write_bytes, basename, redact_url, remove
+from gan_augment.io.fsio import basename
 from gan_augment.io.progress import Progress
-from gan_augment.layout import (
-    SAMPLES_DIR,
-    card_file,
-    checkpoints_dir,
-    manifest_url,
-    model_file,
-    samples_file,
-    validate_dataset_name,
-)
+from gan_augment.layout import manifest_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
-from gan_augment.training.batches import BatchSampler, random_flip
+from gan_augment.training.batches import BatchSampler, RealBatches
+from gan_augment.training.card import model_card, model_id, output_files, write_samples
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
+from gan_augment.training.state import METRICS, Checkpoints, TrainingDivergedError, TrainingState
+from gan_augment.training.step import TrainingStep
+
+__all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "auto_epochs", "effective_model_config",
+           "resolve_steps", "train"]
 
 log = logging.getLogger(__name__)
-METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
-
-
-class TrainingDivergedError(RuntimeError):
-    """Losses stayed non-finite after every allowed rollback."""
 
 
 def auto_epochs(num_images: int) -> float:
@@ -97,6 +67,21 @@ def effective_model_config(model_config: ModelConfig, train_config: TrainConfig)
 
 @dataclass
 class TrainResult:
+    """What a finished run returns.
+
+    Attributes:
+        model_dir: where model.pt, model.json, checkpoints/ and samples/ are.
+        model_id: the model's id (`card.model_id`).
+        dataset: the dataset name.
+        steps: G steps trained in all, resumed ones included.
+        num_images: images trained on.
+        resumed_from: the step this run resumed from, or None.
+        seconds: this run's training time.
+        images_per_second: real images per second over this run's steps.
+        metrics: the last metrics row (and seconds and img/s when this run trained).
+        files: URLs of the outputs: samples, loss_curve, model, card.
+    """
+
     model_dir: str
     model_id: str
     dataset: str
@@ -110,7 +95,12 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`."""
+    """Trains one DCGAN on a decoded image cache, writing everything under `model_dir`.
+
+    Its parts: `state` (a `TrainingState`: what a run changes, and what a checkpoint holds),
+    `checkpoints` (resume, save, roll back), `batches` (the real batches), `training_step`
+    (a `TrainingStep`: one G step on the state); `run` is the loop that ties them together.
+    """
 
     def __init__(
         self,
@@ -126,373 +116,126 @@ class Trainer:
         distributed: DistributedContext | None = None,
     ) -> None:
         model_config = effective_model_config(model_config, train_config)
-        # Data-parallel hooks (gan_augment/distributed.py); all of them are no-ops in one process.
+        # Data-parallel hooks (training/distributed.py); all of them are no-ops in one process.
         self.dist = distributed or DistributedContext()
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
-        self.checkpoint_dir = checkpoints_dir(model_dir)
+        self.model_id = model_id(dataset, cache.fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
-        self.policies = train_config.augment_policies
-        cuda = self.device.type == "cuda"
         self.amp = train_config.amp and has_native_bf16(self.device)
-        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if self.amp \
-            else contextlib.nullcontext
         # oneDNN (CPU) and cuDNN both run convolutions fastest on NHWC tensors.
         channels_last = train_config.channels_last and self.device.type in ("cuda", "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        torch.manual_seed(train_config.seed)  # weight init and dropout draw from the global RNG
-        self.generator, self.discriminator = build_models(model_config)
-        self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        for module in (self.generator, self.discriminator, self.ema):
-            module.to(self.device, memory_format=self.memory_format)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr,
-                                      betas=(train_config.beta1, train_config.beta2))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.d_lr,
-                                      betas=(train_config.d_beta1, train_config.beta2))
-        self.g_forward, self.d_forward = self.generator, self.discriminator
-        if train_config.compile:
-            self.g_forward, self.d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
-        self.rng = torch.Generator(self.device).manual_seed(train_config.seed)
+        self.state = TrainingState.initial(model_config, train_config, self.device, self.memory_format)
+        self.checkpoints = Checkpoints(model_dir, model_config, train_config, cache.fingerprint, dataset=dataset,
+                                       device=self.device, storage_options=storage_options, distributed=self.dist)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
-        self.images = cache.images.to(self.device) if cuda else cache.images
+        images = cache.images.to(self.device) if self.device.type == "cuda" else cache.images
         self.sampler = ShardedBatchSampler(len(cache), train_config.batch_size, train_config.seed, self.dist,
-                                           self.images.device) if self.dist.enabled \
-            else BatchSampler(len(cache), train_config.batch_size, train_config.seed, self.images.device)
+                                           images.device) if self.dist.enabled \
+            else BatchSampler(len(cache), train_config.batch_size, train_config.seed, images.device)
+        self.batches = RealBatches(images, self.sampler, self.device, memory_format=self.memory_format,
+                                   flip_rng=self.state.rng if train_config.flip else None)
+        self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
+                                          distributed=self.dist)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
-        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)
-        self.step, self.nan_rollbacks, self.resumed_from = 0, 0, None
-        self.history: dict[str, list[float]] = {k: [] for k in ("step", *METRICS, "images_per_second")}
-        self.model_id = f"{dataset}-" + hashlib.sha256(
-            f"{cache.fingerprint}\0{model_config.to_json()}\0{train_config.to_json()}".encode()).hexdigest()[:12]
-
-    # -- one step ---------------------------------------------------------------------------
-
-    def _real_batch(self, index: int) -> Tensor:
-        real = to_model_range(self.images[self.sampler.indices(index)]).to(self.device)  # (B, C, S, S)
-        if self.tc.flip:
-            real = random_flip(real, self.rng)
-        return real.contiguous(memory_format=self.memory_format)
-
-    def _augment(self, images: Tensor) -> Tensor:
-        return diff_augment(images, self.policies, self.rng)
-
-    def _discriminate(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-        if self.tc.concat_real_fake:  # the seed's concatenation layer: one pass, shared BN stats
-            logits = self.d_forward(torch.cat([real, fake]))
-            return logits[: real.shape[0]], logits[real.shape[0]:]
-        return self.d_forward(real), self.d_forward(fake)
-
-    def _view(self, images: Tensor) -> Tensor:
-        return random_view(images, self.rng)
-
-    def _discriminate_contrastive(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """The contrastive recipe's D pass: two random views of the real batch and one of the
-        fakes go through D's trunk together; NT-Xent on the projections of the real views
-        (with the fakes as extra negatives) and ContraD's loss on the fakes (all of them one
-        class, apart from every real view) shape the trunk, and the real/fake logits come from
-        the first real view and the fakes. Returns (contrastive loss, real logits, fake logits,
-        real GAN input, fake GAN input)."""
-        tc, batch = self.tc, real.shape[0]
-        real_in, fake_in = self._augment(self._view(real)), self._augment(self._view(fake))
-        trunk = self.discriminator.trunk(torch.cat([real_in, self._view(real), fake_in]))  # (2B + F, T)
-        real_trunk, fake_trunk = trunk[: 2 * batch], trunk[2 * batch:]
-        fake_projection = self.discriminator.project(fake_trunk) \
-            if tc.fake_negatives or tc.fake_contrastive_weight else None
-        real_projection = self.discriminator.project(real_trunk)
-        first, second = real_projection.chunk(2)
-        loss_con = nt_xent(first, second, tc.contrastive_temperature,
-                           fake_projection if tc.fake_negatives else None)
-        if tc.fake_contrastive_weight:
-            loss_con = loss_con + tc.fake_contrastive_weight * fake_contrastive(
-                real_projection, fake_projection, tc.contrastive_temperature)
-        gan_real, gan_fake = real_trunk[:batch], fake_trunk
-        if tc.detach_gan_head:
-            gan_real, gan_fake = gan_real.detach(), gan_fake.detach()
-        real_logits = self.discriminator.classifier(gan_real).squeeze(1)
-        fake_logits = self.discriminator.classifier(gan_fake).squeeze(1)
-        return loss_con, real_logits, fake_logits, real_in, fake_in
-
-    def train_step(self) -> Tensor:
-        """One G step (after `d_steps` D steps); returns (loss_d, loss_g, D(x), D(G(z)))."""
-        tc, contrastive = self.tc, self.tc.contrastive_weight > 0
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the hinge / critic objective),
-        # plus the contrastive loss on D's trunk in the default recipe.
-        for i in range(tc.d_steps):
-            real = self._real_batch(self.step * tc.d_steps + i)
-            z = torch.randn(tc.fakes_per_step, self.mc.latent_dim, device=self.device, generator=self.rng)
-            with self.autocast():
-                # Only the last D step's fakes feed G's update; earlier ones need no graph.
-                with torch.set_grad_enabled(i == tc.d_steps - 1):
-                    fake = self.g_forward(z)  # (F, C, S, S)
-                if contrastive:
-                    loss_con, real_logits, fake_logits, real_aug, fake_aug = self._discriminate_contrastive(
-                        real, fake.detach())
-                else:
-                    real_aug, fake_aug = self._augment(real), self._augment(fake.detach())
-                    real_logits, fake_logits = self._discriminate(real_aug, fake_aug)
-                loss_d = discriminator_loss(tc.loss, real_logits, fake_logits)
-                if tc.loss == "wgan-gp":
-                    loss_d = loss_d + tc.gp_weight * gradient_penalty(
-                        self.discriminator, real_aug, fake_aug, generator=self.rng)
-                if contrastive:
-                    loss_d = loss_d + tc.contrastive_weight * loss_con
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.dist.average_gradients(self.discriminator)
-            self.opt_d.step()
-
-        # (2) Update G: maximise log D(G(z)) (non-saturating), optionally against an unrolled D.
-        # D's weights are frozen for this backward: G needs the gradient through D, not D's own
-        # weight gradients, which would cost a third of D's backward and be thrown away.
-        # In the contrastive recipe G faces D in eval mode: BatchNorm then uses the running
-        # statistics of mixed real+fake batches, not those of an all-fake batch, which G could
-        # otherwise game as a whole.
-        fake_in = self._augment(self._view(fake) if contrastive else fake)
-        if contrastive:
-            self.discriminator.eval()
-        with self.autocast():
-            if tc.unrolled_steps:
-                loss_g = unrolled_generator_loss(tc.loss, self.discriminator, self.opt_d, real_aug,
-                                                 fake_in, tc.unrolled_steps)
-            else:
-                self.discriminator.requires_grad_(False)
-                loss_g = generator_loss(tc.loss, self.d_forward(fake_in))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.dist.average_gradients(self.generator)
-        self.discriminator.requires_grad_(True).train()
-        self.opt_g.step()
-
-        # (3) EMA of G's weights for sampling; the warm-up lets early, short runs track G
-        # (TensorFlow's ExponentialMovingAverage num_updates rule).
-        decay = min(tc.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), 1 - decay)
-            for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
-                ema_buffer.copy_(buffer)
-        self.step += 1
-        with torch.no_grad():
-            return torch.stack([loss_d.float(), loss_g.float(), torch.sigmoid(real_logits.float()).mean(),
-                                torch.sigmoid(fake_logits.float()).mean()])
-
-    # -- state ------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue bit for bit (weights and plain values)."""
-        return {
-            "step": self.step,
-            "model_config": self.mc.to_dict(),
-            "train_config": self.tc.to_dict(),
-            "data_fingerprint": self.cache.fingerprint,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "ema": self.ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "rng": {
-                "train": self.rng.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            },
-            "history": self.history,
-            "nan_rollbacks": self.nan_rollbacks,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.set_state(state["rng"]["train"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.history = {k: list(v) for k, v in state["history"].items()}
-        self.nan_rollbacks = state["nan_rollbacks"]
-
-    def _compatible(self, state: dict[str, Any]) -> str | None:
-        """Why a checkpoint cannot be resumed here, or None if it can."""
-        if state["model_config"] != self.mc.to_dict():
-            return "it was made with another model config"
-        if state["data_fingerprint"] != self.cache.fingerprint:
-            return "the data changed since"
-        return None
-
-    def _delete_checkpoints(self) -> None:
-        if not self.dist.is_main:
-            return
-        for _, url in list_checkpoints(self.checkpoint_dir, self.storage_options):
-            remove(url, self.storage_options)
-
-    def _resume(self, resume: bool) -> None:
-        state = load_latest_checkpoint(self.checkpoint_dir, self.storage_options, self.device) if resume else None
-        reason = self._compatible(state) if state is not None else None
-        self.dist.barrier()  # every rank has read the same checkpoints before rank 0 may delete them
-        if state is not None and reason is None:
-            self.load_state_dict(state)
-            self.resumed_from = self.step
-            log.info("resumed %s from its checkpoint at step %d", self.dataset, self.step)
-            return
-        if reason:
-            log.warning("not resuming from %s: %s; starting over", redact_url(self.checkpoint_dir), reason)
-        self._delete_checkpoints()
-        self._save_checkpoint()  # step 0: the NaN guard always has a good state to return to
-
-    def _start_ranks(self) -> None:
-        """Data-parallel start: rank 0's weights everywhere, and per-rank noise, augmentation
-        and dropout streams (a checkpoint holds rank 0's RNG states only)."""
-        if not self.dist.enabled:
-            return
-        self.dist.broadcast_modules(self.generator, self.discriminator, self.ema)
-        seed = self.dist.rank_seed(self.tc.seed, self.step)
-        self.rng.manual_seed(seed)
-        torch.manual_seed(seed)
-
-    def _save_checkpoint(self) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.checkpoint_dir, self.state_dict(), self.tc.keep_checkpoints, self.storage_options)
-        self.dist.barrier()  # no rank may roll back to a checkpoint that is still being written
-
-    def _weights_finite(self) -> bool:
-        params = [p for m in (self.generator, self.discriminator) for p in m.parameters()]
-        return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
-
-    def _roll_back(self) -> None:
-        """Return to the last good checkpoint with a smaller learning rate, or give up."""
-        self.nan_rollbacks += 1
-        if self.nan_rollbacks > self.tc.max_nan_rollbacks:
-            raise TrainingDivergedError(
-                f"training of {self.dataset} diverged (non-finite loss) {self.nan_rollbacks} times; "
-                f"the last good checkpoint stays in {redact_url(self.checkpoint_dir)}. Try a lower --lr "
-                "or another --loss."
-            )
-        rollbacks = self.nan_rollbacks
-        state = load_latest_checkpoint(self.checkpoint_dir, self.storage_options, self.device)
-        assert state is not None, "the step-0 checkpoint is written before training starts"
-        self.load_state_dict(state)
-        self.nan_rollbacks = rollbacks
-        for optimizer in (self.opt_g, self.opt_d):
-            for group in optimizer.param_groups:
-                group["lr"] *= self.tc.nan_lr_factor
-        log.warning("non-finite loss in %s: rolled back to step %d, learning rate now %.3g (rollback %d of %d)",
-                    self.dataset, self.step, self.opt_d.param_groups[0]["lr"], rollbacks, self.tc.max_nan_rollbacks)
-        self._start_ranks()
-
-    # -- outputs ----------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def _write_samples(self, name: str) -> str:
-        url = samples_file(self.model_dir, f"{name}.png")
-        if not self.dist.is_main:
-            return url
-        images = self.ema(self.fixed_noise)  # (64, C, S, S)
-        atomic_write_bytes(url, sample_grid_png(images), self.storage_options)
-        atomic_write_bytes(samples_file(self.model_dir, "loss_curve.png"),
-                           loss_curve_png(self.history, title=self.dataset), self.storage_options)
-        return url
-
-    def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
-        """Turn the summed step metrics into one metrics row; None when any is non-finite."""
-        values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
-        if not all(math.isfinite(v) for v in values):
-            return None
-        row = dict(zip(METRICS, values), step=self.step,
-                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
-        for key in self.history:
-            self.history[key].append(row[key])
-        return row
-
-    # -- the loop ---------------------------------------------------------------------------
+        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)  # (64, Z)
+        self.resumed_from: int | None = None
 
     def run(self, resume: bool = True) -> TrainResult:
-        self._resume(resume)
-        self._start_ranks()
-        tc, start_step, started = self.tc, self.step, time.perf_counter()
-        self.generator.train()
-        self.discriminator.train()
-        progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=self.step,
+        """Train to `total_steps` (or the time budget), then write the samples, the model and its card.
+
+        Args:
+            resume: continue from the newest compatible checkpoint, if any.
+
+        Raises:
+            TrainingDivergedError: the losses stayed non-finite after every allowed rollback.
+        """
+        state, tc = self.state, self.tc
+        self.resumed_from = self.checkpoints.resume(state, resume)
+        state.start_ranks(self.dist, tc.seed)
+        start_step, started = state.step, time.perf_counter()
+        state.generator.train()
+        state.discriminator.train()
+        progress = Progress(f"train {self.dataset}", "step", total=self.total_steps, initial=state.step,
                             log_interval=0, enabled=self.dist.is_main)  # updated once per logging interval
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
-        row = {key: values[-1] for key, values in self.history.items() if values}
-        while self.step < self.total_steps:
-            sums += self.train_step()
+        row = {key: values[-1] for key, values in state.history.items() if values}
+        while state.step < self.total_steps:
+            sums += self.training_step()
             count += 1
             if tc.max_seconds is not None and self.dist.any(time.perf_counter() - started > tc.max_seconds,
                                                             self.device):  # all ranks stop together
-                log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, self.step)
-                self.total_steps = self.step
-            at_end = self.step == self.total_steps
-            at_checkpoint = self.step % tc.checkpoint_every == 0 or at_end
-            at_samples = self.step % tc.sample_every == 0 or at_end
-            if not (self.step % tc.log_every == 0 or at_checkpoint or at_samples):
+                log.info("%s: time budget of %.0f s reached at step %d", self.dataset, tc.max_seconds, state.step)
+                self.total_steps = state.step
+            at_end = state.step == self.total_steps
+            at_checkpoint = state.step % tc.checkpoint_every == 0 or at_end
+            at_samples = state.step % tc.sample_every == 0 or at_end
+            if not (state.step % tc.log_every == 0 or at_checkpoint or at_samples):
                 continue
             new_row = self._record(sums, count, time.perf_counter() - window)
-            if new_row is None or (at_checkpoint and not self._weights_finite()):
-                self._roll_back()
-                progress.update(self.step)
+            if new_row is None or (at_checkpoint and not state.weights_finite()):
+                self.checkpoints.roll_back(state)
+                progress.update(state.step)
                 sums.zero_()
                 count, window = 0, time.perf_counter()
                 continue
             row = new_row
-            progress.update(self.step, postfix=(
+            progress.update(state.step, postfix=(
                 f"loss_d={row['loss_d']:.3f} loss_g={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
                 f"D(G(z))={row['d_fake']:.2f} {row['images_per_second']:.0f} img/s"))
             if self.callback:
                 self.callback(row)
             if at_checkpoint:
-                self._save_checkpoint()
+                self.checkpoints.save(state)
             if at_samples:
-                self._write_samples(f"step-{self.step:08d}")
+                self._write_samples(f"step-{state.step:08d}")
             sums.zero_()
             count, window = 0, time.perf_counter()
         progress.close()
         seconds = time.perf_counter() - started
-        images_per_second = (self.step - start_step) * self.images_per_step / max(seconds, 1e-9)
+        images_per_second = (state.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
 
+    def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
+        """Turn the summed step metrics into one metrics row and append it to the history; None
+        when any is non-finite."""
+        values = self.dist.average(sums / count).tolist()  # the one host sync of a logging interval
+        if not all(math.isfinite(v) for v in values):
+            return None
+        row = dict(zip(METRICS, values), step=self.state.step,
+                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
+        for key, column in self.state.history.items():
+            column.append(row[key])
+        return row
+
+    def _write_samples(self, name: str) -> None:
+        if self.dist.is_main:
+            write_samples(self.model_dir, name, self.state.ema, self.fixed_noise, self.state.history,
+                          title=self.dataset, storage_options=self.storage_options)
+
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
-        files = {"samples": self._write_samples("final"), "loss_curve": samples_file(self.model_dir, "loss_curve.png"),
-                 "model": model_file(self.model_dir), "card": card_file(self.model_dir)}
+        """Write the final samples, model.pt (the EMA of G, and D) and the model card."""
+        state, files = self.state, output_files(self.model_dir)
         metrics = {k: v for k, v in row.items() if k != "step"}
-        if self.resumed_from != self.step:
+        if self.resumed_from != state.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
-        result = TrainResult(self.model_dir, self.model_id, self.dataset, self.step, len(self.cache),
-                             self.resumed_from, seconds, images_per_second, metrics, files)
-        if not self.dist.is_main:
-            return result
-        save_model(self.model_dir, self.ema, self.discriminator, model_id=self.model_id,
-                   dataset=self.dataset, extra={"step": self.step}, storage_options=self.storage_options)
-        card = {
-            "format": "gan-augment/model-card",
-            "model_id": self.model_id,
-            "dataset": self.dataset,
-            "source": redact_url(self.source),
-            "data_fingerprint": self.cache.fingerprint,
-            "num_images": len(self.cache),
-            "skipped_images": len(self.cache.skipped),
-            "model_config": self.mc.to_dict(),
-            "train_config": self.tc.to_dict(),
-            "steps": self.step,
-            "epochs": self.step * self.images_per_step / len(self.cache),
-            "world_size": self.dist.world_size,
-            "resumed_from": self.resumed_from,
-            "nan_rollbacks": self.nan_rollbacks,
-            "metrics": metrics,
-            "device": str(self.device),
-            "precision": "bf16 autocast" if self.amp else "fp32",
-            "versions": {"gan_augment": __version__, "torch": torch.__version__, "python": platform.python_version()},
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {k: basename(v) if k == "model" else f"{SAMPLES_DIR}/{basename(v)}" for k, v in files.items()
-                      if k != "card"},
-        }
-        write_model_card(self.model_dir, card, self.storage_options)
-        return result
+        self._write_samples("final")
+        if self.dist.is_main:
+            save_model(self.model_dir, state.ema, state.discriminator, model_id=self.model_id,
+                       dataset=self.dataset, extra={"step": state.step}, storage_options=self.storage_options)
+            card = model_card(self.cache, self.mc, self.tc, model_id=self.model_id, dataset=self.dataset,
+                              source=self.source, steps=state.step, images_per_step=self.images_per_step,
+                              world_size=self.dist.world_size, resumed_from=self.resumed_from,
+                              nan_rollbacks=state.nan_rollbacks, metrics=metrics, device=self.device, amp=self.amp,
+                              files=files)
+            write_model_card(self.model_dir, card, self.storage_options)
+        return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
+                           self.resumed_from, seconds, images_per_second, metrics, files)
 
 
 def train(

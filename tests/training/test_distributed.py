@@ -74,7 +74,8 @@ def _train_rank(rank: int, world: int, port: int, folder: str, out: str) -> None
         # Parameters only: BatchNorm running statistics are per rank (each normalises its own
         # shard), and rank 0's are the ones saved.
         weights = {name: {key: value.detach() for key, value in module.named_parameters()}
-                   for name, module in (("generator", trainer.generator), ("discriminator", trainer.discriminator))}
+                   for name, module in (("generator", trainer.state.generator),
+                                        ("discriminator", trainer.state.discriminator))}
         torch.save({**weights, "seen": trainer.sampler.indices(0)}, os.path.join(out, f"rank-{rank}.pt"))
     finally:
         shutdown_distributed()

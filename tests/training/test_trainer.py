@@ -1,18 +1,15 @@
 import dataclasses
-import importlib
 import json
 import os
 
 import pytest
 import torch
 
+import gan_augment.training.step as step_module
 from gan_augment.config import TrainConfig
 from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
 from gan_augment.gan.devices import select_device
 from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
-
-# `gan_augment.training.trainer` the attribute is the public function; the module is patched through sys.modules.
-train_module = importlib.import_module("gan_augment.training.trainer")
 
 
 def _state_of(model_dir):
@@ -83,14 +80,14 @@ def test_incompatible_checkpoints_are_not_resumed(image_folder, tmp_path, tiny_m
 
 def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_model_config, monkeypatch):
     calls = {"n": 0}
-    real_loss = train_module.discriminator_loss
+    real_loss = step_module.discriminator_loss
 
     def nan_once_at_step_5(kind, real, fake):
         calls["n"] += 1
         loss = real_loss(kind, real, fake)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(train_module, "discriminator_loss", nan_once_at_step_5)
+    monkeypatch.setattr(step_module, "discriminator_loss", nan_once_at_step_5)
     config = TrainConfig(steps=8, batch_size=8, log_every=2, checkpoint_every=4, sample_every=100)
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     assert result.steps == 8
@@ -104,8 +101,8 @@ def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_m
 
 def test_repeated_divergence_stops_and_keeps_the_last_good_state(image_folder, tmp_path, tiny_model_config,
                                                                   monkeypatch):
-    real_loss = train_module.discriminator_loss
-    monkeypatch.setattr(train_module, "discriminator_loss", lambda *a: real_loss(*a) * float("nan"))
+    real_loss = step_module.discriminator_loss
+    monkeypatch.setattr(step_module, "discriminator_loss", lambda *a: real_loss(*a) * float("nan"))
     config = TrainConfig(steps=8, batch_size=8, log_every=2, checkpoint_every=4, max_nan_rollbacks=2)
     with pytest.raises(TrainingDivergedError, match="diverged"):
         train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
@@ -132,62 +129,6 @@ def test_time_budget_stops_cleanly(image_folder, tmp_path, tiny_model_config):
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     assert 0 < result.steps < 10_000
     assert os.path.isfile(os.path.join(result.model_dir, "model.pt"))
-
-
-def _trainer(image_folder, tmp_path, model_config, **train):
-    from gan_augment.scan.cache import build_cache
-    from gan_augment.training.trainer import Trainer
-    cache = build_cache(image_folder, model_config.image_size, model_config.channels)
-    return Trainer(cache, str(tmp_path / "model"), model_config, TrainConfig(batch_size=8, **train), dataset="blobs")
-
-
-def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tmp_path, tiny_model_config):
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
-    real = trainer._real_batch(0)
-    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim))
-    _, real_logits, fake_logits, _, _ = trainer._discriminate_contrastive(real, fake.detach())
-    (real_logits.sum() + fake_logits.sum()).backward()
-    d = trainer.discriminator
-    assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in d.blocks.parameters())
-
-
-def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tmp_path, tiny_model_config, monkeypatch):
-    negatives, real_nt_xent = [], train_module.nt_xent
-
-    def spy(z1, z2, temperature, fakes=None):
-        negatives.append(None if fakes is None else fakes.shape[0])
-        return real_nt_xent(z1, z2, temperature, fakes)
-
-    monkeypatch.setattr(train_module, "nt_xent", spy)
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4)
-    modes = []
-    trainer.d_forward = lambda x: (modes.append(trainer.discriminator.training), trainer.discriminator(x))[1]
-    trainer.train_step()
-    assert negatives == [4, 4]  # two D steps (the default d_steps), then one G step
-    assert modes == [False] and trainer.discriminator.training  # eval for G's loss, then back to train
-    no_fakes = _trainer(image_folder, tmp_path, tiny_model_config, fake_negatives=False, d_steps=1)
-    no_fakes.train_step()
-    assert negatives == [4, 4, None]
-
-
-def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder, tmp_path, tiny_model_config,
-                                                                     monkeypatch):
-    calls, real_fake_contrastive = [], train_module.fake_contrastive
-
-    def spy(real, fake, temperature):
-        calls.append((real.shape[0], fake.shape[0]))
-        return real_fake_contrastive(real, fake, temperature)
-
-    monkeypatch.setattr(train_module, "fake_contrastive", spy)
-    trainer = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, d_steps=1)
-    real = trainer._real_batch(0)
-    fake = trainer.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
-    trainer._discriminate_contrastive(real, fake)
-    assert calls == [(2 * real.shape[0], 4)]
-    off = _trainer(image_folder, tmp_path, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
-    off._discriminate_contrastive(real, fake)
-    assert len(calls) == 1
 
 
 def test_step_budget_resolution():

@@ -1,0 +1,238 @@
+"""One training step: `d_steps` updates of D, one update of G, and the EMA of G's weights.
+
+What the networks learn from is decided here: which losses are combined, the augmentations,
+the contrastive pass through D's trunk, and which network sees which images in which mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from gan_augment.config import TrainConfig
+from gan_augment.gan.augment import diff_augment, random_view
+from gan_augment.gan.losses import (
+    discriminator_loss,
+    fake_contrastive,
+    generator_loss,
+    gradient_penalty,
+    nt_xent,
+    unrolled_generator_loss,
+)
+from gan_augment.training.batches import RealBatches
+from gan_augment.training.distributed import DistributedContext
+from gan_augment.training.state import TrainingState
+
+
+class ContrastivePass(NamedTuple):
+    """D's pass over a real batch and fakes in the contrastive recipe."""
+
+    loss: Tensor  # NT-Xent on the real views, plus ContraD's loss on the fakes when it is on
+    real_logits: Tensor  # (B,)
+    fake_logits: Tensor  # (F,)
+    real_input: Tensor  # the reals as D's GAN loss saw them: (B, C, S, S)
+    fake_input: Tensor  # the fakes as D's GAN loss saw them: (F, C, S, S)
+
+
+class DiscriminatorUpdate(NamedTuple):
+    """What one update of D leaves for G's update and for the step's metrics."""
+
+    loss: Tensor
+    real_logits: Tensor  # (B,)
+    fake_logits: Tensor  # (F,)
+    fake: Tensor  # G's output, (F, C, S, S), with its graph when the update was asked to keep it
+    real_input: Tensor  # the reals as D saw them, (B, C, S, S): the unrolled G loss replays them
+
+
+class TrainingStep:
+    """One G step on a `TrainingState`: `d_steps` updates of D, one update of G, the EMA.
+
+    Args:
+        state: the state the step updates in place (networks, optimisers, RNG, step count).
+        batches: the real batches; the step reads batch `step * d_steps + i` for D update `i`.
+        train_config: the losses, augmentations and recipe switches.
+        device: the training device.
+        amp: run the forward passes under bf16 autocast.
+        distributed: this process's place in a data-parallel run; None is a single process.
+
+    Attributes:
+        g_forward, d_forward: G's and D's forward passes, compiled when `train_config.compile`
+            (D's trunk, projection head and classifier are called directly, uncompiled).
+    """
+
+    def __init__(
+        self,
+        state: TrainingState,
+        batches: RealBatches,
+        train_config: TrainConfig,
+        *,
+        device: torch.device,
+        amp: bool = False,
+        distributed: DistributedContext | None = None,
+    ) -> None:
+        self.state, self.batches, self.tc, self.device = state, batches, train_config, device
+        self.dist = distributed or DistributedContext()
+        self.latent_dim = state.generator.config.latent_dim
+        self.policies = train_config.augment_policies
+        self.contrastive = train_config.contrastive_weight > 0
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+        self.g_forward, self.d_forward = state.generator, state.discriminator
+        if train_config.compile:
+            self.g_forward, self.d_forward = torch.compile(self.g_forward), torch.compile(self.d_forward)
+
+    def __call__(self) -> Tensor:
+        """Run one G step and advance `state.step` by one.
+
+        Returns:
+            (4,) on the training device, from the last D update: loss_d, loss_g, D(x) and
+            D(G(z)) as mean probabilities; left there so that a step never waits for the host.
+        """
+        tc, state = self.tc, self.state
+        # (1) Update D, `d_steps` times, each on its own real batch and fresh fakes. Only the
+        # last update's fakes feed G's update; the earlier ones need no graph.
+        for i in range(tc.d_steps):
+            d = self.update_discriminator(state.step * tc.d_steps + i, keep_graph=i == tc.d_steps - 1)
+        # (2) Update G against the D just updated, on those last fakes.
+        loss_g = self.update_generator(d.fake, d.real_input)
+        # (3) EMA of G's weights.
+        self.update_ema()
+        state.step += 1
+        with torch.no_grad():
+            return torch.stack([d.loss.float(), loss_g.float(), torch.sigmoid(d.real_logits.float()).mean(),
+                                torch.sigmoid(d.fake_logits.float()).mean()])
+
+    def update_discriminator(self, index: int, keep_graph: bool = False) -> DiscriminatorUpdate:
+        """One update of D on real batch `index` against fresh fakes: maximise
+        log D(x) + log(1 - D(G(z))) (or the hinge / critic objective), plus the contrastive
+        loss on D's trunk in the default recipe.
+
+        Args:
+            index: the real batch to read.
+            keep_graph: keep the graph from the noise to the fakes, for G's update.
+        """
+        state = self.state
+        real = self.batches(index)  # (B, C, S, S)
+        z = torch.randn(self.tc.fakes_per_step, self.latent_dim, device=self.device, generator=state.rng)
+        with self.autocast():
+            with torch.set_grad_enabled(keep_graph):
+                fake = self.g_forward(z)  # (F, C, S, S)
+            loss, real_logits, fake_logits, real_input = self.d_loss(real, fake.detach())
+        state.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.average_gradients(state.discriminator)
+        state.opt_d.step()
+        return DiscriminatorUpdate(loss, real_logits, fake_logits, fake, real_input)
+
+    def d_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """D's loss on a real batch and detached fakes: the GAN loss, the gradient penalty under
+        wgan-gp, and the contrastive loss in the contrastive recipe.
+
+        Returns:
+            (loss, real logits (B,), fake logits (F,), the reals as D saw them (B, C, S, S)).
+        """
+        tc = self.tc
+        if self.contrastive:
+            loss_con, real_logits, fake_logits, real_input, fake_input = self.discriminate_contrastive(real, fake)
+        else:
+            real_input, fake_input = self.augment(real), self.augment(fake)
+            real_logits, fake_logits = self.discriminate(real_input, fake_input)
+        loss = discriminator_loss(tc.loss, real_logits, fake_logits)
+        if tc.loss == "wgan-gp":
+            loss = loss + tc.gp_weight * gradient_penalty(self.state.discriminator, real_input, fake_input,
+                                                          generator=self.state.rng)
+        if self.contrastive:
+            loss = loss + tc.contrastive_weight * loss_con
+        return loss, real_logits, fake_logits, real_input
+
+    def update_generator(self, fake: Tensor, real_input: Tensor) -> Tensor:
+        """One update of G: maximise log D(G(z)) (non-saturating), optionally against an
+        unrolled D.
+
+        D's weights are frozen for this backward: G needs the gradient through D, not D's own
+        weight gradients, which would cost a third of D's backward and be thrown away. In the
+        contrastive recipe G faces D in eval mode: BatchNorm then uses the running statistics
+        of mixed real+fake batches, not those of an all-fake batch, which G could otherwise
+        game as a whole.
+
+        Args:
+            fake: G's output with its graph, (F, C, S, S).
+            real_input: the reals of D's last update as D saw them, for the unrolled loss.
+
+        Returns:
+            G's loss.
+        """
+        tc, state = self.tc, self.state
+        fake_input = self.augment(self.view(fake) if self.contrastive else fake)
+        if self.contrastive:
+            state.discriminator.eval()
+        with self.autocast():
+            if tc.unrolled_steps:
+                loss = unrolled_generator_loss(tc.loss, state.discriminator, state.opt_d, real_input, fake_input,
+                                               tc.unrolled_steps)
+            else:
+                state.discriminator.requires_grad_(False)
+                loss = generator_loss(tc.loss, self.d_forward(fake_input))
+        state.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.average_gradients(state.generator)
+        state.discriminator.requires_grad_(True).train()
+        state.opt_g.step()
+        return loss
+
+    def update_ema(self) -> None:
+        """Move the EMA of G's weights, which samples, towards G; the warm-up lets early, short
+        runs track G (TensorFlow's ExponentialMovingAverage num_updates rule)."""
+        state = self.state
+        decay = min(self.tc.ema_decay, (1 + state.step) / (10 + state.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(state.ema.parameters()), list(state.generator.parameters()), 1 - decay)
+            for ema_buffer, buffer in zip(state.ema.buffers(), state.generator.buffers()):
+                ema_buffer.copy_(buffer)
+
+    def augment(self, images: Tensor) -> Tensor:
+        """DiffAugment with the configured policies (the identity when there are none)."""
+        return diff_augment(images, self.policies, self.state.rng)
+
+    def view(self, images: Tensor) -> Tensor:
+        """A random view of each image (crop, rotation, shift, contrast), for the contrastive loss."""
+        return random_view(images, self.state.rng)
+
+    def discriminate(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """D's logits on a real batch and on fakes: (B,) and (F,)."""
+        if self.tc.concat_real_fake:  # the seed's concatenation layer: one pass, shared BN stats
+            logits = self.d_forward(torch.cat([real, fake]))  # (B + F,)
+            return logits[: real.shape[0]], logits[real.shape[0]:]
+        return self.d_forward(real), self.d_forward(fake)
+
+    def discriminate_contrastive(self, real: Tensor, fake: Tensor) -> ContrastivePass:
+        """The contrastive recipe's D pass: two random views of the real batch and one of the
+        fakes go through D's trunk together; NT-Xent on the projections of the real views
+        (with the fakes as extra negatives) and ContraD's loss on the fakes (all of them one
+        class, apart from every real view) shape the trunk, and the real/fake logits come from
+        the first real view and the fakes.
+
+        Args:
+            real: the real batch, (B, C, S, S).
+            fake: detached fakes, (F, C, S, S).
+        """
+        tc, discriminator, batch = self.tc, self.state.discriminator, real.shape[0]
+        real_in, fake_in = self.augment(self.view(real)), self.augment(self.view(fake))
+        trunk = discriminator.trunk(torch.cat([real_in, self.view(real), fake_in]))  # (2B + F, T)
+        real_trunk, fake_trunk = trunk[: 2 * batch], trunk[2 * batch:]
+        fake_projection = discriminator.project(fake_trunk) if tc.fake_negatives or tc.fake_contrastive_weight \
+            else None
+        real_projection = discriminator.project(real_trunk)  # (2B, P)
+        first, second = real_projection.chunk(2)
+        loss = nt_xent(first, second, tc.contrastive_temperature, fake_projection if tc.fake_negatives else None)
+        if tc.fake_contrastive_weight:
+            loss = loss + tc.fake_contrastive_weight * fake_contrastive(
+                real_projection, fake_projection, tc.contrastive_temperature)
+        gan_real, gan_fake = real_trunk[:batch], fake_trunk
+        if tc.detach_gan_head:
+            gan_real, gan_fake = gan_real.detach(), gan_fake.detach()
+        real_logits = discriminator.classifier(gan_real).squeeze(1)
+        fake_logits = discriminator.classifier(gan_fake).squeeze(1)
+        return ContrastivePass(loss, real_logits, fake_logits, real_in, fake_in)

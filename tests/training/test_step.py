@@ -1,0 +1,91 @@
+import torch
+
+import gan_augment.training.step as step_module
+from gan_augment.config import TrainConfig
+from gan_augment.scan.cache import build_cache
+from gan_augment.training.batches import BatchSampler, RealBatches
+from gan_augment.training.state import TrainingState
+from gan_augment.training.step import TrainingStep
+from gan_augment.training.trainer import effective_model_config
+
+CPU = torch.device("cpu")
+
+
+def _step(image_folder, model_config, **train):
+    config = TrainConfig(batch_size=8, **train)
+    model_config = effective_model_config(model_config, config)
+    cache = build_cache(image_folder, model_config.image_size, model_config.channels)
+    state = TrainingState.initial(model_config, config, CPU)
+    batches = RealBatches(cache.images, BatchSampler(len(cache), config.batch_size, config.seed), CPU)
+    return TrainingStep(state, batches, config, device=CPU)
+
+
+def test_a_step_reads_its_own_batches_and_advances_the_count(image_folder, tiny_model_config):
+    step = _step(image_folder, tiny_model_config, d_steps=2, fake_batch_size=4)
+    read, batches = [], step.batches
+    step.batches = lambda index: (read.append(index), batches(index))[1]
+    metrics = step()
+    step()
+    assert read == [0, 1, 2, 3] and step.state.step == 2  # batch step * d_steps + i: none seen twice
+    assert metrics.shape == (4,) and bool(torch.isfinite(metrics).all())
+    assert 0 < metrics[2] < 1 and 0 < metrics[3] < 1  # D(x) and D(G(z)) are probabilities
+
+
+def test_the_ema_warms_up_from_g(image_folder, tiny_model_config):
+    step = _step(image_folder, tiny_model_config)
+    generator, ema = step.state.generator, step.state.ema
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in ema.parameters()]
+    step.update_ema()  # at step 0 the decay is 1/10, not ema_decay
+    for old, new, target in zip(before, ema.parameters(), generator.parameters()):
+        torch.testing.assert_close(new, old + 0.9 * (target - old))
+
+
+def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tiny_model_config):
+    step = _step(image_folder, tiny_model_config, fake_batch_size=4)
+    real = step.batches(0)
+    fake = step.state.generator(torch.randn(4, tiny_model_config.latent_dim))
+    _, real_logits, fake_logits, _, _ = step.discriminate_contrastive(real, fake.detach())
+    (real_logits.sum() + fake_logits.sum()).backward()
+    d = step.state.discriminator
+    assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.blocks.parameters())
+
+
+def test_fakes_are_negatives_and_g_sees_d_in_eval_mode(image_folder, tiny_model_config, monkeypatch):
+    negatives, real_nt_xent = [], step_module.nt_xent
+
+    def spy(z1, z2, temperature, fakes=None):
+        negatives.append(None if fakes is None else fakes.shape[0])
+        return real_nt_xent(z1, z2, temperature, fakes)
+
+    monkeypatch.setattr(step_module, "nt_xent", spy)
+    step = _step(image_folder, tiny_model_config, fake_batch_size=4)
+    modes, d = [], step.state.discriminator
+    step.d_forward = lambda x: (modes.append(d.training), d(x))[1]
+    step()
+    assert negatives == [4, 4]  # two D steps (the default d_steps), then one G step
+    assert modes == [False] and step.state.discriminator.training  # eval for G's loss, then back to train
+    no_fakes = _step(image_folder, tiny_model_config, fake_negatives=False, d_steps=1)
+    no_fakes()
+    assert negatives == [4, 4, None]
+
+
+def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder, tiny_model_config, monkeypatch):
+    calls, real_fake_contrastive = [], step_module.fake_contrastive
+
+    def spy(real, fake, temperature):
+        calls.append((real.shape[0], fake.shape[0]))
+        return real_fake_contrastive(real, fake, temperature)
+
+    monkeypatch.setattr(step_module, "fake_contrastive", spy)
+    step = _step(image_folder, tiny_model_config, fake_batch_size=4, d_steps=1)
+    real = step.batches(0)
+    fake = step.state.generator(torch.randn(4, tiny_model_config.latent_dim)).detach()
+    step.discriminate_contrastive(real, fake)
+    assert calls == [(2 * real.shape[0], 4)]
+    off = _step(image_folder, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
+    off.discriminate_contrastive(real, fake)
+    assert len(calls) == 1
