@@ -20,6 +20,7 @@ import time
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, median, set_threads, write_section  # noqa: E402
 

@@ -262,6 +262,15 @@ def train(
         callback: called with every metrics row (step, losses, D outputs, img/s).
         distributed: this process's place in a data-parallel run (`distributed.init_distributed`);
             None is a single process.
+
+    Examples:
+        >>> from gan_augment import ModelConfig, TrainConfig, load_model
+        >>> tiny = ModelConfig(image_size=16, channels=1, ngf=8, ndf=8)
+        >>> result = train(f"{store}/shapes", f"{out}/again", tiny, TrainConfig(steps=2, batch_size=8))
+        >>> result.model_dir.endswith("again/shapes/model"), result.steps
+        (True, 2)
+        >>> load_model(result.model_dir).dataset
+        'shapes'
     """
     model_config, train_config = model_config or ModelConfig(), train_config or TrainConfig()
     if isinstance(source, ImageCache):
