@@ -8,8 +8,9 @@ Reads go to moto's S3 server (its own process) through `FaultProxy`, which answe
 and counts every request. The layers compared, side by side in one run:
 - before: s3fs as it comes (its own retry loop, 5 tries, around botocore's default retries,
   5 attempts) with `fsio.retry` (5 attempts) around every read, as every read had.
-- after: `fsio.get_fs` (botocore's adaptive mode, 5 attempts; s3fs's loop and fsio.retry off
-  for S3 requests); "after, standard" is botocore's standard mode with the same 5 attempts.
+- after: `fsio.get_fs` (botocore's standard mode, 5 attempts; s3fs's loop and fsio.retry off
+  for S3 requests); "after, adaptive mode" is botocore's adaptive mode (standard plus a
+  client-side rate limit after throttling) with the same 5 attempts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def before_read(url: str, workers: int) -> Callable[[str], bytes]:
     return lambda key: retry(lambda: fs.cat_file(f"{BUCKET}/{key}", start=0, end=64))
 
 
-def after_read(url: str, workers: int, mode: str = "adaptive") -> Callable[[str], bytes]:
+def after_read(url: str, workers: int, mode: str = S3_RETRIES["mode"]) -> Callable[[str], bytes]:
     """Today's stack: `concurrent_fs` (botocore alone retries), read as `read_object` reads."""
     options = s3_storage_options(url)
     if mode != S3_RETRIES["mode"]:
@@ -60,8 +61,8 @@ def after_read(url: str, workers: int, mode: str = "adaptive") -> Callable[[str]
     return lambda key: retry(lambda: fs.cat_file(f"{BUCKET}/{key}", start=0, end=64), fs=fs)
 
 
-STACKS = {"before": before_read, "after (adaptive, the default)": after_read,
-          "after, standard mode": lambda url, workers: after_read(url, workers, "standard")}
+STACKS = {"before": before_read, "after (standard mode, the default)": after_read,
+          "after, adaptive mode": lambda url, workers: after_read(url, workers, "adaptive")}
 
 
 def judge_unreadable(endpoint: str, stack: str, keys: list[str]) -> list[tuple[int, float]]:
@@ -141,7 +142,8 @@ def report(command: str, args: argparse.Namespace, table: str) -> str:
         {args.store_objects} 1-KiB objects read with {WORKERS} in flight, {LATENCY * 1000:.0f} ms
         first-byte latency and {FAIL_RATE:.0%} of requests answered 503 at random; every read succeeds.
         Before: s3fs's own loop (5 tries) around botocore's default retries (5 attempts) under
-        `fsio.retry` (5 attempts). After: botocore alone (`fsio.S3_RETRIES`: adaptive mode, 5 attempts).
+        `fsio.retry` (5 attempts). After: botocore alone (`fsio.S3_RETRIES`: standard mode, 5 attempts),
+        and the same in botocore's adaptive mode.
 
         """) + table + "\n"
 

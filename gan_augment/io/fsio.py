@@ -41,7 +41,7 @@ _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl",
 
 
 def get_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and protocol-less path for `url`. On S3, botocore's adaptive retries
+    """The filesystem and protocol-less path for `url`. On S3, botocore's retries
     (`S3_RETRIES`) are the only retry layer, unless `config_kwargs` already say how to retry."""
     if fsspec.utils.get_protocol(url) in S3_PROTOCOLS:
         storage_options = with_botocore_config(storage_options, retries=S3_RETRIES)

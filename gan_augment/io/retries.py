@@ -24,12 +24,14 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 S3_PROTOCOLS = ("s3", "s3a")
-# On S3, botocore is the one retry layer: "adaptive" is its standard mode (retries chosen by
-# error code and HTTP status, exponential backoff with full jitter) plus a client-side rate
-# limit that slows every thread of the client down after a throttling answer (SlowDown).
-# s3fs's own retries are switched off and `retry` leaves S3 requests alone, so a store that
-# keeps answering 503 sees `total_max_attempts` GETs per read, not attempts to the third power.
-S3_RETRIES = {"mode": "adaptive", "total_max_attempts": 5}
+# On S3, botocore is the one retry layer, in its "standard" mode: retries chosen by error code
+# and HTTP status (throttling, 5xx, dropped connections), exponential backoff with full jitter,
+# 5 attempts. s3fs's own retries are switched off and `retry` leaves S3 requests alone, so a
+# store that keeps answering 503 sees 5 GETs per read, not attempts to the third power.
+# "adaptive" mode (standard plus a client-side rate limit after throttling) made a read where
+# 10% of requests were throttled many times slower (BENCHMARKS.md, "S3 retries under
+# throttling"); a store that throttles by load can still ask for it in config_kwargs.
+S3_RETRIES = {"mode": "standard", "total_max_attempts": 5}
 # EBUSY: s3fs's SlowDown/ServiceUnavailable; EREMOTEIO: its InternalError.
 _TRANSIENT_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EAGAIN, errno.EPIPE, errno.EBUSY,
                      getattr(errno, "EREMOTEIO", errno.ETIMEDOUT)}
