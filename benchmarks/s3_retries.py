@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import markdown_table, median, write_section  # noqa: E402
 
-from gan_augment.io.fsio import S3_RETRIES, concurrent_fs, get_fs, parallel_map, retry  # noqa: E402
+from gan_augment.io.fsio import S3_RETRIES, concurrent_fs, parallel_map, retry  # noqa: E402
 from gan_augment.testing.servers import (  # noqa: E402
     FaultProxy,
     s3_client,
