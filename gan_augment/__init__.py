@@ -38,6 +38,7 @@ _EXPORTS = {
     "TrainResult": "gan_augment.training.trainer",
     "train": "gan_augment.training.trainer",
     "SyntheticDataset": "gan_augment.export.synthetic",
+    "BatchedConcatDataset": "gan_augment.export.concat",
     "Features": "gan_augment.export.features",
     "extract_features": "gan_augment.export.features",
     "ExportResult": "gan_augment.export.tables",
@@ -46,14 +47,15 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ExportResult", "FeatureProtocol", "Features", "ModelConfig", "ScanResult", "SyntheticDataset", "TrainConfig",
-    "TrainResult", "TrainedModel", "__version__", "export_features", "export_samples", "extract_features",
-    "load_model", "scan_store", "train",
+    "BatchedConcatDataset", "ExportResult", "FeatureProtocol", "Features", "ModelConfig", "ScanResult",
+    "SyntheticDataset", "TrainConfig", "TrainResult", "TrainedModel", "__version__", "export_features",
+    "export_samples", "extract_features", "load_model", "scan_store", "train",
 ]
 assert set(__all__) == {"__version__", *_EXPORTS}
 
 if TYPE_CHECKING:
     from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig
+    from gan_augment.export.concat import BatchedConcatDataset
     from gan_augment.export.features import Features, extract_features
     from gan_augment.export.synthetic import SyntheticDataset
     from gan_augment.export.tables import ExportResult, export_features, export_samples

@@ -1,13 +1,15 @@
 """`SyntheticDataset`: samples of trained DCGAN generators as a torch `Dataset`, following the
-determinism rule of `sampling` (per-sample seeds, fixed generator blocks, PNG quantisation), and
-samples read back from an exported synthetic table.
+determinism rule of `sampling` (per-sample seeds, fixed generator blocks, PNG quantisation, an
+epoch-derived seed for fresh samples each epoch), and samples read back from an exported
+synthetic table. With several generators it is labelled the way torchvision's ImageFolder is
+(`classes`, `class_to_idx`, `targets`, `target_transform`).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import io
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -17,10 +19,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from gan_augment.export.parts import GeneratedPart, StoredPart
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
-from gan_augment.gan.models import inference_copy
 from gan_augment.gan.pixels import to_model_range
-from gan_augment.gan.sampling import BLOCK_SIZE, generate_block, sample_seed
+from gan_augment.gan.sampling import BLOCK_SIZE
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.tables import read_synthetic
 
@@ -30,77 +32,13 @@ OUTPUTS = ("float", "signed", "uint8", "pil")
 ModelSource = str | TrainedModel
 
 
-class _GeneratedPart:
-    """`num_samples` samples of one generator, generated block by block into a small LRU cache."""
-
-    def __init__(self, model: TrainedModel, num_samples: int, seed: int, block_size: int,
-                 device: torch.device, cache_bytes: int) -> None:
-        generator = inference_copy(model.generator, device)
-        config = model.model_config
-        self.generator, self.num_samples, self.seed, self.block_size = generator, num_samples, seed, block_size
-        self.dataset, self.model_id = model.dataset, model.model_id
-        self.shape = (config.channels, config.image_size, config.image_size)
-        self.max_blocks = max(1, cache_bytes // (block_size * int(np.prod(self.shape))))
-        self.blocks: OrderedDict[int, Tensor] = OrderedDict()
-        sample_seed(seed, num_samples - 1)  # validates the seed and the range up front
-
-    def block(self, block: int) -> Tensor:
-        if block in self.blocks:
-            self.blocks.move_to_end(block)
-        else:
-            self.blocks[block] = generate_block(self.generator, self.seed, block, self.block_size)
-            while len(self.blocks) > self.max_blocks:
-                self.blocks.popitem(last=False)
-        return self.blocks[block]
-
-    def images(self, indices: Sequence[int]) -> Tensor:
-        """(B, C, S, S) uint8 copies of samples `indices`, one generator batch per block touched."""
-        out = torch.empty((len(indices), *self.shape), dtype=torch.uint8)
-        by_block: dict[int, list[int]] = {}
-        for position, index in enumerate(indices):
-            by_block.setdefault(index // self.block_size, []).append(position)
-        for block, positions in by_block.items():
-            offsets = torch.tensor([indices[p] - block * self.block_size for p in positions])
-            out[positions] = self.block(block)[offsets]
-        return out
-
-    def sample_seed(self, index: int) -> int:
-        return sample_seed(self.seed, index)
-
-
-class _StoredPart:
-    """Samples read back from a synthetic Parquet table: PNG bytes, decoded on access."""
-
-    def __init__(self, png: list[bytes], seeds: list[int], dataset: str, model_id: str,
-                 shape: tuple[int, int, int], url: str) -> None:
-        self.png, self.seeds, self.dataset, self.model_id = png, seeds, dataset, model_id
-        self.shape, self.url = shape, url
-        self.num_samples = len(png)
-
-    def images(self, indices: Sequence[int]) -> Tensor:
-        out = torch.empty((len(indices), *self.shape), dtype=torch.uint8)
-        for position, index in enumerate(indices):
-            try:
-                with Image.open(io.BytesIO(self.png[index])) as img:
-                    array = np.array(img.convert("L" if self.shape[0] == 1 else "RGB"))  # (H, W[, 3])
-            except OSError as exc:
-                raise ValueError(f"row {index} of {self.url} holds no decodable PNG: {exc}") from exc
-            if array.shape[:2] != self.shape[1:]:
-                raise ValueError(f"row {index} of {self.url} is {array.shape[1]}x{array.shape[0]}, but its "
-                                 f"width/height columns say {self.shape[2]}x{self.shape[1]}")
-            out[position] = torch.from_numpy(array.reshape(*self.shape[1:], -1)).permute(2, 0, 1)  # (C, H, W)
-        return out
-
-    def sample_seed(self, index: int) -> int:
-        return self.seeds[index]
-
-
 class SyntheticDataset(Dataset):
     """Generated samples of one trained DCGAN, or of one generator per class.
 
-    `ds[i]` is a pure function of (model, seed, i) (the rule is in `sampling`):
+    `ds[i]` is a pure function of (model, seed, epoch, i) (the rule is in `sampling`):
     identical across processes, DataLoader workers and repeated calls, and equal to the row with
-    `index` i of `export_samples(model, ..., seed=seed)` after PNG quantisation. Generation is
+    `index` i of `export_samples(model, ..., seed=epoch_seed(seed, epoch))` after PNG
+    quantisation; epoch 0 (the default) is the run with `seed` itself. Generation is
     batched: every block of `block_size` samples is one generator forward, kept in a small LRU
     cache, and a DataLoader batch arrives through `__getitems__` in one call. Give a DataLoader
     a `batch_size` that divides `block_size` (or a multiple of it) and, with several workers,
@@ -109,13 +47,17 @@ class SyntheticDataset(Dataset):
     Args:
         model: a model directory `OUT/<dataset>/model` (any fsspec URL), a `TrainedModel`, or a
             mapping {label: model} for one generator per class, which makes `ds[i]` an
-            `(image, label)` pair; samples are ordered by label, in the mapping's order.
+            `(image, label)` pair; samples are ordered by label, in the mapping's order. Key it
+            by ImageFolder's class indices (`{real.class_to_idx["cat"]: model, ...}`) and the
+            labels and `targets` are ImageFolder's.
         num_samples: samples of a single model.
         num_samples_per_model: samples of each model of a mapping: one int, or {label: int}.
         seed: the run's seed in [0, 2**31); each model of a mapping uses it, so the samples of
             label `k` are exactly `SyntheticDataset(model_k, n_k, seed=seed)`.
         transform: applied to each image after the conversion to `output` (torchvision
             transforms v2 accept every output kind).
+        target_transform: applied to each label (e.g. `ds.class_to_idx.__getitem__` to turn
+            labels into indices 0..K-1); `targets` stay untransformed, as in torchvision.
         label: with a single model, return `(image, label)` pairs with this label.
         output: "float" (float32 CHW in [0, 1], torchvision's convention), "signed" (float32 CHW
             in [-1, 1], the generator's tanh range), "uint8" (uint8 CHW) or "pil" (PIL image).
@@ -140,8 +82,20 @@ class SyntheticDataset(Dataset):
         >>> torch.equal(ds[7], SyntheticDataset(trained_model, num_samples=1_000, seed=0)[7])
         True
         >>> labelled = SyntheticDataset({"round": trained_model, "other": trained_model}, num_samples_per_model=10)
-        >>> len(labelled), labelled[15][1]
-        (20, 'other')
+        >>> len(labelled), labelled[15][1], labelled.classes, labelled.targets[15]
+        (20, 'other', ['round', 'other'], 'other')
+        >>> from gan_augment.gan.sampling import epoch_seed
+        >>> labelled.set_epoch(1)  # fresh samples, still a pure function of (model, seed, epoch, index)
+        >>> torch.equal(labelled[3][0], SyntheticDataset(trained_model, num_samples=10, seed=epoch_seed(0, 1))[3])
+        True
+
+    Attributes:
+        classes: the labels, in the mapping's order (`[label]` for a single labelled model,
+            `[]` for unlabelled samples).
+        class_to_idx: {label: its position in `classes`}.
+        targets: the label of every sample, as `ds[i][1]` gives it before `target_transform`
+            (None for unlabelled samples): what `WeightedRandomSampler` weights are made from.
+        seed, epoch: the run's seed and the epoch whose samples `ds[i]` gives (`set_epoch`).
     """
 
     def __init__(
@@ -152,6 +106,7 @@ class SyntheticDataset(Dataset):
         num_samples_per_model: int | Mapping[Hashable, int] | None = None,
         seed: int = 0,
         transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
         label: Hashable | None = None,
         output: str = "float",
         device: str | torch.device = "cpu",
@@ -184,8 +139,9 @@ class SyntheticDataset(Dataset):
                 which = f" for {key!r}" if labeled else ""
                 raise ValueError(f"the number of samples{which} is {count!r}: give a positive integer")
             loaded = as_trained_model(source, device=device, storage_options=storage_options)
-            parts.append(_GeneratedPart(loaded, count, seed, block_size, device, cache_bytes))
-        self._setup(parts, list(models) if labeled else None, transform, output, image_size, channels)
+            parts.append(GeneratedPart(loaded, count, seed, block_size, device, cache_bytes))
+        self._setup(parts, list(models) if labeled else None, transform, target_transform, output, image_size,
+                    channels)
         self.seed, self.block_size = seed, block_size
 
     @classmethod
@@ -194,6 +150,7 @@ class SyntheticDataset(Dataset):
         url: str,
         *,
         transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
         label: Hashable | None = None,
         output: str = "float",
         image_size: int | None = None,
@@ -219,15 +176,17 @@ class SyntheticDataset(Dataset):
         with Image.open(io.BytesIO(png[0])) as first:
             depth = 1 if first.mode in ("L", "I", "I;16", "1") else 3
         shape = (depth, heights.pop(), widths.pop())
-        part = _StoredPart(png, table.column("seed").to_pylist(), table.column("dataset")[0].as_py(),
+        part = StoredPart(png, table.column("seed").to_pylist(), table.column("dataset")[0].as_py(),
                            table.column("model_id")[0].as_py(), shape, redact_url(url))
         dataset = cls.__new__(cls)
-        dataset._setup([part], None if label is None else [label], transform, output, image_size, channels)
+        dataset._setup([part], None if label is None else [label], transform, target_transform, output, image_size,
+                       channels)
         dataset.seed, dataset.block_size = None, None
         return dataset
 
     def _setup(self, parts: list[Any], labels: list[Hashable] | None, transform: Callable[[Any], Any] | None,
-               output: str, image_size: int | None, channels: int | None) -> None:
+               target_transform: Callable[[Any], Any] | None, output: str, image_size: int | None,
+               channels: int | None) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
         for position, part in enumerate(parts):
@@ -242,7 +201,45 @@ class SyntheticDataset(Dataset):
                 raise ValueError(f"{name} makes {part.shape} (C, H, W) images but the first makes "
                                  f"{parts[0].shape}; one dataset needs one image shape")
         self.parts, self.labels, self.transform, self.output = parts, labels, transform, output
+        self.target_transform = target_transform
         self.offsets = np.cumsum([0] + [part.num_samples for part in parts]).tolist()
+        # In shared memory, so that DataLoader workers (forked or spawned, persistent or not)
+        # see `set_epoch` of the main process at their next batch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def classes(self) -> list[Hashable]:
+        return list(self.labels or [])
+
+    @property
+    def class_to_idx(self) -> dict[Hashable, int]:
+        return {label: position for position, label in enumerate(self.classes)}
+
+    @functools.cached_property
+    def targets(self) -> list[Hashable] | None:
+        if self.labels is None:
+            return None
+        return [label for label, part in zip(self.labels, self.parts) for _ in range(part.num_samples)]
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the samples of `epoch` from now on: the run with `epoch_seed(seed, epoch)`.
+
+        Call it before iterating a DataLoader for that epoch, as with `DistributedSampler`;
+        its workers, persistent or not, read it at their next batch. Each sample stays a pure
+        function of (model, seed, epoch, index), whatever the workers and their number.
+
+        Raises:
+            ValueError: samples read back from a table (`from_parquet`), which have one epoch.
+        """
+        if self.seed is None:
+            raise ValueError("samples read back from a table have one epoch; generate from the model for fresh ones")
+        for part in self.parts:
+            part.sample_seed(0, epoch)  # validates the epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return self.offsets[-1]
@@ -257,18 +254,20 @@ class SyntheticDataset(Dataset):
         return part, index - self.offsets[part]
 
     def images(self, indices: Sequence[int]) -> Tensor:
-        """Samples `indices` as one (B, C, S, S) uint8 tensor, before `output` and `transform`."""
+        """Samples `indices` of the current epoch as one (B, C, S, S) uint8 tensor, before
+        `output` and `transform`."""
+        epoch = self.epoch  # read once: a batch never straddles two epochs
         located = [self._locate(int(index)) for index in indices]
         out = torch.empty((len(located), *self.parts[0].shape), dtype=torch.uint8)
         for part in {p for p, _ in located}:
             positions = [k for k, (p, _) in enumerate(located) if p == part]
-            out[positions] = self.parts[part].images([located[k][1] for k in positions])
+            out[positions] = self.parts[part].images([located[k][1] for k in positions], epoch)
         return out
 
     def sample_seed(self, index: int) -> int:
-        """The `seed` column value of sample `index` (see `sample_seed`)."""
+        """The `seed` column value of sample `index` of the current epoch (see `sample_seed`)."""
         part, local = self._locate(index)
-        return self.parts[part].sample_seed(local)
+        return self.parts[part].sample_seed(local, self.epoch)
 
     def _convert(self, image: Tensor) -> Any:
         if self.output == "float":
@@ -285,7 +284,10 @@ class SyntheticDataset(Dataset):
         items = [self._convert(image) for image in images]
         if self.labels is None:
             return items
-        return [(item, self.labels[self._locate(int(index))[0]]) for item, index in zip(items, indices)]
+        labels = [self.labels[self._locate(int(index))[0]] for index in indices]
+        if self.target_transform is not None:
+            labels = [self.target_transform(label) for label in labels]
+        return list(zip(items, labels))
 
     def __getitem__(self, index: int) -> Any:
         return self.__getitems__([index])[0]

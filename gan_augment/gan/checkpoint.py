@@ -78,7 +78,7 @@ def list_checkpoints(checkpoint_dir: str, storage_options: dict[str, Any] | None
     """(step, url) of every checkpoint in `checkpoint_dir`, newest first."""
     fs, path = get_fs(checkpoint_dir, storage_options)
     try:
-        names = retry(lambda: fs.ls(path, detail=False), what=f"list {redact_url(checkpoint_dir)}")
+        names = retry(lambda: fs.ls(path, detail=False), fs=fs, what=f"list {redact_url(checkpoint_dir)}")
     except FileNotFoundError:
         return []
     found = []

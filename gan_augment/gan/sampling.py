@@ -9,6 +9,10 @@
   no grad) as one batch, whatever is asked of it (`generate_block`).
 - The output in [-1, 1] is quantised to uint8 exactly as a PNG export stores it
   (`visualize.images_to_uint8`).
+- Fresh samples per epoch (`SyntheticDataset.set_epoch`) change only the run's seed: epoch `e`
+  of a run with `seed` is the run with `epoch_seed(seed, e)` (epoch 0: `seed` itself), so a
+  sample is a pure function of (model, seed, epoch, index) and the `seed` column of its row
+  still regenerates it alone.
 
 A convolution's result for one sample can differ in the last bits with the batch it is computed
 in, so the fixed blocks are what make a sample identical across processes, DataLoader workers,
@@ -41,6 +45,26 @@ def sample_seed(seed: int, index: int) -> int:
     if not 0 <= index < 2**_INDEX_BITS:
         raise ValueError(f"index={index} is out of range: at most 2**32 samples per seed")
     return (seed << _INDEX_BITS) | index
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The run seed of epoch `epoch` of a run with `seed`: `seed` itself for epoch 0, else
+    `int(numpy.random.SeedSequence([seed, epoch]).generate_state(1, numpy.uint32)[0]) >> 1`, a
+    seed in [0, 2**31) like any other (SeedSequence hashes its entropy, so neighbouring seeds
+    and epochs give unrelated runs).
+
+    Examples:
+        >>> epoch_seed(7, 0)
+        7
+        >>> epoch_seed(7, 1) == epoch_seed(7, 1) != epoch_seed(7, 2)
+        True
+    """
+    sample_seed(seed, 0)  # validates the seed
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"epoch={epoch!r} must be an integer >= 0")
+    if epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint32)[0]) >> 1
 
 
 def sample_noise(sample_seeds: Sequence[int], latent_dim: int) -> Tensor:

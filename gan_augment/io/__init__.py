@@ -1,6 +1,7 @@
 """Storage plumbing every stage shares: fsspec URLs with retried reads and atomic writes
-(`fsio`), the Parquet schemas, writers and readers of every table the project writes
-(`parquet`), and progress reporting (`progress`). No torch here.
+(`fsio`; its URL helpers in `urls`, its retries in `retries`), the Parquet schemas, writers and
+readers of every table the project writes (`parquet`), and progress reporting (`progress`). No
+torch here.
 """
 
 from gan_augment.io.fsio import atomic_write_bytes, get_fs, join_url, read_bytes, redact_url, retry

@@ -1,5 +1,6 @@
-"""fsspec plumbing shared by every module that touches storage: URL handling, retried reads,
-atomic writes and credential redaction.
+"""fsspec plumbing shared by every module that touches storage: filesystems set up with one
+retry layer each, retried reads, atomic writes and bounded concurrency. URL helpers (`urls`) and
+retries (`retries`) are re-exported here.
 
 Every location is an fsspec URL (`/abs/path`, `file://`, `s3://bucket/prefix`, `memory://`).
 `storage_options` are passed to fsspec unchanged; fsspec's own environment configuration
@@ -9,15 +10,11 @@ Every location is an fsspec URL (`/abs/path`, `file://`, `s3://bucket/prefix`, `
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import posixpath
 import queue
-import random
-import re
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +24,13 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from gan_augment.io.progress import Progress
+from gan_augment.io.retries import S3_PROTOCOLS, S3_RETRIES, is_transient, retry
+from gan_augment.io.urls import basename, join_url, parent_url, redact_url
+
+# Re-exported: callers reach URL helpers and retries through fsio.
+__all__ = ["S3_RETRIES", "atomic_open", "atomic_write_bytes", "basename", "concurrent_fs", "default_workers",
+           "exists", "get_fs", "is_transient", "join_url", "parallel_map", "parent_url", "protocol_of", "read_bytes",
+           "redact_url", "remove", "retry", "to_url", "with_botocore_config"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,19 +38,26 @@ log = logging.getLogger(__name__)
 
 # Object stores whose single PUT is already atomic: the object appears whole or not at all.
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
-_TRANSIENT_TEXT = re.compile(
-    r"\b(5\d\d|429)\b|slow ?down|throttl|timed? ?out|temporar|connection (reset|aborted|refused)"
-    r"|server disconnected|service unavailable|internal ?error|broken pipe|bad gateway|reduce your request rate",
-    re.IGNORECASE,
-)
-# EBUSY: s3fs's SlowDown/ServiceUnavailable; EREMOTEIO: its InternalError.
-_TRANSIENT_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EAGAIN, errno.EPIPE, errno.EBUSY,
-                     getattr(errno, "EREMOTEIO", errno.ETIMEDOUT)}
 
 
 def get_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and protocol-less path for `url`."""
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    """The filesystem and protocol-less path for `url`. On S3, botocore's retries
+    (`S3_RETRIES`) are the only retry layer, unless `config_kwargs` already say how to retry."""
+    if fsspec.utils.get_protocol(url) in S3_PROTOCOLS:
+        storage_options = with_botocore_config(storage_options, retries=S3_RETRIES)
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if protocol_of(fs) in S3_PROTOCOLS:
+        fs.retries = 1  # s3fs's retry loop around botocore's: one try, so the layers do not multiply
+    return fs, path
+
+
+def with_botocore_config(storage_options: dict[str, Any] | None, **defaults: Any) -> dict[str, Any]:
+    """S3 storage options with `defaults` added to botocore's `config_kwargs`. What the caller
+    gave and what fsspec's configuration (`fsspec.config.conf["s3"]`) sets win over the defaults."""
+    options = dict(storage_options or {})
+    configured = fsspec.config.conf.get("s3", {}).get("config_kwargs", {})
+    options["config_kwargs"] = {**defaults, **configured, **options.get("config_kwargs", {})}
+    return options
 
 
 def protocol_of(fs: fsspec.AbstractFileSystem) -> str:
@@ -55,97 +66,19 @@ def protocol_of(fs: fsspec.AbstractFileSystem) -> str:
     return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
 
 
-def join_url(base: str, *parts: str) -> str:
-    """Join path parts onto an fsspec URL, keeping its protocol: join_url("s3://b/x", "m.pt")."""
-    if "://" in base:
-        protocol, rest = base.split("://", 1)
-        return f"{protocol}://" + posixpath.join(rest, *parts)
-    return os.path.join(base, *parts)
-
-
 def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """The full URL of a protocol-less `path` on `fs` (the inverse of `get_fs`)."""
     return fs.unstrip_protocol(path)
 
 
-def basename(url: str) -> str:
-    """The last path component of a URL or path, ignoring a trailing separator."""
-    return posixpath.basename(url.rstrip("/").split("://", 1)[-1].rstrip(os.sep))
-
-
-def parent_url(url: str) -> str:
-    """The folder/prefix holding `url`: parent_url("s3://b/out/cats/model") == "s3://b/out/cats"."""
-    if "://" in url:
-        protocol, rest = url.split("://", 1)
-        return f"{protocol}://" + posixpath.dirname(rest.rstrip("/"))
-    return os.path.dirname(os.path.normpath(url))
-
-
-def redact_url(url: str) -> str:
-    """`url` with any user:password@ part removed, for logs, errors and model cards."""
-    return re.sub(r"(?<=://)[^/@]*@", "", url)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)  # botocore's ClientError
-    if status is None and isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status if isinstance(status, int) else None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a storage error is worth retrying: timeouts, resets, throttling and 5xx, also
-    when a filesystem wrapped them (s3fs turns S3's 503 SlowDown into OSError(EBUSY) whose
-    cause is botocore's error)."""
-    chain: list[BaseException] = []
-    while exc is not None and len(chain) < 5:
-        chain.append(exc)
-        exc = exc.__cause__
-    for error in chain:
-        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-            return False
-        if isinstance(error, (TimeoutError, ConnectionError)):
-            return True
-        if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
-            return True
-        status = _http_status(error)
-        if status is not None:
-            return status >= 500 or status == 429
-    return any(_TRANSIENT_TEXT.search(f"{type(error).__name__}: {error}") for error in chain)
-
-
-def retry(
-    call: Callable[[], T],
-    *,
-    attempts: int = 5,
-    base_delay: float = 0.1,
-    max_delay: float = 5.0,
-    what: str = "storage call",
-) -> T:
-    """Run `call`, retrying transient errors with exponential backoff and full jitter
-    (the AWS architecture blog's recommendation); permanent errors raise at once."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if attempt == attempts or not is_transient(exc):
-                raise
-            delay = random.uniform(0, min(max_delay, base_delay * 2**attempt))
-            log.debug("%s failed (%s: %s); retry %d/%d in %.2fs", what, type(exc).__name__,
-                      redact_url(str(exc)), attempt, attempts - 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
     fs, path = get_fs(url, storage_options)
-    return retry(lambda: fs.cat_file(path), what=f"read {redact_url(url)}")
+    return retry(lambda: fs.cat_file(path), fs=fs, what=f"read {redact_url(url)}")
 
 
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     fs, path = get_fs(url, storage_options)
-    return retry(lambda: fs.exists(path), what=f"stat {redact_url(url)}")
+    return retry(lambda: fs.exists(path), fs=fs, what=f"stat {redact_url(url)}")
 
 
 def atomic_write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
@@ -195,10 +128,10 @@ def atomic_open(url: str, storage_options: dict[str, Any] | None = None) -> Iter
 def _commit_remote(fs: fsspec.AbstractFileSystem, path: str, url: str, put: Callable[[str], None]) -> None:
     """Store one object at `path` with `put(target)`, atomically for readers of `path`."""
     if protocol_of(fs) in _ATOMIC_PUT_PROTOCOLS or protocol_of(fs) == "memory":
-        retry(lambda: put(path), what=f"write {redact_url(url)}")
+        retry(lambda: put(path), fs=fs, what=f"write {redact_url(url)}")
         return
     tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    retry(lambda: put(tmp), what=f"write {redact_url(url)}")
+    retry(lambda: put(tmp), fs=fs, what=f"write {redact_url(url)}")
     fs.mv(tmp, path)
 
 
@@ -206,7 +139,7 @@ def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
     """Delete a file if it exists."""
     fs, path = get_fs(url, storage_options)
     try:
-        retry(lambda: fs.rm_file(path), what=f"delete {redact_url(url)}")
+        retry(lambda: fs.rm_file(path), fs=fs, what=f"delete {redact_url(url)}")
     except FileNotFoundError:
         pass
 
@@ -234,11 +167,8 @@ def concurrent_fs(
     """
     fs, _ = get_fs(url, storage_options)
     workers = max_workers or default_workers(fs)
-    options = dict(storage_options or {})
-    configured = fsspec.config.conf.get(protocol_of(fs), {})
-    if protocol_of(fs) in ("s3", "s3a") and "config_kwargs" not in options and "config_kwargs" not in configured:
-        options["config_kwargs"] = {"max_pool_connections": workers}
-        fs, _ = get_fs(url, options)
+    if protocol_of(fs) in S3_PROTOCOLS:
+        fs, _ = get_fs(url, with_botocore_config(storage_options, max_pool_connections=workers))
     return fs, workers
 
 

@@ -65,7 +65,7 @@ def read_table(url: str, storage_options: dict[str, Any] | None = None, columns:
             return parquet_file.read(columns=columns)
 
     try:
-        return retry(read, what=f"read {redact_url(url)}")
+        return retry(read, fs=fs, what=f"read {redact_url(url)}")
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
@@ -175,9 +175,9 @@ def write_parts(
 def _remove_stale_parts(out: str, keep: Sequence[str], storage_options: dict[str, Any] | None) -> None:
     fs, path = get_fs(out, storage_options)
     kept = {posixpath.basename(url) for url in keep}
-    for old in retry(lambda: fs.glob(posixpath.join(path, PART_GLOB)), what=f"list {redact_url(out)}"):
+    for old in retry(lambda: fs.glob(posixpath.join(path, PART_GLOB)), fs=fs, what=f"list {redact_url(out)}"):
         if posixpath.basename(old) not in kept:
-            retry(lambda: fs.rm_file(old), what=f"delete {redact_url(to_url(fs, old))}")
+            retry(lambda: fs.rm_file(old), fs=fs, what=f"delete {redact_url(to_url(fs, old))}")
 
 
 def parquet_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -187,9 +187,9 @@ def parquet_files(url: str, storage_options: dict[str, Any] | None = None) -> li
         FileNotFoundError: nothing at `url`, or a folder without Parquet files.
     """
     fs, path = get_fs(url, storage_options)
-    if not retry(lambda: fs.isdir(path), what=f"stat {redact_url(url)}"):
+    if not retry(lambda: fs.isdir(path), fs=fs, what=f"stat {redact_url(url)}"):
         return [url]
-    found = sorted(retry(lambda: fs.glob(posixpath.join(path, "*.parquet")), what=f"list {redact_url(url)}"))
+    found = sorted(retry(lambda: fs.glob(posixpath.join(path, "*.parquet")), fs=fs, what=f"list {redact_url(url)}"))
     if not found:
         raise FileNotFoundError(f"no .parquet files in {redact_url(url)}; pass a Parquet file or an export folder")
     return [to_url(fs, name) for name in found]

@@ -84,11 +84,11 @@ def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str,
     """
     fs.invalidate_cache(root)  # a scan must see the store as it is now
     try:
-        is_folder = retry(lambda: fs.isdir(root), what=f"stat {redact_url(url)}")
+        is_folder = retry(lambda: fs.isdir(root), fs=fs, what=f"stat {redact_url(url)}")
         if is_folder and isinstance(fs, LocalFileSystem):
             listing = _find_local(root)
         elif is_folder:
-            listing = retry(lambda: fs.find(root, detail=True), what=f"list {redact_url(url)}")
+            listing = retry(lambda: fs.find(root, detail=True), fs=fs, what=f"list {redact_url(url)}")
     except FileNotFoundError:
         is_folder = False
     except PermissionError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import read_gan_augment_metadata
 from gan_augment.scan.images import Probe
 from gan_augment.scan.listing import ImageObject
@@ -203,6 +204,19 @@ class ScanResult:
     @property
     def read_objects(self) -> int:
         return sum(scan.read_objects for scan in self.datasets.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values of `summary_table`, per dataset with its status counts in full."""
+        datasets = {name: {
+            "objects": scan.manifest.num_rows, "statuses": dict(sorted(scan.status_counts.items())),
+            "bytes": scan.total_bytes, "sizes": dict(scan.sizes.most_common()), "new": len(scan.new),
+            "changed": len(scan.changed), "deleted": len(scan.deleted), "unchanged": scan.unchanged,
+            "read_objects": scan.read_objects, "skipped": dict(scan.skipped),
+            "manifest": redact_url(scan.manifest_url) if scan.manifest_url else None,
+        } for name, scan in sorted(self.datasets.items())}
+        return {"store": redact_url(self.store), "out": redact_url(self.out) if self.out else None,
+                "datasets": datasets, "objects": self.objects, "read_objects": self.read_objects,
+                "ignored": dict(self.ignored), "seconds": round(self.seconds, 3)}
 
     def summary_table(self) -> str:
         """A plain-text table, one line per dataset: objects, ok, bad by reason, bytes, sizes

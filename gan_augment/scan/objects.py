@@ -60,7 +60,7 @@ def read_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, start: int = 0,
     size, a second round trip per object, while the listing already gave the size.
     """
     end = obj.size if end is None else end
-    return retry(lambda: fs.cat_file(obj.path, start=start, end=end), what=f"read {redact_url(obj.uri)}")
+    return retry(lambda: fs.cat_file(obj.path, start=start, end=end), fs=fs, what=f"read {redact_url(obj.uri)}")
 
 
 def probe_object(
@@ -104,7 +104,7 @@ def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
         return "md5:" + digest.hexdigest()
 
     try:
-        return retry(stream, what=f"hash {redact_url(obj.uri)}")
+        return retry(stream, fs=fs, what=f"hash {redact_url(obj.uri)}")
     except Exception as exc:  # noqa: BLE001 - it then only misses duplicate detection
         log.warning("could not hash %s: %s: %s", redact_url(obj.uri), type(exc).__name__, redact_url(str(exc)))
         return None

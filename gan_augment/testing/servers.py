@@ -148,8 +148,10 @@ class FaultProxy:
         self.seen[request_line + byte_range] += 1
         if fate < self.reset_rate + self.fail_rate or self.seen[request_line + byte_range] <= self.fail_first:
             self.counts["failed"] += 1
+            # An answer to HEAD has no body: the client would read it as the next response.
+            body = b"" if head.startswith(b"HEAD ") else _SLOW_DOWN
             writer.write(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(_SLOW_DOWN), _SLOW_DOWN))
+                         b"Content-Length: %d\r\n\r\n" % len(_SLOW_DOWN) + body)
             await writer.drain()
             return True
         method = head.split(b" ", 1)[0]

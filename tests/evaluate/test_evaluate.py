@@ -123,17 +123,22 @@ def test_read_labels_from_csv_and_parquet(tmp_path):
         read_labels(str(csv))
 
 
-def test_cli_prints_the_table_and_writes_the_card(model_dir, source, tmp_path, capsys):
+def test_cli_prints_the_table_and_writes_the_card_when_asked(model_dir, source, tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("uri,label\n" + "".join(f"{name},{label}\n" for name, label in labels_by_name().items()))
+    card_before = read_model_card(model_dir)
+    assert main(["evaluate", model_dir, source, "--seed", "2"]) == 0
+    assert "SWD mean x1e3" in capsys.readouterr().out
+    assert read_model_card(model_dir) == card_before  # the card changes only with --card
     assert main(["evaluate", model_dir, source, "--labels", str(labels), "--labelled-per-class", "1,3",
-                 "--draws", "2", "--seed", "1"]) == 0
+                 "--draws", "2", "--seed", "1", "--card"]) == 0
     out = capsys.readouterr().out
     assert "SWD mean x1e3" in out and "random D" in out and "3 / class" in out
     card = read_model_card(model_dir)
     assert card["evaluation"]["seed"] == 1 and set(card["evaluation"]["probes"]["trained D"]) == {"1", "3"}
-    assert main(["evaluate", model_dir, source, "--seed", "2", "--no-card"]) == 0
-    assert read_model_card(model_dir)["evaluation"]["seed"] == 1
+    assert main(["evaluate", model_dir, source, "--seed", "3", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["seed"] == 3 and document["swd"] and read_model_card(model_dir)["evaluation"]["seed"] == 1
 
 
 def test_cli_bad_input_is_one_line(model_dir, source, tmp_path, capsys):

@@ -1,0 +1,146 @@
+"""What each sub-command of `gan-augment` does with its parsed arguments. Each returns the exit
+code; heavy modules (torch) are imported inside, so `gan-augment --help` and a scan stay light."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gan_augment.cli.flags import config_from_args, parse_storage_options
+from gan_augment.cli.output import EXIT_OK, EXIT_REJECTED, emit
+from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig
+from gan_augment.io.fsio import redact_url
+from gan_augment.io.progress import Progress
+from gan_augment.layout import manifest_of_model
+
+log = logging.getLogger("gan_augment")
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from gan_augment.scan.store import scan_store
+
+    result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
+                        storage_options=parse_storage_options(args.storage_options),
+                        out_storage_options=parse_storage_options(args.out_storage_options),
+                        hash_contents=args.hash, max_workers=args.workers)
+    rejected = {name: {status: count for status, count in sorted(scan.status_counts.items())
+                       if status in (args.fail_on or ())}
+                for name, scan in sorted(result.datasets.items())}
+    rejected = {name: counts for name, counts in rejected.items() if counts}
+    text = result.summary_table()
+    if args.out:
+        text += f"\nmanifests: {result.out}/<dataset>/manifest.parquet"
+    emit(args, {**result.to_dict(), "fail_on": list(args.fail_on or ()), "rejected": rejected}, text)
+    if rejected:  # the manifests are written all the same: a pipeline can read why it stopped
+        found = "; ".join(f"{name}: " + ", ".join(f"{status} {n}" for status, n in counts.items())
+                          for name, counts in rejected.items())
+        print(f"gan-augment scan: rejected (--fail-on {','.join(args.fail_on)}): {found}", file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK  # without --fail-on, bad objects are recorded in the manifests, not a failure
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from gan_augment.training.distributed import init_distributed, shutdown_distributed
+    from gan_augment.training.trainer import train
+
+    seed = args.recipe == "seed-dcgan"
+    model_config = config_from_args(ModelConfig, args, ModelConfig.seed_dcgan() if seed else None)
+    train_config = config_from_args(TrainConfig, args, TrainConfig.seed_dcgan() if seed else None)
+    # Under `torchrun --nproc-per-node G`, each process joins the group and trains one shard.
+    distributed = init_distributed(train_config.device)
+    try:
+        result = train(args.source, args.out, model_config, train_config, dataset=args.dataset,
+                       storage_options=parse_storage_options(args.storage_options), resume=args.resume,
+                       distributed=distributed)
+    finally:
+        shutdown_distributed()
+    if not distributed.is_main:
+        return EXIT_OK
+    images_per_second = result.metrics.get("images_per_second", 0)
+    document = {"files": {name: redact_url(url) for name, url in result.files.items()}, "steps": result.steps,
+                "images": result.num_images, "images_per_second": images_per_second}
+    text = "\n".join([f"model:       {result.files['model']}", f"model card:  {result.files['card']}",
+                      f"samples:     {result.files['samples']}", f"loss curve:  {result.files['loss_curve']}",
+                      f"steps: {result.steps}  images: {result.num_images}  {images_per_second:.0f} img/s"])
+    emit(args, document, text)
+    return EXIT_OK
+
+
+def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any]) -> Any:
+    progress = Progress(what, unit)
+    try:
+        return export(progress)
+    finally:
+        progress.close()
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from gan_augment.export.synthetic import SyntheticDataset
+    from gan_augment.export.tables import export_samples
+    from gan_augment.gan.devices import select_device
+    from gan_augment.gan.pixels import to_model_range
+    from gan_augment.gan.visualize import sample_grid_png
+    from gan_augment.io.fsio import atomic_write_bytes
+
+    options, device = parse_storage_options(args.storage_options), select_device(args.device)
+    if args.out.lower().endswith(".png"):
+        samples = SyntheticDataset(args.model, num_samples=args.n, seed=args.seed, device=device,
+                                   image_size=args.image_size, storage_options=options)
+        atomic_write_bytes(args.out, sample_grid_png(to_model_range(samples.images(range(args.n)))), options)
+        emit(args, {"files": [redact_url(args.out)], "rows": args.n, "seed": args.seed}, args.out)
+        return EXIT_OK
+    result = _export_with_progress("sample", "samples", lambda progress: export_samples(
+        args.model, args.out, args.n, seed=args.seed, device=device, image_size=args.image_size,
+        storage_options=options, progress=progress))
+    emit(args, {"files": [redact_url(f) for f in result.files], "rows": result.rows, "seed": args.seed},
+         "\n".join([*result.files, f"rows: {result.rows}"]))
+    return EXIT_OK
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from gan_augment.export.features import extract_features
+    from gan_augment.export.tables import export_features
+    from gan_augment.gan.checkpoint import resolve_model_location
+    from gan_augment.gan.devices import select_device
+
+    options = parse_storage_options(args.storage_options)
+    protocol = FeatureProtocol(blocks=args.blocks, grid=args.grid, pooling=args.pooling)
+    # The manifest of a scanned store sits beside the model: OUT/<dataset>/manifest.parquet.
+    model_dir = resolve_model_location(args.model)[1]
+    manifest = args.manifest or manifest_of_model(model_dir)
+    features = extract_features(args.model, args.source, manifest=manifest, protocol=protocol,
+                                batch_size=args.batch_size, device=select_device(args.device), storage_options=options)
+    for uri, reason in features.skipped.items():
+        log.debug("skipped %s: %s", redact_url(uri), reason)
+    result = _export_with_progress("features", "images", lambda progress: export_features(
+        features, args.out, storage_options=options, progress=progress))
+    document = {"files": [redact_url(f) for f in result.files], "rows": result.rows,
+                "skipped": {redact_url(uri): reason for uri, reason in result.skipped.items()},
+                "feature_dim": features.dim}
+    emit(args, document, "\n".join([*result.files, f"rows: {result.rows}  skipped objects: {len(result.skipped)}  "
+                                                   f"feature dim: {features.dim}"]))
+    return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
+    from gan_augment.gan.devices import select_device
+
+    options = parse_storage_options(args.storage_options)
+    labels = read_labels(args.labels, options) if args.labels else None
+    evaluation = evaluate_model(args.model, args.source, extractor=args.inception_weights, labels=labels,
+                                labelled_per_class=args.labelled_per_class, draws=args.draws,
+                                test_fraction=args.test_fraction, max_images=args.max_images, seed=args.seed,
+                                device=select_device(args.device), write_card=args.card, storage_options=options)
+    emit(args, evaluation.to_dict(), format_table(evaluation))
+    return EXIT_OK
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from gan_augment.demo import run_demo as demo
+
+    demo(args.out, minutes=args.minutes)
+    return EXIT_OK
