@@ -98,11 +98,21 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
                         storage_options=parse_storage_options(args.storage_options),
                         out_storage_options=parse_storage_options(args.out_storage_options),
-                        hash_contents=args.hash, max_workers=args.workers)
+                        hash_contents=args.hash, max_workers=args.workers, verify=args.verify,
+                        **_time_limit(args.max_seconds))
     print(result.summary_table())
     if args.out:
         print(f"manifests: {result.out}/<dataset>/manifest.parquet")
     return 0  # bad objects are recorded in the manifests; they are not a failure of the scan
+
+
+def _time_limit(max_seconds: float | None) -> dict[str, float | None]:
+    """--max-seconds as scan_store's keyword: absent keeps the default, 0 means no limit."""
+    if max_seconds is None:
+        return {}
+    if max_seconds < 0:
+        raise ValueError(f"--max-seconds {max_seconds:g} is invalid: give seconds > 0, or 0 for no limit")
+    return {"max_seconds": max_seconds or None}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -227,6 +237,12 @@ def _add_scan_command(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--rescan", action="store_true",
                       help="read every object again (changes are still reported against the last manifests)")
     scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
+    scan.add_argument("--verify", action="store_true",
+                      help="read every object whole and decode all its pixels, so that ok means decodable "
+                           "(costs a full read and decode; objects already decoded are not read again)")
+    scan.add_argument("--max-seconds", type=float, metavar="S",
+                      help="the most one object's probe or decode may take before it is recorded too_slow "
+                           "(default 30; 0 judges objects in this process without a limit)")
     scan.add_argument("--workers", type=int,
                       help="objects in flight (default: 32 for object stores, a few per core locally)")
     _add_storage_options(scan)

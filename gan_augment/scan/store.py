@@ -22,9 +22,11 @@ from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
 from gan_augment.io.tables import manifest_table, read_manifest, write_manifest
 from gan_augment.layout import manifest_url
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.manifest import (
     DatasetScan,
     ScanResult,
+    keep_decode_verdicts,
     mark_duplicates,
     new_row,
     plan_scan,
@@ -77,13 +79,17 @@ def scan_store(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_workers: int | None = None,
+    verify: bool = False,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
 ) -> ScanResult:
     """Scan every dataset of an image store and write one manifest per dataset.
 
     Each image object gets a manifest row: size, change token, format, mode, size in pixels
     (from its header; a range read for objects over `head_bytes`) and a status with its
     reason. Bad objects are recorded, never raised; exact duplicates (by content hash) are
-    marked. Objects whose size and change token match the previous manifest are not read.
+    marked. Objects whose size and change token match the previous manifest are not read, and
+    a verdict that a decode found (`verify`, or written back by training and exports) is kept
+    while the object is unchanged: a header probe never turns it back into `ok`.
 
     Args:
         url: the store root (any fsspec URL); each first-level folder is one dataset.
@@ -101,6 +107,10 @@ def scan_store(
         max_pixels, max_bytes: larger images/objects are `too_large`.
         max_workers: objects in flight at once (default: 32 for object stores, a few per core
             for local disks).
+        verify: read every object whole and decode all its pixels, so that `ok` means decodable
+            (rows already decoded are reused; with `rescan`, every object is decoded again).
+        max_seconds: the most one object's probe or decode may take; it is then `too_slow`.
+            None judges objects in this process without a limit.
 
     Raises:
         FileNotFoundError: the store (or a dataset in `datasets`) does not exist or holds no dataset.
@@ -122,15 +132,16 @@ def scan_store(
                                 "images per dataset")
     if out is not None and out_storage_options is None and _same_protocol(url, out):
         out_storage_options = storage_options
-    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents)
+    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents, verify, max_seconds)
     previous_tables = _previous_manifests(previous if previous is not None else out, list(objects),
                                           out_storage_options)
     plans = {name: plan_scan(objs, previous_tables.get(name),
-                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()))
+                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()), verify)
              for name, objs in objects.items()}
     rows = {name: {row["uri"]: row for row in plan.reused} for name, plan in plans.items()}
     reads: Counter[str] = Counter()
     vanished: dict[str, list[str]] = {name: [] for name in objects}
+    slowest: dict[str, tuple[str, float]] = {}
 
     # (1) Probe new and changed objects, all datasets in one pool so that none waits on another.
     work = [(name, obj) for name, plan in plans.items() for obj in plan.to_probe]
@@ -143,7 +154,12 @@ def scan_store(
             log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
             vanished[name].append(obj.uri)
         else:
-            rows[name][obj.uri] = new_row(obj, name, *outcome, now)
+            checked = "decode" if verify and outcome.probe.status != "unreadable" else "header"
+            rows[name][obj.uri] = new_row(obj, name, outcome.probe, outcome.content_hash, now, checked)
+            if outcome.seconds > slowest.get(name, ("", -1.0))[1]:
+                slowest[name] = (obj.uri, outcome.seconds)
+    for name, plan in plans.items():  # a header probe must not undo what a decode found
+        keep_decode_verdicts(rows[name], plan.previous)
 
     # (2) Hash the same-size ok objects whose content hash is unknown: only they can be copies.
     by_uri = {obj.uri: obj for objs in objects.values() for obj in objs}
@@ -171,6 +187,6 @@ def scan_store(
         deleted = sorted(plan.deleted + [uri for uri in gone if uri in plan.previous])
         scans[name] = DatasetScan(name, table, manifest_at, new, changed, deleted,
                                   unchanged=len(rows[name]) - len(new) - len(changed), skipped=dict(skipped[name]),
-                                  read_objects=reads[name])
+                                  read_objects=reads[name], slowest=slowest.get(name))
     return ScanResult(redact_url(url), redact_url(out) if out else None, scans, dict(ignored),
                       time.perf_counter() - started)
