@@ -60,3 +60,21 @@ def test_fsspec_environment_configuration_reaches_s3(s3_endpoint, s3_bucket, tmp
     assert done.stdout.splitlines()[1].split()[:2] == ["zoo", "4"]
     manifest = read_manifest(f"{s3_bucket}/out/zoo/manifest.parquet", s3_storage_options(s3_endpoint))
     assert manifest.num_rows == 4 and all(uri.startswith(f"{s3_bucket}/zoo/") for uri in manifest["uri"].to_pylist())
+
+
+def test_scan_verify_decodes_every_object_and_reports_the_slowest(tmp_path, capsys):
+    from gan_augment.testing.fuzz import fuzz_corpus
+
+    folder = tmp_path / "store" / "fuzz"
+    folder.mkdir(parents=True)
+    for case in fuzz_corpus(60, seed=1):
+        (folder / case.name).write_bytes(case.data)
+    out = str(tmp_path / "out")
+    assert main(["scan", str(tmp_path / "store"), "--out", out]) == 0
+    header_ok = read_manifest(f"{out}/fuzz/manifest.parquet").column("status").to_pylist().count("ok")
+    assert main(["scan", str(tmp_path / "store"), "--out", out, "--verify", "--max-seconds", "20"]) == 0
+    assert "slowest object" in capsys.readouterr().out
+    manifest = read_manifest(f"{out}/fuzz/manifest.parquet")
+    assert {row["checked"] for row in manifest.to_pylist() if row["status"] == "ok"} == {"decode"}
+    assert manifest.column("status").to_pylist().count("ok") < header_ok  # damage past the header found
+    assert main(["scan", str(tmp_path / "store"), "--max-seconds", "-1"]) == 1

@@ -46,6 +46,12 @@ def _add_scan_command(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--rescan", action="store_true",
                       help="read every object again (changes are still reported against the last manifests)")
     scan.add_argument("--hash", action="store_true", help="read every object whole to record its MD5")
+    scan.add_argument("--verify", action="store_true",
+                      help="read every object whole and decode all its pixels, so that ok means decodable "
+                           "(costs a full read and decode; objects already decoded are not read again)")
+    scan.add_argument("--max-seconds", type=float, metavar="S",
+                      help="the most one object's probe or decode may take before it is recorded too_slow "
+                           "(default 30; 0 judges objects in this process without a limit)")
     scan.add_argument("--workers", type=int,
                       help="objects in flight (default: 32 for object stores, a few per core locally)")
     add_storage_options(scan)

@@ -19,13 +19,23 @@ from gan_augment.layout import manifest_of_model
 log = logging.getLogger("gan_augment")
 
 
+def _time_limit(max_seconds: float | None) -> dict[str, float | None]:
+    """--max-seconds as scan_store's keyword: absent keeps the default, 0 means no limit."""
+    if max_seconds is None:
+        return {}
+    if max_seconds < 0:
+        raise ValueError(f"--max-seconds {max_seconds:g} is invalid: give seconds > 0, or 0 for no limit")
+    return {"max_seconds": max_seconds or None}
+
+
 def run_scan(args: argparse.Namespace) -> int:
     from gan_augment.scan.store import scan_store
 
     result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
                         storage_options=parse_storage_options(args.storage_options),
                         out_storage_options=parse_storage_options(args.out_storage_options),
-                        hash_contents=args.hash, max_workers=args.workers)
+                        hash_contents=args.hash, max_workers=args.workers, verify=args.verify,
+                        **_time_limit(args.max_seconds))
     rejected = {name: {status: count for status, count in sorted(scan.status_counts.items())
                        if status in (args.fail_on or ())}
                 for name, scan in sorted(result.datasets.items())}

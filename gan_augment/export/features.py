@@ -129,8 +129,10 @@ def _read_store(
     manifest: str | None,
 ) -> tuple[Tensor, list[str], dict[str, str]]:
     """Decode the images under `source` at the model's size (objects the manifest rejected are
-    not read); with `uris`, keep exactly those and record the ones that gave no image."""
-    cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest)
+    not read, those it called ok but that fail to decode are written back into it); with
+    `uris`, keep exactly those and record the ones that gave no image."""
+    cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest,
+                        found_in="features")
     if uris is None:
         return cache.images, list(cache.uris), dict(cache.skipped)
     row_of = {uri: row for row, uri in enumerate(cache.uris)}
@@ -163,7 +165,8 @@ def extract_features(
         uris: with a URL, only these objects; with a tensor, one name per image (default:
             "0", "1", ...).
         manifest: with a URL, the dataset's manifest from `scan_store`: only its `ok` objects
-            are read, and objects it does not know are judged on the fly by the same rules.
+            are read, objects it does not know are judged on the fly by the same rules, and
+            `ok` objects that fail to decode are recorded in it (`found_in` "features").
         dataset: the images' dataset name (default: the URL's last component, or the model's).
         protocol: the feature protocol (default: `FeatureProtocol()`, every block max-pooled to 2x2).
         batch_size: images per discriminator forward.

@@ -143,8 +143,10 @@ def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa
 
 # -- manifest: one row per scanned object (store.scan_store) ---------------------------------
 
-MANIFEST_STATUSES = ("ok", "corrupt", "unsupported", "too_large", "empty", "duplicate", "unreadable")
-MANIFEST_SCHEMA = pa.schema([
+MANIFEST_STATUSES = ("ok", "corrupt", "unsupported", "too_large", "empty", "duplicate", "unreadable", "too_slow")
+# How far a row's verdict looked: the header only, or every pixel decoded.
+MANIFEST_CHECKS = ("header", "decode")
+_MANIFEST_BASE = pa.schema([
     pa.field("uri", pa.string(), nullable=False),
     pa.field("dataset", pa.string(), nullable=False),
     pa.field("size_bytes", pa.int64(), nullable=False),
@@ -159,6 +161,12 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("content_hash", pa.string()),  # md5:<hex> when known (object read whole, or hashing asked)
     pa.field("duplicate_of", pa.string()),  # for status duplicate: the uri of the copy that stays ok
 ])
+# Columns added later; a manifest written before them reads with nulls there.
+_MANIFEST_ADDED = [
+    pa.field("checked", pa.string()),  # one of MANIFEST_CHECKS; null in older manifests (header)
+    pa.field("found_in", pa.string()),  # the stage that gave the verdict: scan, training, features
+]
+MANIFEST_SCHEMA = pa.schema([*_MANIFEST_BASE, *_MANIFEST_ADDED])
 
 
 def manifest_table(rows: list[dict[str, Any]], dataset: str, config: dict[str, Any] | None = None) -> pa.Table:
@@ -182,12 +190,16 @@ def write_manifest(
 
 
 def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """Read and check one manifest.
+    """Read and check one manifest; columns added since it was written come back null.
 
     Raises:
         FileNotFoundError: nothing at `url`; run `gan-augment scan` first.
         ValueError: the file is not a manifest.
     """
     table = read_table(url, storage_options)
+    require_columns(table.schema, _MANIFEST_BASE, "manifest", url)
+    for field in _MANIFEST_ADDED:
+        if table.schema.get_field_index(field.name) < 0:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     require_columns(table.schema, MANIFEST_SCHEMA, "manifest", url)
     return table

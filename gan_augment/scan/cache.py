@@ -24,9 +24,11 @@ import pyarrow as pa
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
 from gan_augment.io.tables import read_manifest
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.manifest import apply_verdicts
 from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, decode_object
+from gan_augment.scan.writeback import decode_failures, record_decode_failures
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -86,6 +88,7 @@ def iter_images(
     objects: Sequence[ImageObject] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_workers: int | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
 ) -> Iterator[DecodedImage]:
     """Read and decode every image of a dataset in parallel, yielding them in listing order.
 
@@ -100,20 +103,24 @@ def iter_images(
         objects: the objects to decode (default: `listing.list_images(source)`).
         max_pixels: larger images are rejected as `too_large`.
         max_workers: objects in flight at once.
+        max_seconds: the most one object's decode may take (it is then `too_slow`); None
+            decodes in this process without a limit.
     """
     objects = list_images(source, storage_options) if objects is None else objects
     for _, decoded in _decode_objects(source, objects, image_size, channels, storage_options, max_pixels,
-                                      max_workers, ordered=True):
+                                      max_workers, max_seconds, ordered=True):
         yield decoded
 
 
 def _decode_objects(
     source: str, objects: Sequence[ImageObject], image_size: int, channels: int,
-    storage_options: dict[str, Any] | None, max_pixels: int, max_workers: int | None, ordered: bool,
+    storage_options: dict[str, Any] | None, max_pixels: int, max_workers: int | None, max_seconds: float | None,
+    ordered: bool,
 ) -> Iterator[tuple[int, DecodedImage]]:
     fs, workers = concurrent_fs(source, storage_options, max_workers)
-    return parallel_map(lambda obj: decode_object(fs, obj, image_size, channels, max_pixels, DEFAULT_MAX_BYTES),
-                        objects, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}")
+    return parallel_map(
+        lambda obj: decode_object(fs, obj, image_size, channels, max_pixels, DEFAULT_MAX_BYTES, max_seconds),
+        objects, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}")
 
 
 # -- the cache --------------------------------------------------------------------------------
@@ -184,12 +191,16 @@ def build_cache(
     max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_workers: int | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    found_in: str = "training",
 ) -> ImageCache:
     """Read and decode every image under `source` once, in parallel, into an ImageCache.
 
     Objects are judged by the scan's rules: bad ones and later copies of an identical object
     are left out and recorded in `skipped`, never fatal. A manifest (from `scan_store`) saves
-    reading objects it already rejected; objects it does not know are judged on the fly.
+    reading objects it already rejected; objects it does not know are judged on the fly. An
+    object the manifest calls `ok` that fails to decode is written back into it (given as a
+    URL), with the reason and `found_in`, so that the manifest's `ok` means decodable.
 
     Args:
         source: the dataset's folder/prefix (any fsspec URL).
@@ -201,6 +212,8 @@ def build_cache(
             later runs on the same data, size and channels reuse without reading the store.
         max_pixels: larger images are left out as `too_large`.
         max_workers: objects in flight at once.
+        max_seconds: the most one object's decode may take (it is then `too_slow`).
+        found_in: the stage recorded with decode failures written back ("training", "features").
 
     Raises:
         FileNotFoundError: no images under `source`.
@@ -221,6 +234,9 @@ def build_cache(
         cached = _open_mapped(cache_dir, key)
         if cached is not None:
             log.info("reusing the decoded cache %s", cached.path)
+            if isinstance(manifest, str):  # a manifest written since this cache file still learns
+                record_decode_failures(manifest, decode_failures(candidates, cached.skipped), found_in,
+                                       storage_options)
             return dataclasses.replace(cached, skipped={**skipped, **cached.skipped})
         os.makedirs(cache_dir, exist_ok=True)
         fd, tmp_path = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".u8")
@@ -229,7 +245,11 @@ def build_cache(
     else:
         array = np.empty(shape, dtype=np.uint8)  # (N, C, S, S)
     try:
-        kept = _decode_into(array, source, candidates, skipped, storage_options, max_pixels, max_workers)
+        hashes: dict[str, str | None] = {}
+        kept = _decode_into(array, source, candidates, skipped, hashes, storage_options, max_pixels, max_workers,
+                            max_seconds)
+        if isinstance(manifest, str):
+            record_decode_failures(manifest, decode_failures(candidates, skipped, hashes), found_in, storage_options)
         if not kept:
             raise ValueError(f"none of the {len(objects)} images under {redact_url(source)} could be decoded "
                              f"({next(iter(skipped.values()))})")
@@ -255,17 +275,20 @@ def build_cache(
 
 def _decode_into(
     array: np.ndarray, source: str, objects: Sequence[ImageObject], skipped: dict[str, str],
-    storage_options: dict[str, Any] | None, max_pixels: int, max_workers: int | None,
+    failed_hashes: dict[str, str | None], storage_options: dict[str, Any] | None, max_pixels: int,
+    max_workers: int | None, max_seconds: float | None,
 ) -> list[int]:
     """Decode `objects` into the rows of `array` (N, C, S, S) with the same index; return the
-    indices kept, in order. Rejected objects, and copies of an object with a lower index, go
-    to `skipped` (the first copy by uri stays, as in the manifest)."""
+    indices kept, in order. Rejected objects (their content hashes to `failed_hashes`), and
+    copies of an object with a lower index, go to `skipped` (the first copy by uri stays, as
+    in the manifest)."""
     _, channels, image_size, _ = array.shape
     hashes: dict[int, str | None] = {}
     for index, decoded in _decode_objects(source, objects, image_size, channels, storage_options, max_pixels,
-                                          max_workers, ordered=False):
+                                          max_workers, max_seconds, ordered=False):
         if decoded.pixels is None:
             skipped[decoded.uri] = decoded.reason or "rejected"
+            failed_hashes[decoded.uri] = decoded.content_hash
         else:
             array[index] = decoded.pixels.transpose(2, 0, 1)  # (S, S, C) -> (C, S, S)
             hashes[index] = decoded.content_hash

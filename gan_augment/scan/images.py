@@ -64,6 +64,9 @@ class ImageRejected(ValueError):
         super().__init__(f"{status}: {reason}")
         self.status, self.reason = status, reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses from a decoding worker process
+        return ImageRejected, (self.status, self.reason)
+
 
 def sniff_format(head: bytes) -> str | None:
     """The format named by a file's magic number, for the formats in SUPPORTED_FORMATS."""
@@ -169,6 +172,26 @@ def probe_image(
         return replace(found, status="corrupt",
                        error=f"truncated {found.format}: the file does not end with its end marker")
     return found
+
+
+def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
+    """Judge a whole object by decoding every pixel: `probe_image`'s verdict, or `corrupt`
+    when the pixels do not decode (damage past the header shows only then).
+
+    The full-resolution decode, EXIF orientation and mode conversion are the strictest form of
+    what training does (`decode_image` may decode a JPEG at a reduced DCT scale), so an object
+    that passes decodes in every later stage.
+    """
+    probe = probe_image(data, len(data), max_pixels=max_pixels)
+    if probe.status != "ok":
+        return probe
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            to_channels(ImageOps.exif_transpose(img), 3)
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the object is judged
+        return replace(probe, status="corrupt", error=f"cannot decode ({_describe(exc)})")
+    return probe
 
 
 def to_channels(img: Image.Image, channels: int) -> Image.Image:

@@ -23,17 +23,90 @@ from gan_augment.scan.listing import ImageObject
 _PLAIN_MD5_ETAG = re.compile(r"etag:[0-9a-f]{32}")
 
 
+# Verdicts that only decoding every pixel finds, about the content itself (not about a limit
+# of this scan): once found, they hold until the object changes.
+DECODE_VERDICTS = frozenset({"corrupt", "unsupported", "too_slow"})
+
+
 def new_row(
-    obj: ImageObject, dataset: str, probe: Probe, content_hash: str | None, scanned_at: datetime
+    obj: ImageObject, dataset: str, probe: Probe, content_hash: str | None, scanned_at: datetime,
+    checked: str = "header",
 ) -> dict[str, Any]:
-    """The manifest row of an object just probed."""
+    """The manifest row of an object just probed (`checked="decode"` when every pixel was decoded)."""
     return {
         "uri": obj.uri, "dataset": dataset, "size_bytes": obj.size,
         "etag_or_hash": obj.version or content_hash or "",
         "format": probe.format, "mode": probe.mode, "width": probe.width, "height": probe.height,
         "status": probe.status, "error": probe.error or None, "scanned_at": scanned_at,
-        "content_hash": content_hash, "duplicate_of": None,
+        "content_hash": content_hash, "duplicate_of": None, "checked": checked, "found_in": "scan",
     }
+
+
+def unchanged(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two rows of one uri describe the same content: same size, and the same change
+    token or, without one, the same content hash."""
+    if old["size_bytes"] != new["size_bytes"]:
+        return False
+    if old["etag_or_hash"] and not old["etag_or_hash"].startswith("md5:"):
+        return old["etag_or_hash"] == new["etag_or_hash"]
+    return bool(old["content_hash"]) and old["content_hash"] == new["content_hash"]
+
+
+def keep_decode_verdicts(rows: dict[str, dict[str, Any]], previous: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Put back the decode failures of unchanged objects that a header probe just called ok
+    (a header probe knows less than a decode: it must not undo what one found). Returns their uris."""
+    kept = []
+    for uri, row in rows.items():
+        old = previous.get(uri)
+        if (old is not None and old.get("checked") == "decode" and old["status"] in DECODE_VERDICTS
+                and row.get("checked") != "decode" and row["status"] in ("ok", "duplicate") and unchanged(old, row)):
+            rows[uri] = {**old, "duplicate_of": None}
+            kept.append(uri)
+    return kept
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """An object that failed to decode after the scan: its manifest status and reason, and the
+    object as it was decoded (size, change token, content hash when known)."""
+
+    status: str
+    reason: str
+    size: int
+    version: str = ""
+    content_hash: str | None = None
+
+    def describes(self, row: Mapping[str, Any]) -> bool:
+        """Whether `row` is a row of the object as it was decoded (not of an older version)."""
+        if row["size_bytes"] != self.size:
+            return False
+        if self.version and row["etag_or_hash"] and not row["etag_or_hash"].startswith("md5:"):
+            return row["etag_or_hash"] == self.version
+        return not (self.content_hash and row["content_hash"]) or row["content_hash"] == self.content_hash
+
+
+def apply_decode_failures(
+    rows: Sequence[dict[str, Any]], failures: Mapping[str, DecodeFailure], found_in: str, found_at: datetime,
+) -> list[str]:
+    """Write decode failures into manifest rows, in place; returns the uris whose rows changed.
+
+    Only `ok` and `duplicate` rows of the same content change (a row of an object rewritten since
+    the scan is left for the next scan to judge), and rows that duplicate a failed object fail
+    with it: they hold the same bytes.
+    """
+    by_uri = {row["uri"]: row for row in rows}
+    changed = []
+    for uri, failure in failures.items():
+        row = by_uri.get(uri)
+        if (row is None or row["status"] not in ("ok", "duplicate") or failure.status not in DECODE_VERDICTS
+                or not failure.describes(row)):
+            continue
+        for target in [row] + [other for other in rows if other["duplicate_of"] == uri]:
+            target.update(status=failure.status, error=failure.reason, checked="decode", found_in=found_in,
+                          scanned_at=found_at, duplicate_of=None,
+                          content_hash=target["content_hash"] or failure.content_hash)
+            changed.append(target["uri"])
+    return changed
 
 
 @dataclass
@@ -55,10 +128,13 @@ class ScanPlan:
                 self.changed.append(uri)
 
 
-def plan_scan(objects: Sequence[ImageObject], previous: pa.Table | None, reuse: bool = True) -> ScanPlan:
+def plan_scan(
+    objects: Sequence[ImageObject], previous: pa.Table | None, reuse: bool = True, verify: bool = False
+) -> ScanPlan:
     """Sort listed objects into reused rows (same size and change token as before; read
-    again only when `reuse` is False or the last read failed) and objects to probe, and
-    report what is new, changed and deleted since the previous manifest."""
+    again only when `reuse` is False or the last read failed, or with `verify` when the row
+    says ok without every pixel decoded) and objects to probe, and report what is new,
+    changed and deleted since the previous manifest."""
     plan = ScanPlan(previous={row["uri"]: row for row in previous.to_pylist()} if previous is not None else {})
     listed = set()
     for obj in objects:
@@ -70,7 +146,7 @@ def plan_scan(objects: Sequence[ImageObject], previous: pa.Table | None, reuse: 
             plan.changed.append(obj.uri)
         elif not obj.version:
             plan.unversioned.append(obj.uri)
-        elif reuse and old["status"] != "unreadable":
+        elif reuse and old["status"] != "unreadable" and not (verify and _needs_decode(old)):
             plan.reused.append(_undo_duplicate(old))
             continue
         plan.to_probe.append(obj)
@@ -85,6 +161,10 @@ def same_limits(previous: pa.Table | None, config: Mapping[str, Any]) -> bool:
         return False
     recorded = read_gan_augment_metadata(previous.schema).get("config", {})
     return all(recorded.get(key) == value for key, value in config.items())
+
+
+def _needs_decode(row: Mapping[str, Any]) -> bool:
+    return row["status"] in ("ok", "duplicate") and row.get("checked") != "decode"
 
 
 def _undo_duplicate(row: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +240,8 @@ class DatasetScan:
         unchanged: how many objects were as before.
         skipped: files that are not dataset images, by reason ("hidden", "not_image").
         read_objects: how many objects this scan read (unchanged ones are not read again).
+        slowest: the object whose probe (or decode, with verify) computed longest, and its
+            seconds; None when nothing was read.
     """
 
     dataset: str
@@ -171,6 +253,7 @@ class DatasetScan:
     unchanged: int
     skipped: dict[str, int]
     read_objects: int
+    slowest: tuple[str, float] | None = None
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -237,6 +320,10 @@ class ScanResult:
         text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
         footer = (f"{len(self.datasets)} datasets, {self.objects} objects ({self.read_objects} read) "
                   f"in {self.seconds:.1f} s")
+        slowest = max((scan.slowest for scan in self.datasets.values() if scan.slowest), key=lambda s: s[1],
+                      default=None)
+        if slowest is not None:
+            footer += f"; slowest object {slowest[1]:.2f} s ({slowest[0]})"
         if self.ignored:
             footer += "; ignored: " + ", ".join(f"{reason} {n}" for reason, n in sorted(self.ignored.items()))
         return "\n".join([*text, footer])

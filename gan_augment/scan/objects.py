@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
 import numpy as np
 
 from gan_augment.io.fsio import redact_url, retry
-from gan_augment.scan.images import DEFAULT_MAX_PIXELS, TAIL_BYTES, ImageRejected, Probe, decode_image, probe_image
+from gan_augment.scan.images import (
+    DEFAULT_MAX_PIXELS,
+    TAIL_BYTES,
+    ImageRejected,
+    Probe,
+    decode_image,
+    probe_image,
+    verify_image,
+)
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS, CallTimedOut, WorkerDied, run_limited
 from gan_augment.scan.listing import ImageObject
 
 log = logging.getLogger(__name__)
@@ -36,12 +46,18 @@ class ScanLimits:
         max_pixels: larger images are `too_large` (decompression bombs).
         max_bytes: larger objects are `too_large`; their header is probed, nothing downloads them.
         hash_contents: read every object up to max_bytes whole, to record its content hash.
+        verify: read every object up to max_bytes whole and decode all its pixels
+            (`images.verify_image`), so that `ok` is known to decode, not only to have a sound header.
+        max_seconds: the most one object's probe or decode may take (it then is `too_slow`);
+            None runs them in the calling thread without a limit.
     """
 
     head_bytes: int = DEFAULT_HEAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
     hash_contents: bool = False
+    verify: bool = False
+    max_seconds: float | None = DEFAULT_MAX_SECONDS
 
     def manifest_config(self) -> dict[str, Any]:
         """What a reused manifest row depends on: another limit means another verdict."""
@@ -63,35 +79,81 @@ def read_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, start: int = 0,
     return retry(lambda: fs.cat_file(obj.path, start=start, end=end), fs=fs, what=f"read {redact_url(obj.uri)}")
 
 
-def probe_object(
-    fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLimits
-) -> tuple[Probe, str | None] | None:
-    """The verdict on one object and its content hash when it was read whole; None when the
-    object vanished since it was listed. Read errors that outlast the retries are recorded."""
-    rules = dict(max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)
+class ProbeOutcome(NamedTuple):
+    """The verdict on one object, its content hash when it was read whole, and the seconds
+    its judging computed for (the reads not included)."""
+
+    probe: Probe
+    content_hash: str | None
+    seconds: float
+
+
+def judge_limited(fn: Callable[..., Probe], *args: Any, max_seconds: float | None, **kwargs: Any) -> tuple[Probe, float]:
+    """`fn(*args, **kwargs)` (a probe or a verification of bytes) under the per-object time
+    limit (`isolation.run_limited`); a decoder that spins or dies gives a verdict, not an error."""
+    try:
+        timed = run_limited(fn, *args, max_seconds=max_seconds, **kwargs)
+    except CallTimedOut:
+        return Probe("too_slow", f"judging it took longer than the per-object limit of {max_seconds:g} s "
+                     "(a decoder spinning on crafted data)"), float(max_seconds or 0)
+    except WorkerDied as exc:
+        return Probe("corrupt", f"the decoder crashed on it ({exc})"), 0.0
+    return timed.value, timed.seconds
+
+
+def _probe_header(data: bytes, size: int, tail: bytes | None, rules: dict[str, Any]) -> tuple[Probe, float]:
+    """`probe_image` in this thread: it parses headers and walks PNG chunks without inflating
+    pixels, so its work is bounded by the bytes read, and no decoder can spin in it. Worker
+    processes would make a header scan about twice as slow (BENCHMARKS.md, "A hostile store");
+    the time limit is kept for what decodes pixels (`verify_image`, `decode_image`)."""
+    return judge_limited(probe_image, data, size, tail=tail, max_pixels=rules["max_pixels"],
+                         max_bytes=rules["max_bytes"], max_seconds=None)
+
+
+def probe_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLimits) -> ProbeOutcome | None:
+    """The verdict on one object; None when the object vanished since it was listed. Read
+    errors that outlast the retries are recorded."""
+    rules = dict(max_pixels=limits.max_pixels, max_bytes=limits.max_bytes, max_seconds=limits.max_seconds)
     try:
         if obj.size == 0:
-            return probe_image(b"", 0), None
-        if obj.size <= limits.head_bytes or (limits.hash_contents and obj.size <= limits.max_bytes):
+            return ProbeOutcome(probe_image(b"", 0), None, 0.0)
+        reads_whole = limits.hash_contents or limits.verify
+        if obj.size <= limits.head_bytes or (reads_whole and obj.size <= limits.max_bytes):
             data = read_object(fs, obj)
-            return probe_image(data, len(data), **rules), md5_hash(data)
+            return _whole(verify_image if limits.verify else probe_image, data, rules)
         tail = read_object(fs, obj, max(0, obj.size - TAIL_BYTES))
-        limit = limits.head_bytes
+        limit, spent = limits.head_bytes, 0.0
         while True:
             data = read_object(fs, obj, 0, min(limit, obj.size))
-            probe = probe_image(data, obj.size, tail=tail, **rules)
+            probe, seconds = _probe_header(data, obj.size, tail, rules)
+            spent += seconds
             if not probe.incomplete:
-                return probe, md5_hash(data) if len(data) >= obj.size else None
+                return ProbeOutcome(probe, md5_hash(data) if len(data) >= obj.size else None, spent)
             # A header past the first bytes (a big EXIF/ICC block, a TIFF directory at the end):
             # read 64 times more, then the whole object if that is allowed.
             limit *= 64
             if limit >= obj.size and obj.size > limits.max_bytes:
-                return Probe("too_large", f"no complete header in the first {limit // 64} bytes, and the "
-                             f"object exceeds the {limits.max_bytes}-byte limit", format=probe.format), None
+                return ProbeOutcome(Probe("too_large", f"no complete header in the first {limit // 64} bytes, and "
+                                          f"the object exceeds the {limits.max_bytes}-byte limit",
+                                          format=probe.format), None, spent)
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - a permanent error on one object is recorded, not raised
-        return Probe("unreadable", f"read failed: {type(exc).__name__}: {redact_url(str(exc))}"), None
+        return ProbeOutcome(Probe("unreadable", f"read failed: {type(exc).__name__}: {redact_url(str(exc))}"),
+                            None, 0.0)
+
+
+def _whole(fn: Callable[..., Probe], data: bytes, rules: dict[str, Any]) -> ProbeOutcome:
+    """Judge an object read whole: `probe_image` (header and structure) or `verify_image` (every pixel)."""
+    if fn is verify_image:
+        probe, seconds = judge_limited(verify_image, data, max_pixels=rules["max_pixels"],
+                                       max_seconds=rules["max_seconds"])
+        if probe.status == "ok" and len(data) > rules["max_bytes"]:
+            probe = Probe("too_large", f"{len(data)} bytes exceed the limit of {rules['max_bytes']}",
+                          probe.format, probe.mode, probe.width, probe.height)
+    else:
+        probe, seconds = _probe_header(data, len(data), None, rules)
+    return ProbeOutcome(probe, md5_hash(data), seconds)
 
 
 def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
@@ -112,17 +174,19 @@ def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """One object after decoding: pixels (S, S, C) uint8, or None and the reason it was left out."""
+    """One object after decoding: pixels (S, S, C) uint8, or None and the reason it was left
+    out ("<manifest status>: <why>"), and the seconds its decode computed for."""
 
     uri: str
     pixels: np.ndarray | None
     reason: str | None = None
     content_hash: str | None = None
+    seconds: float = 0.0
 
 
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
-                  max_pixels: int, max_bytes: int) -> DecodedImage:
-    """Read one object whole and decode it (`images.decode_image`); never raises."""
+                  max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> DecodedImage:
+    """Read one object whole and decode it (`images.decode_image`) within `max_seconds`; never raises."""
     if obj.size == 0:  # judged from the listing alone, as the scan does
         return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
     if obj.size > max_bytes:
@@ -131,8 +195,14 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
         data = read_object(fs, obj)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable object is recorded, never fatal
         return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}")
+    content_hash = md5_hash(data)
     try:
-        pixels = decode_image(data, image_size, channels, max_pixels=max_pixels)
+        timed = run_limited(decode_image, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds)
     except ImageRejected as exc:
-        return DecodedImage(obj.uri, None, str(exc), md5_hash(data))
-    return DecodedImage(obj.uri, pixels, None, md5_hash(data))
+        return DecodedImage(obj.uri, None, str(exc), content_hash)
+    except CallTimedOut:
+        return DecodedImage(obj.uri, None, f"too_slow: decoding took longer than the per-object limit of "
+                            f"{max_seconds:g} s (a decoder spinning on crafted data)", content_hash, float(max_seconds))
+    except WorkerDied as exc:
+        return DecodedImage(obj.uri, None, f"corrupt: the decoder crashed on it ({exc})", content_hash)
+    return DecodedImage(obj.uri, timed.value, None, content_hash, timed.seconds)

@@ -22,9 +22,11 @@ from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
 from gan_augment.io.tables import manifest_table, read_manifest, write_manifest
 from gan_augment.layout import manifest_url
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.manifest import (
     DatasetScan,
     ScanResult,
+    keep_decode_verdicts,
     mark_duplicates,
     new_row,
     plan_scan,
@@ -35,7 +37,7 @@ from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, Scan
 
 log = logging.getLogger(__name__)
 
-from gan_augment.scan.listing import list_store
+from gan_augment.scan.listing import ImageObject, list_store
 
 # -- the scan ---------------------------------------------------------------------------------
 
@@ -63,6 +65,26 @@ def _same_protocol(url: str, other: str) -> bool:
     return (fsspec.core.split_protocol(url)[0] or "file") == (fsspec.core.split_protocol(other)[0] or "file")
 
 
+def _hash_candidates(fs: fsspec.AbstractFileSystem, objects: Mapping[str, Sequence[ImageObject]],
+                     rows: dict[str, dict[str, dict[str, Any]]], reads: Counter[str], workers: int) -> None:
+    """Fill in the content hash of the rows that could be copies (`rows_to_hash`), in parallel."""
+    by_uri = {obj.uri: obj for objs in objects.values() for obj in objs}
+    to_hash = [(name, row) for name in rows for row in rows_to_hash(rows[name].values())]
+    for index, digest in parallel_map(lambda item: hash_object(fs, by_uri[item[1]["uri"]]), to_hash,
+                                      max_workers=workers):
+        name, row = to_hash[index]
+        reads[name] += 1
+        row["content_hash"] = digest
+
+
+def _manifest(rows: list[dict[str, Any]], dataset: str, url: str | None, storage_options: dict[str, Any] | None,
+              limits: ScanLimits) -> pa.Table:
+    """The dataset's manifest table, written atomically to `url` when there is one."""
+    if url is None:
+        return manifest_table(rows, dataset, config=limits.manifest_config())
+    return write_manifest(url, rows, dataset, storage_options, config=limits.manifest_config())
+
+
 def scan_store(
     url: str,
     *,
@@ -77,13 +99,17 @@ def scan_store(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_workers: int | None = None,
+    verify: bool = False,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
 ) -> ScanResult:
     """Scan every dataset of an image store and write one manifest per dataset.
 
     Each image object gets a manifest row: size, change token, format, mode, size in pixels
     (from its header; a range read for objects over `head_bytes`) and a status with its
     reason. Bad objects are recorded, never raised; exact duplicates (by content hash) are
-    marked. Objects whose size and change token match the previous manifest are not read.
+    marked. Objects whose size and change token match the previous manifest are not read, and
+    a verdict that a decode found (`verify`, or written back by training and exports) is kept
+    while the object is unchanged: a header probe never turns it back into `ok`.
 
     Args:
         url: the store root (any fsspec URL); each first-level folder is one dataset.
@@ -101,6 +127,10 @@ def scan_store(
         max_pixels, max_bytes: larger images/objects are `too_large`.
         max_workers: objects in flight at once (default: 32 for object stores, a few per core
             for local disks).
+        verify: read every object whole and decode all its pixels, so that `ok` means decodable
+            (rows already decoded are reused; with `rescan`, every object is decoded again).
+        max_seconds: the most one object's probe or decode may take; it is then `too_slow`.
+            None judges objects in this process without a limit.
 
     Raises:
         FileNotFoundError: the store (or a dataset in `datasets`) does not exist or holds no dataset.
@@ -122,15 +152,16 @@ def scan_store(
                                 "images per dataset")
     if out is not None and out_storage_options is None and _same_protocol(url, out):
         out_storage_options = storage_options
-    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents)
+    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents, verify, max_seconds)
     previous_tables = _previous_manifests(previous if previous is not None else out, list(objects),
                                           out_storage_options)
     plans = {name: plan_scan(objs, previous_tables.get(name),
-                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()))
+                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()), verify)
              for name, objs in objects.items()}
     rows = {name: {row["uri"]: row for row in plan.reused} for name, plan in plans.items()}
     reads: Counter[str] = Counter()
     vanished: dict[str, list[str]] = {name: [] for name in objects}
+    slowest: dict[str, tuple[str, float]] = {}
 
     # (1) Probe new and changed objects, all datasets in one pool so that none waits on another.
     work = [(name, obj) for name, plan in plans.items() for obj in plan.to_probe]
@@ -143,16 +174,15 @@ def scan_store(
             log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
             vanished[name].append(obj.uri)
         else:
-            rows[name][obj.uri] = new_row(obj, name, *outcome, now)
+            checked = "decode" if verify and outcome.probe.status != "unreadable" else "header"
+            rows[name][obj.uri] = new_row(obj, name, outcome.probe, outcome.content_hash, now, checked)
+            if outcome.seconds > slowest.get(name, ("", -1.0))[1]:
+                slowest[name] = (obj.uri, outcome.seconds)
+    for name, plan in plans.items():  # a header probe must not undo what a decode found
+        keep_decode_verdicts(rows[name], plan.previous)
 
     # (2) Hash the same-size ok objects whose content hash is unknown: only they can be copies.
-    by_uri = {obj.uri: obj for objs in objects.values() for obj in objs}
-    to_hash = [(name, row) for name in rows for row in rows_to_hash(rows[name].values())]
-    for index, digest in parallel_map(lambda item: hash_object(fs, by_uri[item[1]["uri"]]), to_hash,
-                                      max_workers=workers):
-        name, row = to_hash[index]
-        reads[name] += 1
-        row["content_hash"] = digest
+    _hash_candidates(fs, objects, rows, reads, workers)
 
     # (3) Mark duplicates, write the manifests, report.
     scans = {}
@@ -161,16 +191,12 @@ def scan_store(
         plan.settle(rows[name])
         gone = set(vanished[name])
         manifest_at = manifest_url(out, name) if out is not None else None
-        if manifest_at is not None:
-            table = write_manifest(manifest_at, list(rows[name].values()), name, out_storage_options,
-                                   config=limits.manifest_config())
-        else:
-            table = manifest_table(list(rows[name].values()), name, config=limits.manifest_config())
+        table = _manifest(list(rows[name].values()), name, manifest_at, out_storage_options, limits)
         new = [uri for uri in plan.new if uri not in gone]
         changed = [uri for uri in plan.changed if uri not in gone]
         deleted = sorted(plan.deleted + [uri for uri in gone if uri in plan.previous])
         scans[name] = DatasetScan(name, table, manifest_at, new, changed, deleted,
                                   unchanged=len(rows[name]) - len(new) - len(changed), skipped=dict(skipped[name]),
-                                  read_objects=reads[name])
+                                  read_objects=reads[name], slowest=slowest.get(name))
     return ScanResult(redact_url(url), redact_url(out) if out else None, scans, dict(ignored),
                       time.perf_counter() - started)

@@ -58,23 +58,28 @@ _SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDow
 class FaultProxy:
     """An HTTP/1.1 reverse proxy on 127.0.0.1 that makes a loopback server behave like a remote
     object store: every request waits `latency` seconds before it is forwarded (first-byte
-    latency), a `fail_rate` fraction is answered 503 SlowDown and a `reset_rate` fraction has
-    its connection reset, drawn from `random.Random(seed)`; with `fail_first=n`, each distinct
-    request (method, target, range) is answered 503 the first n times it comes.
+    latency), a `fail_rate` fraction is answered 503 SlowDown, a `reset_rate` fraction has
+    its connection reset, a `truncate_rate` fraction of responses with a body lose the second
+    half of it (the connection closes after the first half, under the full Content-Length),
+    and a `spike_rate` fraction waits `spike_seconds` more (a latency spike), all drawn from
+    `random.Random(seed)`; with `fail_first=n`, each distinct request (method, target, range)
+    is answered 503 the first n times it comes. `counts` tallies what was injected.
 
     Use as a context manager, or `start()` / `stop()`; `url` is the endpoint to give clients.
     """
 
     def __init__(self, upstream: str, *, latency: float = 0.0, fail_rate: float = 0.0, reset_rate: float = 0.0,
-                 fail_first: int = 0, seed: int = 0) -> None:
+                 fail_first: int = 0, seed: int = 0, truncate_rate: float = 0.0, spike_rate: float = 0.0,
+                 spike_seconds: float = 1.0) -> None:
         host_port = upstream.split("://", 1)[-1].rstrip("/")
         self.upstream_host, port = host_port.rsplit(":", 1)
         self.upstream_port = int(port)
         self.latency, self.fail_rate, self.reset_rate = latency, fail_rate, reset_rate
+        self.truncate_rate, self.spike_rate, self.spike_seconds = truncate_rate, spike_rate, spike_seconds
         self.fail_first, self.seen = fail_first, Counter()
         self.rng = random.Random(seed)
         # max_in_flight: the most requests handled at once (waiting out the latency or forwarded)
-        self.counts = {"requests": 0, "failed": 0, "reset": 0, "max_in_flight": 0}
+        self.counts = {"requests": 0, "failed": 0, "reset": 0, "truncated": 0, "spiked": 0, "max_in_flight": 0}
         self.in_flight = 0
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -135,14 +140,16 @@ class FaultProxy:
     async def _answer(self, head: bytes, body: bytes, writer: asyncio.StreamWriter, upstream: list) -> bool:
         """Answer one request: reset, 503, or forward it (over `upstream`, opened on first use).
         Returns whether the client connection stays open."""
-        fate = self.rng.random()
+        fate, truncate, spike = self.rng.random(), self.rng.random(), self.rng.random()
         if fate < self.reset_rate:
             self.counts["reset"] += 1
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             writer.transport.abort()  # with SO_LINGER 0: an RST, as from a dropped connection
             return False
-        await asyncio.sleep(self.latency)
+        if spike < self.spike_rate:
+            self.counts["spiked"] += 1
+        await asyncio.sleep(self.latency + (self.spike_seconds if spike < self.spike_rate else 0.0))
         request_line, _, rest = head.partition(b"\r\n")
         byte_range = next((line for line in rest.lower().split(b"\r\n") if line.startswith(b"range:")), b"")
         self.seen[request_line + byte_range] += 1
@@ -166,6 +173,12 @@ class FaultProxy:
             upstream.pop().close()
             upstream.clear()
         if response_head is None:
+            return False
+        if truncate < self.truncate_rate and len(response_body) > 1:
+            self.counts["truncated"] += 1
+            writer.write(response_head + response_body[:len(response_body) // 2])
+            await writer.drain()
+            writer.transport.abort()  # the body ends early, under its full Content-Length
             return False
         writer.write(response_head + response_body)
         await writer.drain()

@@ -155,3 +155,31 @@ def test_features_follow_the_manifest_beside_the_model(tmp_path, image_folder, t
     assert main(["features", f"{out}/blobs/model", image_folder, "--out", str(tmp_path / "f.parquet")]) == 0
     uris = read_table(str(tmp_path / "f.parquet")).column("uri").to_pylist()
     assert len(uris) == 23 and rejected not in uris
+
+
+def test_an_ok_object_that_does_not_decode_is_written_back_by_the_features_export(random_model_dir, tmp_path):
+    from gan_augment.io.tables import read_manifest
+    from gan_augment.scan.images import probe_image
+    from gan_augment.scan.store import scan_store
+    from gan_augment.testing.fuzz import fuzz_corpus
+
+    store = tmp_path / "store"
+    write_png_folder(str(store / "ds"), 6)
+    sneaky = next(case for case in fuzz_corpus(200, seed=3)
+                  if probe_image(case.data, len(case.data)).status == "ok" and _fails(case.data))
+    (store / "ds" / f"sneaky.{sneaky.name.rsplit('.', 1)[1]}").write_bytes(sneaky.data)
+    manifest = scan_store(str(store), out=str(tmp_path / "out")).datasets["ds"].manifest_url
+    features = extract_features(random_model_dir, str(store / "ds"), manifest=manifest)
+    assert len(features) == 6 and len(features.skipped) == 1
+    row = next(r for r in read_manifest(manifest).to_pylist() if "sneaky." in r["uri"])
+    assert (row["status"], row["checked"], row["found_in"]) == ("corrupt", "decode", "features")
+
+
+def _fails(data: bytes) -> bool:
+    from gan_augment.scan.images import ImageRejected, decode_image
+
+    try:
+        decode_image(data, 16, 1)
+    except ImageRejected:
+        return True
+    return False

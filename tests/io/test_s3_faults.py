@@ -5,12 +5,14 @@ healthy endpoint."""
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import bad_inputs
 
 from gan_augment.io import fsio, retries
 from gan_augment.io.fsio import concurrent_fs, parallel_map
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.objects import ScanLimits, probe_object
+from gan_augment.scan.cache import build_cache
 from gan_augment.scan.store import scan_store
 from gan_augment.testing.servers import FaultProxy, s3_client, s3_storage_options
 
@@ -97,3 +99,16 @@ def test_requests_overlap_to_hide_latency(s3_endpoint, zoo):
         result = scan_store(zoo, datasets=["zoo"], storage_options=s3_storage_options(proxy.url), max_workers=8)
     assert result.datasets["zoo"].read_objects == 20
     assert proxy.counts["max_in_flight"] == 8  # the scan keeps max_workers requests waiting at once
+
+
+def test_truncated_bodies_and_latency_spikes_change_nothing(s3_endpoint, zoo, tmp_path):
+    healthy = scan_store(zoo, storage_options=s3_storage_options(s3_endpoint), head_bytes=1024)
+    reference = build_cache(f"{zoo}/zoo", 16, 3, s3_storage_options(s3_endpoint))
+    with FaultProxy(s3_endpoint, truncate_rate=0.3, spike_rate=0.05, spike_seconds=0.5, seed=5) as proxy:
+        options = s3_storage_options(proxy.url)
+        flaky = scan_store(zoo, storage_options=options, head_bytes=1024)
+        cache = build_cache(f"{zoo}/zoo", 16, 3, options)
+    assert proxy.counts["truncated"] > 5 and proxy.counts["spiked"] > 0
+    for name in ("zoo", "copy"):
+        assert flaky.datasets[name].manifest.select(COLUMNS).equals(healthy.datasets[name].manifest.select(COLUMNS))
+    assert torch.equal(cache.images, reference.images) and cache.skipped == reference.skipped

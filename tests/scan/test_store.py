@@ -122,13 +122,13 @@ def test_large_objects_are_judged_from_header_and_tail(tmp_path):
             return data[start:end]
 
     obj = ImageObject(f"file://{path}", len(big), "", str(path))
-    probe, content_hash = probe_object(RecordingFS(), obj, ScanLimits(head_bytes=4096))
+    probe, content_hash, _ = probe_object(RecordingFS(), obj, ScanLimits(head_bytes=4096))
     assert (probe.status, probe.width, probe.height, content_hash) == ("ok", 200, 200, None)
     assert sum(end - start for start, end in calls) <= 4096 + 1024
 
     path.write_bytes(big[: len(big) // 2])  # truncated: the tail has no IEND
     calls.clear()
-    probe, _ = probe_object(RecordingFS(), ImageObject(obj.uri, len(big) // 2, "", str(path)), ScanLimits(4096))
+    probe, _, _ = probe_object(RecordingFS(), ImageObject(obj.uri, len(big) // 2, "", str(path)), ScanLimits(4096))
     assert probe.status == "corrupt" and "truncated" in probe.error
 
 
