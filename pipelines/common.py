@@ -1,4 +1,5 @@
-"""Small helpers every flow shares: parameter checks, artifact keys and run summaries."""
+"""Small helpers every flow shares: parameter checks, credentials from a block, artifact keys
+and run summaries."""
 
 from __future__ import annotations
 
@@ -31,10 +32,70 @@ def check_storage_options(storage_options: dict[str, Any] | None) -> dict[str, A
         elif _SECRET_OPTION.search(str(name)):
             raise ValueError(
                 f"storage option {name!r} looks like a credential; flow parameters are stored in the "
-                "Prefect database, so pass credentials through the worker's environment instead "
-                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role)"
+                "Prefect database, so name a prefect-aws AwsCredentials block in credentials_block, or give "
+                "the worker its credentials in its environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or an IAM role)"
             )
     return storage_options
+
+
+def resolve_storage_options(storage_options: dict[str, Any] | None,
+                            credentials_block: str | None) -> dict[str, Any] | None:
+    """The fsspec options a flow's tasks use: `storage_options` (checked to hold no credential)
+    with, when `credentials_block` names a prefect-aws `AwsCredentials` block, its credentials.
+
+    Call it in the flow body, on the worker: only the block's name travels in parameters (of
+    this run and of the runs it starts); the secrets are loaded into this process and go no
+    further than the storage calls, never into parameters, logs or artifacts. Options given in
+    `storage_options` win over the block's (`client_kwargs` are merged).
+
+    Raises:
+        ValueError: a credential in `storage_options`, no block of that name, or a block that
+            assumes a role (s3fs would not refresh the role's temporary credentials).
+        ImportError: prefect-aws is not installed where the flow runs.
+    """
+    check_storage_options(storage_options)
+    if not credentials_block:
+        return storage_options
+    options = s3fs_options(load_aws_credentials(credentials_block), credentials_block)
+    for name, value in (storage_options or {}).items():
+        both = name == "client_kwargs" and isinstance(value, dict)
+        options[name] = {**options.get(name, {}), **value} if both else value
+    return options
+
+
+def load_aws_credentials(name: str) -> Any:
+    """The prefect-aws `AwsCredentials` block called `name` (Prefect's client retries the API call)."""
+    try:
+        from prefect_aws import AwsCredentials
+    except ImportError:
+        raise ImportError(f"credentials_block={name!r} needs prefect-aws where the flow runs: "
+                          "pip install 'gan-augment[aws]' on the worker") from None
+    try:
+        return AwsCredentials.load(name)
+    except ValueError as exc:
+        raise ValueError(f"no AwsCredentials block named {name!r} ({exc}); create it in the UI (Blocks) or with "
+                         "AwsCredentials(...).save(name), see README") from None
+
+
+def s3fs_options(credentials: Any, name: str) -> dict[str, Any]:
+    """s3fs's options for what an `AwsCredentials` block holds (keys, session token, profile,
+    region, and its client parameters' endpoint, TLS settings)."""
+    if credentials.assume_role_arn:
+        raise ValueError(f"AwsCredentials block {name!r} assumes a role; s3fs cannot refresh a role's temporary "
+                         "credentials during a long run, so give the worker that role (its environment or instance "
+                         "profile) or give the block keys or a profile")
+    secret = credentials.aws_secret_access_key
+    client = credentials.aws_client_parameters
+    found = {"key": credentials.aws_access_key_id, "secret": secret.get_secret_value() if secret else None,
+             "token": credentials.aws_session_token, "profile": credentials.profile_name,
+             "endpoint_url": client.endpoint_url, "use_ssl": None if client.use_ssl else False}
+    options = {name: value for name, value in found.items() if value is not None}
+    verify = client.verify_cert_path or (None if client.verify in (None, True) else client.verify)
+    client_kwargs = {"region_name": credentials.region_name, "verify": verify}
+    if any(value is not None for value in client_kwargs.values()):
+        options["client_kwargs"] = {k: v for k, v in client_kwargs.items() if v is not None}
+    return options
 
 
 def artifact_key(*parts: str) -> str:

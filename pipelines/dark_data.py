@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from gan_augment.config import ModelConfig, TrainConfig
-from pipelines.common import check_storage_options
+from pipelines.common import resolve_storage_options
 from pipelines.export_dataset import export_dataset
 from pipelines.fan_out import train_in_process, train_on_work_pool
 from pipelines.scan_store import scan_store
@@ -29,6 +29,8 @@ def summary_row(scan: dict[str, Any], training: dict[str, Any] | None, export: d
     row = {"dataset": scan["dataset"], "images_ok": scan["ok"], "images_bad": sum(scan["bad"].values()),
            "training": "-", "steps": None, "images_per_second": None, "model": None,
            "export": "-", "synthetic": None, "features": None, "error": None}
+    if scan.get("error"):
+        return {**row, "error": f"scan: {scan['error']}"}
     if training is None:
         bad = ", ".join(f"{status} {n}" for status, n in scan["bad"].items()) or "no image objects"
         return {**row, "training": "empty", "error": f"no readable image ({bad})"}
@@ -65,7 +67,7 @@ def dark_data(
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
     train_timeout_seconds: float | None = None,
-    poll_seconds: float = 5.0,
+    credentials_block: str | None = None,
 ) -> State:
     """Scan `store_url`, train a DCGAN per dataset, export samples and features to `out_url`.
 
@@ -80,29 +82,36 @@ def dark_data(
         features: also export discriminator features of the real images.
         seed: the synthetic tables' seed.
         storage_options: fsspec options for both URLs (no credentials; see README).
-        train_timeout_seconds: with a work pool, report a training still unfinished after
-            this long as failed (it is not cancelled); None waits.
-        poll_seconds: with a work pool, how often to check on the trainings.
+        train_timeout_seconds: with a work pool, cancel a training run still unfinished after
+            this long and report it as failed; None waits.
+        credentials_block: the name of a prefect-aws `AwsCredentials` block with the store's
+            credentials; every run this one starts gets the name and loads the block itself.
 
     Returns:
         A Completed state whose result is one summary row per dataset and whose message
         names the datasets that were not exported and why.
     """
-    check_storage_options(storage_options)
-    scans = {row["dataset"]: row for row in scan_store(store_url, out_url, datasets, storage_options)}
+    options = resolve_storage_options(storage_options, credentials_block)  # for this flow's own tasks
+    scan_state = scan_store(store_url, out_url, datasets, storage_options, credentials_block, return_state=True)
+    scanned = scan_state.result(raise_on_failure=False)
+    if isinstance(scanned, BaseException):  # not even the listing worked; failed datasets come as rows
+        raise scanned
+    scans = {row["dataset"]: row for row in scanned}
     trainable = [name for name, row in scans.items() if row["ok"] > 0]
     if train_work_pool:
         trained = train_on_work_pool(train_work_pool, trainable, store_url, out_url, model, training,
-                                     storage_options, poll_seconds=poll_seconds, timeout_seconds=train_timeout_seconds)
+                                     storage_options, credentials_block, resolved_options=options,
+                                     timeout_seconds=train_timeout_seconds)
     else:
-        trained = train_in_process(trainable, store_url, out_url, model, training, storage_options)
+        trained = train_in_process(trainable, store_url, out_url, model, training, storage_options,
+                                   credentials_block, resolved_options=options)
 
     exports: dict[str, dict[str, Any]] = {}
     for name, summary in trained.items():
         if summary["status"] == "failed":
             continue
         state = export_dataset(name, out_url, num_samples, features, seed, store_url, storage_options,
-                               return_state=True)
+                               credentials_block, return_state=True)
         exports[name] = state.result() if state.is_completed() else {"error": f"export: {state.message}"}
 
     rows = [summary_row(scans[name], trained.get(name), exports.get(name)) for name in sorted(scans)]

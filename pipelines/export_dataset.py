@@ -20,7 +20,7 @@ from gan_augment.export.tables import ExportResult
 from gan_augment.gan.checkpoint import read_model_card
 from gan_augment.io.fsio import atomic_write_bytes, basename, join_url, read_bytes, redact_url, remove
 from gan_augment.layout import validate_dataset_name
-from pipelines.common import IO_TASK, check_storage_options, model_dir_url
+from pipelines.common import IO_TASK, model_dir_url, resolve_storage_options
 
 MARKER = "_SUCCESS"
 
@@ -80,6 +80,7 @@ def export_dataset(
     seed: int = 0,
     store_url: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Export `<out_url>/<dataset>/model` as synthetic samples and real-image features.
 
@@ -93,20 +94,22 @@ def export_dataset(
         store_url: the image store holding the real images; default: the source recorded in
             the model card.
         storage_options: fsspec options (no credentials; see README).
+        credentials_block: the name of a prefect-aws `AwsCredentials` block to take storage
+            credentials from, loaded where this run executes; None: the worker's environment.
 
     Returns:
         {dataset, model_id, synthetic: {...}, features: {...} or None}.
     """
-    check_storage_options(storage_options)
+    options = resolve_storage_options(storage_options, credentials_block)
     validate_dataset_name(dataset)
     if num_samples < 0:
         raise ValueError(f"num_samples={num_samples} is invalid: expected 0 or more")
     model_dir = model_dir_url(out_url, dataset)
-    card = read_model_card(model_dir, storage_options)
+    card = read_model_card(model_dir, options)
     if card is None:
         raise FileNotFoundError(f"no trained model in {model_dir}; run train-dataset for {dataset!r} first")
     synthetic = write_samples(model_dir, layout.synthetic_dir(out_url, dataset), num_samples, seed,
-                              card["model_id"], storage_options)
+                              card["model_id"], options)
     real = None
     if features:
         source = join_url(store_url, dataset) if store_url else card.get("source")
@@ -114,7 +117,7 @@ def export_dataset(
             raise ValueError(f"the model card of {dataset!r} records no source; pass store_url to export features")
         real = write_features(model_dir, layout.features_dir(out_url, dataset), source,
                               layout.manifest_url(out_url, dataset), dataset, card["model_id"],
-                              storage_options)
+                              options)
     get_run_logger().info("%s: synthetic %s, features %s", dataset, synthetic["status"],
                           real["status"] if real else "not asked for")
     return {"dataset": dataset, "model_id": card["model_id"], "synthetic": synthetic, "features": real}

@@ -2,29 +2,24 @@
 `train-dataset` deployment on a work pool (GPU workers), then collected from the model cards.
 
 Either way a dataset whose training fails yields a "failed" summary with the reason; it never
-stops the other datasets.
+stops the other datasets. Fanned-out runs are awaited with Prefect's `wait_for_flow_run` (state
+events, no polling), one waiting task per run; a run past its time is cancelled, not abandoned.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
-    WorkPoolFilter,
-    WorkPoolFilterName,
-)
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, WorkPoolFilter, WorkPoolFilterName
 from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
-from prefect.states import State
+from prefect.exceptions import FlowRunWaitTimeout
+from prefect.flow_runs import wait_for_flow_run
+from prefect.states import Cancelling, State
 
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.checkpoint import read_model_card
@@ -51,15 +46,20 @@ def collect_training(
 
 def train_in_process(
     datasets: list[str], store_url: str, out_url: str, model: ModelConfig, training: TrainConfig,
-    storage_options: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None, credentials_block: str | None = None, *,
+    resolved_options: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run train-dataset as a subflow for each dataset, one after another (one device)."""
+    """Run train-dataset as a subflow for each dataset, one after another (one device).
+
+    `storage_options` and `credentials_block` go to the subflows as parameters; the
+    `resolved_options` (with the block's credentials) serve only this process's own reads.
+    """
     summaries = {}
     for dataset in datasets:
         state: State = train_dataset(dataset, store_url, out_url, model, training, storage_options,
-                                     return_state=True)
+                                     credentials_block=credentials_block, return_state=True)
         summaries[dataset] = collect_training(dataset, state.type.value, state.name, state.message, out_url,
-                                              storage_options)
+                                              resolved_options)
     return summaries
 
 
@@ -98,54 +98,63 @@ def start_training_run(deployment: str, parameters: dict[str, Any]) -> str:
     return str(run_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key).id)
 
 
-@task(name="wait-for-training-runs", cache_policy=NO_CACHE)
-def wait_for_training_runs(
-    run_ids: dict[str, str], poll_seconds: float = 5.0, timeout_seconds: float | None = None
-) -> dict[str, tuple[str, str, str | None]]:
-    """Poll until every flow run in `run_ids` (dataset -> flow run id) reaches a final state.
+# After cancelling a timed-out run, how long to wait for its worker to confirm that it stopped.
+CANCEL_GRACE_SECONDS = 120
+
+
+@task(name="wait-for-training-run", task_run_name="wait-for-{dataset}", cache_policy=NO_CACHE)
+async def wait_for_training_run(
+    dataset: str, run_id: str, timeout_seconds: float | None = None
+) -> tuple[str, str, str | None]:
+    """Wait for one train-dataset flow run to end, with Prefect's `wait_for_flow_run` (it
+    follows the run's state events; nothing polls).
+
+    A run still unfinished after `timeout_seconds` is cancelled: set to Cancelling, so that its
+    worker stops the training process (a run no worker has picked up yet goes straight to
+    Cancelled), and reported FAILED with a message saying so.
 
     Returns:
-        dataset -> (state type, state name, message). A run still unfinished after
-        `timeout_seconds` is reported FAILED with a message saying so (it keeps running).
+        (state type, state name, message) of the run's final state.
     """
     logger = get_run_logger()
-    pending = {UUID(run_id): dataset for dataset, run_id in run_ids.items()}
-    final: dict[str, tuple[str, str, str | None]] = {}
-    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    with get_client(sync_client=True) as client:
-        while pending:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(pending))))
-            for run in runs:
-                if run.state is not None and run.state.is_final():
-                    dataset = pending.pop(run.id)
-                    final[dataset] = (run.state.type.value, run.state.name, run.state.message)
-                    logger.info("%s: training run %s ended %s", dataset, run.name, run.state.name)
-            if pending and deadline is not None and time.monotonic() > deadline:
-                for run in runs:
-                    if run.id in pending:
-                        final[pending.pop(run.id)] = (
-                            "FAILED", run.state.name if run.state else "unknown",
-                            f"no result after {timeout_seconds:.0f} s (training run {run.name} was still "
-                            f"{run.state.name if run.state else 'unknown'}; it was not cancelled)")
-                for dataset in pending.values():  # runs the API no longer lists
-                    final[dataset] = ("FAILED", "unknown", "the training run disappeared from the API")
-                pending.clear()
-            if pending:
-                time.sleep(poll_seconds)
-    return final
+    try:
+        run = await wait_for_flow_run(UUID(run_id), timeout=timeout_seconds)
+    except FlowRunWaitTimeout:
+        return await cancel_training_run(dataset, UUID(run_id), timeout_seconds)
+    logger.info("%s: training run %s ended %s", dataset, run.name, run.state.name)
+    return run.state.type.value, run.state.name, run.state.message
+
+
+async def cancel_training_run(dataset: str, run_id: UUID, timeout_seconds: float | None) -> tuple[str, str, str]:
+    """Cancel a timed-out training run and wait (briefly) for its worker to confirm."""
+    logger = get_run_logger()
+    async with get_client() as client:
+        await client.set_flow_run_state(run_id, Cancelling(message=f"no result after {timeout_seconds:.0f} s"))
+        logger.warning("%s: training run %s had no result after %.0f s; cancelling it", dataset, run_id,
+                       timeout_seconds)
+        try:
+            run = await wait_for_flow_run(run_id, timeout=CANCEL_GRACE_SECONDS, client=client)
+            outcome = f"cancelled (it ended {run.state.name})"
+        except FlowRunWaitTimeout:
+            outcome = f"cancelling; its worker had not confirmed after {CANCEL_GRACE_SECONDS} s"
+    return "FAILED", "TimedOut", f"no result after {timeout_seconds:.0f} s: training run {outcome}"
 
 
 def train_on_work_pool(
     work_pool: str, datasets: list[str], store_url: str, out_url: str, model: ModelConfig,
-    training: TrainConfig, storage_options: dict[str, Any] | None = None, *,
-    poll_seconds: float = 5.0, timeout_seconds: float | None = None,
+    training: TrainConfig, storage_options: dict[str, Any] | None = None, credentials_block: str | None = None, *,
+    resolved_options: dict[str, Any] | None = None, timeout_seconds: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Start one train-dataset run per dataset on `work_pool`, wait for all, collect each."""
+    """Start one train-dataset run per dataset on `work_pool`, wait for all (each cancelled after
+    `timeout_seconds`), collect each. The runs get `credentials_block` by name and load the block
+    on their worker; `resolved_options` serve only this process's reads of the model cards."""
     deployment = find_train_deployment(work_pool)
-    run_ids = {}
+    run_ids = []
     for dataset in datasets:
         parameters = {"dataset": dataset, "store_url": store_url, "out_url": out_url, "model": model.to_dict(),
-                      "training": training.to_dict(), "storage_options": storage_options}
-        run_ids[dataset] = start_training_run(deployment, parameters)
-    final = wait_for_training_runs(run_ids, poll_seconds, timeout_seconds)
-    return {dataset: collect_training(dataset, *final[dataset], out_url, storage_options) for dataset in datasets}
+                      "training": training.to_dict(), "storage_options": storage_options,
+                      "credentials_block": credentials_block}
+        run_ids.append(start_training_run(deployment, parameters))
+    finals = wait_for_training_run.map(datasets, run_ids, unmapped(timeout_seconds)).result()
+    return {dataset: collect_training(dataset, *final, out_url, resolved_options)
+            for dataset, final in zip(datasets, finals)}

@@ -19,7 +19,7 @@ from gan_augment.io.fsio import join_url, read_bytes
 from gan_augment.layout import validate_dataset_name
 from gan_augment.training.refresh import refresh_model
 from pipelines.artifacts import TrainingProgress, training_markdown
-from pipelines.common import GPU_TAG, IO_TASK, artifact_key, check_storage_options, training_summary
+from pipelines.common import GPU_TAG, IO_TASK, artifact_key, resolve_storage_options, training_summary
 
 
 @task(name="train-model", tags=[GPU_TAG], cache_policy=NO_CACHE)
@@ -65,6 +65,7 @@ def train_dataset(
     training: TrainConfig = TrainConfig(),
     storage_options: dict[str, Any] | None = None,
     force: bool = False,
+    credentials_block: str | None = None,
 ) -> State:
     """Train a DCGAN on `<store_url>/<dataset>` into `<out_url>/<dataset>/model`.
 
@@ -77,14 +78,16 @@ def train_dataset(
         storage_options: fsspec options for both URLs; no credentials (they would be stored
             with the run), use the worker's environment for those.
         force: retrain even when the model is up to date.
+        credentials_block: the name of a prefect-aws `AwsCredentials` block to take storage
+            credentials from, loaded where this run executes; None: the worker's environment.
 
     Returns:
         A Completed state (named "Skipped" when the model was already up to date) whose
         result is the training summary and whose message says why it trained or skipped.
     """
-    check_storage_options(storage_options)
+    options = resolve_storage_options(storage_options, credentials_block)
     validate_dataset_name(dataset)
-    summary = train_model(dataset, join_url(store_url, dataset), out_url, model, training, storage_options, force)
-    publish_training_report(summary, storage_options)
+    summary = train_model(dataset, join_url(store_url, dataset), out_url, model, training, options, force)
+    publish_training_report(summary, options)
     name = "Skipped" if summary["status"] == "skipped" else "Completed"
     return Completed(name=name, message=summary["reason"], data=summary)

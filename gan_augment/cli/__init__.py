@@ -132,8 +132,9 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     evaluate.add_argument("source", help="folder or fsspec URL of the dataset's real images")
     evaluate.add_argument("--inception-weights", metavar="FILE",
-                          help="torchvision Inception-v3 weights (inception_v3_google-*.pth) for FID/KID; "
-                               "nothing is downloaded (default: no FID/KID)")
+                          help="the FID Inception weights (pt_inception-2015-12-05-*.pth) for FID/KID; "
+                               "torchvision's inception_v3_google-*.pth gives FD/KD instead; nothing is "
+                               "downloaded (default: no FID/KID)")
     evaluate.add_argument("--labels", metavar="FILE", help="CSV or Parquet with columns uri,label (uri: the image's "
                                                             "URI or its path under SOURCE) to run the probe")
     evaluate.add_argument("--labelled-per-class", type=parse_ints, default=(1, 5, 10),

@@ -1,10 +1,11 @@
 """How good a model is: sample quality against the real-vs-real floor (SWD in `metrics`,
-FID/KID in `fid`), the few-label linear probe on discriminator features (`probe`), and
+FID/KID in `fid`, with the FID Inception of `inception`), the few-label linear probe on discriminator features (`probe`), and
 `evaluate_model`, which runs them and records the result in the model card.
 """
 
 from gan_augment.evaluate.evaluation import Evaluation, evaluate_model, format_table, read_labels
-from gan_augment.evaluate.fid import FidKid, fid_kid, load_inception
+from gan_augment.evaluate.fid import FidKid, fid_kid
+from gan_augment.evaluate.inception import load_inception
 from gan_augment.evaluate.metrics import (
            SlicedWasserstein,
            frechet_distance,

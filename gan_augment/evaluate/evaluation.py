@@ -20,6 +20,7 @@ from gan_augment.config import FeatureProtocol
 from gan_augment.evaluate.fid import (
     FidKid,
     extract_image_features,
+    extractor_metric,
     extractor_name,
     fid_kid_from_features,
     resolve_extractor,
@@ -191,8 +192,9 @@ def evaluate_model(
         model: a model directory `OUT/<dataset>/model` (any fsspec URL) or a `TrainedModel`.
         real_source: the real images: a folder/prefix URL (decoded at the model's size by the
             training path) or an (N, C, S, S) tensor, uint8 or float in [-1, 1].
-        extractor: for FID/KID, an `nn.Module` or torchvision Inception-v3 weights file; None
-            skips them.
+        extractor: for FID/KID, the FID Inception weights file (`pt_inception-2015-12-05-6726825d.pth`);
+            torchvision's Inception-v3 weights file or an `nn.Module` give FD/KD instead (see
+            `fid.fid_kid`); None skips them.
         labels: {image URI or path under `real_source`: label}, or one label per image of a
             tensor; runs `probe.compare_features` on a stratified pool/test split of the labelled
             images (`test_fraction` of each class is test).
@@ -240,8 +242,9 @@ def evaluate_model(
     if module is not None:
         feats = [extract_image_features(module, x, device=device)
                  for x in (reference, generated, holdout)]
-        evaluation.fid = fid_kid_from_features(feats[0], feats[1], extractor_name(module), seed=seed)
-        evaluation.fid_real = fid_kid_from_features(feats[0], feats[2], extractor_name(module), seed=seed)
+        name, metric = extractor_name(module), extractor_metric(module)
+        evaluation.fid = fid_kid_from_features(feats[0], feats[1], name, seed=seed, metric=metric)
+        evaluation.fid_real = fid_kid_from_features(feats[0], feats[2], name, seed=seed, metric=metric)
     if probe_split is not None:
         pool_rows, pool_labels, test_rows, test_labels = probe_split
         evaluation.probes = compare_features(trained, images[pool_rows], pool_labels, images[test_rows], test_labels,
@@ -263,9 +266,12 @@ def format_table(evaluation: Evaluation) -> str:
     rows += [(f"SWD {side}x{side} x1e3", gen * 1e3, real * 1e3)
              for side, gen, real in zip(e.swd.resolutions, e.swd.distances, e.swd_real.distances)]
     if e.fid is not None and e.fid_real is not None:
-        rows += [(f"FID ({e.fid.extractor})", e.fid.fid, e.fid_real.fid),
-                 ("KID x1e3", e.fid.kid * 1e3, e.fid_real.kid * 1e3)]
+        rows += [(e.fid.metric, e.fid.fid, e.fid_real.fid),
+                 (f"{e.fid.kid_name} x1e3", e.fid.kid * 1e3, e.fid_real.kid * 1e3)]
     lines += [f"{name:<24}{gen:>12.3f}{real:>14.3f}" for name, gen, real in rows]
+    if e.fid is not None:
+        lines.append(f"{e.fid.metric}/{e.fid.kid_name} in the features of {e.fid.extractor}"
+                     + ("" if e.fid.metric == "FID" else " (not comparable with published FID/KID)"))
     if e.probes:
         ks = sorted({k for by_k in e.probes.values() for k in by_k})
         first = next(iter(next(iter(e.probes.values())).values()))

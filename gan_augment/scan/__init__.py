@@ -8,9 +8,9 @@ manifest -> `build_cache` decodes the `ok` ones into (N, C, S, S) uint8 for trai
 """
 
 from gan_augment.scan.cache import ImageCache, build_cache
-from gan_augment.scan.listing import IMG_EXTENSIONS, ImageObject, list_images, list_store
+from gan_augment.scan.listing import IMG_EXTENSIONS, ImageObject, list_datasets, list_images, list_store
 from gan_augment.scan.manifest import DatasetScan, ScanResult
 from gan_augment.scan.store import scan_store
 
-__all__ = ["IMG_EXTENSIONS", "DatasetScan", "ImageCache", "ImageObject", "ScanResult", "build_cache", "list_images",
-           "list_store", "scan_store"]
+__all__ = ["IMG_EXTENSIONS", "DatasetScan", "ImageCache", "ImageObject", "ScanResult", "build_cache", "list_datasets",
+           "list_images", "list_store", "scan_store"]

@@ -76,6 +76,16 @@ def _find_local(root: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def listing_error(url: str, exc: BaseException) -> OSError:
+    """The error a failed listing raises. Missing credentials (botocore's NoCredentialsError,
+    PartialCredentialsError) are a PermissionError, which no retry fixes; anything else, an
+    endpoint that does not answer included, is a ConnectionError."""
+    detail = f"{type(exc).__name__}: {redact_url(str(exc))}"
+    if type(exc).__name__.endswith("CredentialsError"):
+        return PermissionError(f"access to {redact_url(url)} denied: no usable credentials ({detail})")
+    return ConnectionError(f"cannot list {redact_url(url)}: {detail}")
+
+
 def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str, ImageObject]]:
     """(path relative to root, object) for every file under `root`, sorted.
 
@@ -94,7 +104,7 @@ def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str,
     except PermissionError as exc:
         raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
     except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
-        raise ConnectionError(f"cannot list {redact_url(url)}: {type(exc).__name__}: {redact_url(str(exc))}") from exc
+        raise listing_error(url, exc) from exc
     if not is_folder:
         raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
     prefix, base_url = root.rstrip("/") + "/", to_url(fs, root).rstrip("/") + "/"
@@ -121,6 +131,33 @@ def list_images(url: str, storage_options: dict[str, Any] | None = None) -> list
             f"found no images under {redact_url(url)}; supported extensions: {', '.join(IMG_EXTENSIONS)}"
         )
     return objects
+
+
+def list_datasets(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The names of a store's datasets, sorted: its first-level folders (prefixes) with a valid
+    dataset name, hidden ones left out. One listing of the top level only, so that a scan can
+    then run (and be retried) one dataset at a time.
+
+    Raises:
+        FileNotFoundError: nothing at `url`, or it holds no dataset folder.
+    """
+    fs, root = get_fs(url, storage_options)
+    fs.invalidate_cache(root)  # the store as it is now
+    try:
+        entries = retry(lambda: fs.ls(root, detail=True), what=f"list {redact_url(url)}")
+    except FileNotFoundError:
+        entries = None
+    except PermissionError as exc:
+        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
+        raise listing_error(url, exc) from exc
+    names = sorted(posixpath.basename(entry["name"].rstrip("/")) for entry in entries or []
+                   if entry.get("type") == "directory")
+    names = [name for name in names if not name.startswith(".") and is_valid_dataset_name(name)]
+    if entries is None or not names:
+        raise FileNotFoundError(f"found no dataset folders under {redact_url(url)}: a store holds one folder of "
+                                "images per dataset")
+    return names
 
 
 def list_store(

@@ -58,7 +58,11 @@ def test_distances_sit_next_to_their_floor_and_land_in_the_card(model_dir, sourc
     again = evaluate_model(model_dir, source, extractor=Pooled(), write_card=False)
     assert (again.swd, again.fid, again.swd_real) == (evaluation.swd, evaluation.fid, evaluation.swd_real)
     table = format_table(evaluation)
-    assert "SWD 16x16 x1e3" in table and "FID (Pooled)" in table and "few-label" not in table
+    # a Frechet distance in a feature space of one's own is FD, not FID
+    assert "SWD 16x16 x1e3" in table and "few-label" not in table and evaluation.fid.metric == "FD"
+    assert {line.split()[0] for line in table.splitlines()[3:]} >= {"FD", "KD"}
+    assert not any(line.startswith(("FID", "KID")) for line in table.splitlines())
+    assert "FD/KD in the features of Pooled (not comparable with published FID/KID)" in table
 
 
 def test_the_probe_runs_on_labelled_images(model_dir, source):
@@ -101,7 +105,7 @@ def test_bad_input_fails_before_any_work(model_dir, source):
         evaluate_model(model_dir, torch.zeros(40, 1, 16, 16, dtype=torch.uint8), labels=[0, 1, 0])
     with pytest.raises(ValueError, match="evaluation needs at least 4"):
         evaluate_model(model_dir, torch.zeros(3, 1, 16, 16, dtype=torch.uint8))
-    with pytest.raises(FileNotFoundError, match="inception_v3_google"):
+    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
         evaluate_model(model_dir, source, extractor=os.path.join(source, "missing.pth"))
     assert read_model_card(model_dir) == card_before
 

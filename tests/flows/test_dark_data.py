@@ -10,7 +10,9 @@ import pytest
 import s3fs
 
 import pipelines.train_dataset as train_module
-from pipelines.dark_data import dark_data
+from pipelines.dark_data import dark_data, summary_row
+
+from .conftest import SECRET, recorded_text
 
 
 def write_store(root: str, png_writer) -> None:
@@ -71,18 +73,17 @@ def test_a_failing_dataset_fails_its_branch_only(tmp_path, png_writer, tiny_mode
     assert state.message.startswith("1 of 3 datasets exported") and "cats (" in state.message
 
 
-def test_runs_against_s3(tmp_path, png_writer, s3_endpoint, s3_bucket, tiny_model_config, tiny_train_config,
-                         monkeypatch):
-    # Credentials from the environment, as on a worker; only the endpoint is a parameter.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    options = {"endpoint_url": s3_endpoint, "client_kwargs": {"region_name": "us-east-1"}}
+def test_runs_against_s3_with_credentials_from_a_block(tmp_path, png_writer, s3_endpoint, s3_bucket,
+                                                       tiny_model_config, tiny_train_config, lake_credentials,
+                                                       no_ambient_credentials):
+    # The worker has no credentials of its own: scan, train and export subflows each load the
+    # block named in their parameters.
     local = str(tmp_path / "store")
     write_store(local, png_writer)
-    fs = s3fs.S3FileSystem(**options)
+    fs = s3fs.S3FileSystem(key="lake-key", secret=SECRET, endpoint_url=s3_endpoint)
     fs.put(local + "/", f"{s3_bucket}/lake/", recursive=True)
     state = dark_data(f"{s3_bucket}/lake", f"{s3_bucket}/out", model=tiny_model_config, training=tiny_train_config,
-                      num_samples=6, storage_options=options, return_state=True)
+                      num_samples=6, credentials_block=lake_credentials, return_state=True)
     assert state.is_completed(), state.message
     rows = {row["dataset"]: row for row in state.result()}
     assert rows["cats"]["export"] == "written" and rows["junk"]["training"] == "empty"
@@ -90,8 +91,15 @@ def test_runs_against_s3(tmp_path, png_writer, s3_endpoint, s3_bucket, tiny_mode
     fs.invalidate_cache()
     assert fs.exists(f"{s3_bucket}/out/cats/model/model.pt")
     assert ds.dataset(rows["cats"]["synthetic"].removeprefix("s3://"), filesystem=fs).count_rows() == 6
+    assert SECRET not in recorded_text(state.state_details.flow_run_id)  # parameters, task runs, logs, artifacts, events of every run
 
 
 def test_credentials_in_parameters_are_refused(tmp_path):
     with pytest.raises(ValueError, match="looks like a credential"):
         dark_data(str(tmp_path), str(tmp_path), storage_options={"key": "AKIA...", "secret": "..."})
+
+
+def test_a_dataset_whose_scan_failed_is_reported_with_its_reason():
+    scan = {"dataset": "owls", "ok": 0, "bad": {}, "error": "PermissionError: access denied"}
+    row = summary_row(scan, None, None)
+    assert (row["training"], row["export"], row["error"]) == ("-", "-", "scan: PermissionError: access denied")

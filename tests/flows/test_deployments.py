@@ -1,11 +1,16 @@
-"""deployments/: `prefect deploy --all` registers every deployment; the GPU job template."""
+"""deployments/: `prefect deploy --all` registers every deployment, its schedules and its event
+trigger; the GPU job template."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import time
 
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.events import emit_event
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
@@ -40,8 +45,8 @@ def test_prefect_deploy_all_registers_every_deployment_with_its_schedule(deploye
     with get_client(sync_client=True) as client:
         found = {d.name: d for d in client.read_deployments() if d.name in expected}
         flow_names = {d.name: client.read_flow(d.flow_id).name for d in found.values()}
-    assert flow_names == {"nightly": "dark-data", "hourly": "scan-store", "gpu": "train-dataset",
-                          "cpu": "export-dataset"}
+    assert flow_names == {"nightly": "dark-data", "hourly": "scan-store", "on-new-objects": "scan-store",
+                          "gpu": "train-dataset", "cpu": "export-dataset"}
     for name, deployment in found.items():
         assert deployment.work_pool_name == expected[name]["work_pool"]["name"]
         crons = [schedule.schedule.cron for schedule in deployment.schedules]
@@ -52,3 +57,36 @@ def test_prefect_deploy_all_registers_every_deployment_with_its_schedule(deploye
     assert found["nightly"].parameters["store_url"].endswith("store")  # {{ $GAN_AUGMENT_STORE }} resolved
     assert found["gpu"].parameters["model"]["image_size"] == 64
     assert found["gpu"].job_variables["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "gan_augment"
+
+
+def test_new_objects_trigger_a_scan_of_their_dataset(deployed, tmp_path_factory, png_writer):
+    """The event trigger of `on-new-objects`, registered by `prefect deploy`, run by the test
+    server: an event about a dataset of the deployed store starts a scan of that dataset."""
+    with get_client(sync_client=True) as client:
+        deployment = next(d for d in client.read_deployments() if d.name == "on-new-objects")
+        automations = [a for a in client.read_automations()
+                       if any(getattr(action, "deployment_id", None) == deployment.id for action in a.actions)]
+    assert deployment.schedules == [] and deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
+    (automation,) = automations
+    store = deployment.parameters["store_url"]  # {{ $GAN_AUGMENT_STORE }}, resolved when deploying
+    assert automation.trigger.expect == {"gan-augment.objects.added"}
+    assert automation.trigger.match.model_dump() == {"prefect.resource.id": "gan-augment.dataset.*",
+                                                     "gan-augment.store": store}
+    png_writer(os.path.join(store, "cats"), 2)
+
+    def runs_of_the_deployment() -> list:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+
+    emit_event("gan-augment.objects.added", resource={"prefect.resource.id": "gan-augment.dataset.cats",
+                                                      "gan-augment.store": "s3://another-store/",
+                                                      "gan-augment.dataset": "cats"})
+    emit_event("gan-augment.objects.added", resource={"prefect.resource.id": "gan-augment.dataset.cats",
+                                                      "gan-augment.store": store, "gan-augment.dataset": "cats"})
+    for _ in range(240):  # bounded wait for the server's trigger (not a timing assertion)
+        if runs := runs_of_the_deployment():
+            break
+        time.sleep(0.5)
+    assert [run.parameters["datasets"] for run in runs] == [["cats"]]  # one run: the other store's event is ignored
+    assert runs[0].parameters["store_url"] == store
