@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -46,17 +45,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
-from fewlabel_data import KS, MODEL, TEST, features_of, fmt, load_split, mean_row, probe_row, write_digits  # noqa: E402
+from fewlabel_data import HEADER, KS, MODEL, TEST, Digits, fmt, mean_row, prepare_digits  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.evaluate.metrics import sliced_wasserstein  # noqa: E402
 from gan_augment.evaluate.probe import random_discriminator  # noqa: E402
-from gan_augment.export.features import extract_features  # noqa: E402
 from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
 from gan_augment.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
 from gan_augment.gan.models import Discriminator  # noqa: E402
-from gan_augment.gan.pixels import to_model_range  # noqa: E402
 from gan_augment.training.trainer import resolve_steps  # noqa: E402
 
 SECTION = "Few-label features (MNIST-5k)"
@@ -64,7 +61,7 @@ SECTION_ABLATIONS = "Few-label features: ablations"
 SECTION_AUGMENTATION = "Per-class augmentation with synthetic samples (MNIST-5k)"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process (default: 1; "
                                                                 "two processes run side by side)")
@@ -78,123 +75,161 @@ def main() -> None:
     parser.add_argument("--cnn-seeds", type=int, default=3, help="CNN initialisations averaged (default: 3)")
     parser.add_argument("--synthetic-per-class", type=int, default=500, help="synthetic images per class")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     set_threads(args.threads)
-    root = tempfile.mkdtemp(prefix="fewlabel-")
-    out = os.path.join(root, "out")
-    os.makedirs(out)
-    write_digits(root)
-    pool_cache, y_pool = load_split(root, "pool")
-    test_cache, y_test = load_split(root, "test")
-    pool_images, test_images = to_model_range(pool_cache.images), to_model_range(test_cache.images)
+    digits = prepare_digits(args.draws)
     recipe = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
-    steps = resolve_steps(recipe, len(pool_cache))
-    print(f"pool {len(pool_cache)} images, test {len(test_cache)}; the recipe trains {steps} steps", file=sys.stderr)
+    steps = resolve_steps(recipe, len(digits.pool))
+    print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
+    races = features_part(args, digits, recipe, steps)
+    if args.ablations:
+        ablations_part(args, digits, recipe, races)
+    if args.augmentation:
+        augmentation_table = augmentation(args, digits.root, digits.out, digits.pool_images, digits.y_pool,
+                                          digits.test_images, digits.y_test, races.ours_pool_features)
+        print(augmentation_table)
+        if not args.no_write:
+            write_section(section(args, SECTION_AUGMENTATION),
+                          part_report(args, "--augmentation", AUGMENTATION_TEXT, augmentation_table))
 
-    def probe(pool: np.ndarray, test: np.ndarray) -> dict[int, Any]:
-        return probe_row(pool, y_pool, test, y_test, args.draws)
 
-    def ours_features(model: Any, protocol: FeatureProtocol | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return tuple(extract_features(model, images, protocol=protocol).features for images in (pool_images, test_images))
+# -- (1) ours and the SimCLR peer, side by side for the same wall-clock, for several seeds ---------------
 
-    def d_features(discriminator: Discriminator) -> tuple[np.ndarray, np.ndarray]:
-        protocol = FeatureProtocol()
-        return features_of(discriminator, pool_images, protocol), features_of(discriminator, test_images, protocol)
+@dataclasses.dataclass
+class Races:
+    """What the later parts need of the races: each seed's timings and probe results, and our
+    seed-0 D's pool features (the augmentation part's pseudo-labels come from them)."""
 
-    # (1) ours and the SimCLR peer, side by side for the same wall-clock, for several seeds
-    rows: list[list[str]] = []
-    random_d = random_discriminator(MODEL, seed=0)
-    for name, space in (("raw pixels", (pool_images.flatten(1).numpy(), test_images.flatten(1).numpy())),
-                        ("random-init D", d_features(random_d))):
-        rows.append([name, *(fmt(r) for r in probe(*space).values())])
-    runs, ours_rows, peer_rows, ours_pool_features = [], [], [], None
+    runs: list[dict] = dataclasses.field(default_factory=list)
+    ours_rows: list[dict[int, Any]] = dataclasses.field(default_factory=list)
+    peer_rows: list[dict[int, Any]] = dataclasses.field(default_factory=list)
+    ours_pool_features: np.ndarray | None = None
+
+
+def race_rows(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> tuple[list[list[str]], Races]:
+    """Race ours against the peer for each seed; a peer row and an ours row per seed."""
+    rows, races = [], Races()
     for seed in range(args.seeds):
-        run = race(root, out, recipe, seed, args.threads)
-        runs.append(run)
+        run = race(digits.root, digits.out, recipe, seed, args.threads)
+        races.runs.append(run)
         simclr = Discriminator(MODEL)
-        simclr.load_state_dict(torch.load(os.path.join(out, f"simclr-{seed}.pt"), weights_only=True))
-        peer_rows.append(probe(*d_features(simclr)))
-        model = load_model(os.path.join(out, f"recipe-{seed}", "model"))
-        features = ours_features(model)
-        ours_rows.append(probe(*features))
+        simclr.load_state_dict(torch.load(os.path.join(digits.out, f"simclr-{seed}.pt"), weights_only=True))
+        races.peer_rows.append(digits.probe(*digits.d_features(simclr)))
+        model = load_model(os.path.join(digits.out, f"recipe-{seed}", "model"))
+        features = digits.ours_features(model)
+        races.ours_rows.append(digits.probe(*features))
         rows.append([f"SimCLR peer, seed {seed} ({run['simclr']['steps']} steps, same wall-clock)",
-                     *(fmt(r) for r in peer_rows[-1].values())])
-        rows.append([f"ours: default recipe, seed {seed} ({run['recipe']['steps']} D steps, {run['recipe']['seconds']:.0f} s)",
-                     *(fmt(r) for r in ours_rows[-1].values())])
+                     *(fmt(r) for r in races.peer_rows[-1].values())])
+        rows.append([f"ours: default recipe, seed {seed} ({run['recipe']['steps']} D steps, "
+                     f"{run['recipe']['seconds']:.0f} s)", *(fmt(r) for r in races.ours_rows[-1].values())])
         if seed == 0:
-            ours_pool_features = features[0]
-    rows.append(mean_row(f"SimCLR peer, mean of {args.seeds} seeds", peer_rows))
-    rows.append(mean_row(f"**ours: default recipe**, mean of {args.seeds} seeds", ours_rows))
-    differences = {k: [100 * (o[k].mean - p[k].mean) for o, p in zip(ours_rows, peer_rows)] for k in KS}
-    rows.append(["ours − SimCLR peer, paired by seed (points)",
-                 *(f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "") for d in differences.values())])
-    model_dir = os.path.join(out, "recipe-0", "model")
-    model = load_model(model_dir)
-    rows.append(["ours seed 0, the DCGAN paper's 4x4 pooling",
-                 *(fmt(r) for r in probe(*ours_features(model, FeatureProtocol(grid=4))).values())])
-    checkpoints = [(step, url) for step, url in list_checkpoints(os.path.join(model_dir, "checkpoints")) if 0 < step < steps]
+            races.ours_pool_features = features[0]
+    return rows, races
+
+
+def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
+    """The means over seeds and ours minus the peer, paired by seed."""
+    differences = {k: [100 * (o[k].mean - p[k].mean) for o, p in zip(races.ours_rows, races.peer_rows)] for k in KS}
+    return [
+        mean_row(f"SimCLR peer, mean of {args.seeds} seeds", races.peer_rows),
+        mean_row(f"**ours: default recipe**, mean of {args.seeds} seeds", races.ours_rows),
+        ["ours − SimCLR peer, paired by seed (points)",
+         *(f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "") for d in differences.values())],
+    ]
+
+
+def seed_zero_rows(digits: Digits, steps: int) -> list[list[str]]:
+    """Our seed-0 D with the DCGAN paper's 4x4 pooling, and at its newest checkpoint before the end."""
+    model_dir = os.path.join(digits.out, "recipe-0", "model")
+    rows = [["ours seed 0, the DCGAN paper's 4x4 pooling",
+             *(fmt(r) for r in digits.probe(*digits.ours_features(load_model(model_dir),
+                                                                  FeatureProtocol(grid=4))).values())]]
+    checkpoints = [(step, url) for step, url in list_checkpoints(os.path.join(model_dir, "checkpoints"))
+                   if 0 < step < steps]
     if checkpoints:
         step, url = checkpoints[0]  # the newest before the end
         mid = Discriminator(MODEL)
         mid.load_state_dict(load_state(url, CHECKPOINT_FORMAT)["discriminator"])
-        rows.append([f"ours seed 0 at step {step} (its checkpoint)", *(fmt(r) for r in probe(*d_features(mid)).values())])
-    header = ["features", *(f"{k} label{'s' if k > 1 else ''}/class" for k in KS)]
-    features_table = markdown_table(header, rows)
+        rows.append([f"ours seed 0 at step {step} (its checkpoint)",
+                     *(fmt(r) for r in digits.probe(*digits.d_features(mid)).values())])
+    return rows
+
+
+def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig, steps: int) -> Races:
+    """Part 1: the probe on raw pixels, a random D, each peer and each of our Ds; then the SWD of
+    our seed-0 samples. Writes its section."""
+    rows: list[list[str]] = []
+    pool_images, test_images = digits.pool_images, digits.test_images
+    for name, space in (("raw pixels", (pool_images.flatten(1).numpy(), test_images.flatten(1).numpy())),
+                        ("random-init D", digits.d_features(random_discriminator(MODEL, seed=0)))):
+        rows.append([name, *(fmt(r) for r in digits.probe(*space).values())])
+    seed_rows, races = race_rows(args, digits, recipe)
+    rows += seed_rows + summary_rows(args, races) + seed_zero_rows(digits, steps)
+    features_table = markdown_table(HEADER, rows)
     print(features_table)
 
     # SWD of the recipe's samples
+    model = load_model(os.path.join(digits.out, "recipe-0", "model"))
     samples = SyntheticDataset(model, num_samples=TEST, seed=0, output="signed")
     fake = torch.stack([samples[i] for i in range(TEST)])
     swd_rows, resolutions = [], ()
-    for name, images in (("real pool vs real test (floor)", pool_images[:TEST]), ("ours: default recipe, seed 0", fake)):
+    for name, images in (("real pool vs real test (floor)", pool_images[:TEST]),
+                         ("ours: default recipe, seed 0", fake)):
         swd = sliced_wasserstein(test_images, images, seed=0)
         resolutions = swd.resolutions
         swd_rows.append([name, *(f"{v:.3f}" for v in swd.distances), f"{swd.mean:.3f}"])
     swd_table = markdown_table(["vs 1,000 test digits", *(f"{r}x{r}" for r in resolutions), "mean"], swd_rows)
     print(swd_table)
     if not args.no_write:
-        write_section(section(args, SECTION), features_report(args, runs, features_table, swd_table))
+        write_section(section(args, SECTION), features_report(args, races.runs, features_table, swd_table))
+    return races
 
-    # (2) ablations: one change each, seed 0, the same step budget, two processes at a time
-    if args.ablations:
-        ablations = {
-            "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": (
-                MODEL, dataclasses.replace(recipe, fake_contrastive_weight=0.0)),
-            "recipe without fakes in the contrastive losses (contrastive + real/fake head only)": (
-                MODEL, dataclasses.replace(recipe, fake_negatives=False, fake_contrastive_weight=0.0)),
-            "recipe with GAN gradients into D's trunk": (MODEL, dataclasses.replace(recipe, detach_gan_head=False)),
-            "recipe in fp32 (no bf16 autocast)": (MODEL, dataclasses.replace(recipe, amp=False)),
-            "plain DCGAN: seed recipe, ngf = ndf = 32, 8 epochs": (
-                ModelConfig.seed_dcgan(image_size=32, channels=1, ngf=32, ndf=32), TrainConfig.seed_dcgan(epochs=8)),
-        }
-        if args.steps is not None:  # every run gets the same budget
-            ablations = {k: (m, dataclasses.replace(t, steps=args.steps)) for k, (m, t) in ablations.items()}
-        names = list(ablations)
-        ablation_rows = [[f"ours: default recipe, seed 0 ({runs[0]['recipe']['steps']} D steps)",
-                          *(fmt(r) for r in ours_rows[0].values())]]
-        for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
-            jobs = {name: (train_ours, dict(root=root, split="pool", out=out, name=f"ablation-{names.index(name)}",
-                                            model=ablations[name][0].to_dict(), train=ablations[name][1].to_dict(),
-                                            threads=args.threads)) for name in pair}
-            timing = run_pair(jobs)
-            for name in pair:
-                trained = load_model(os.path.join(out, f"ablation-{names.index(name)}", "model"))
-                ablation_rows.append([f"{name} ({timing[name]['steps']} D steps, {timing[name]['seconds']:.0f} s)",
-                                      *(fmt(r) for r in probe(*ours_features(trained)).values())])
-        ablation_table = markdown_table(header, ablation_rows)
-        print(ablation_table)
-        if not args.no_write:
-            write_section(section(args, SECTION_ABLATIONS),
-                          part_report(args, "--ablations", ABLATIONS_TEXT, ablation_table))
 
-    # (3) per-class augmentation
-    if args.augmentation:
-        augmentation_table = augmentation(args, root, out, pool_images, y_pool, test_images, y_test, ours_pool_features)
-        print(augmentation_table)
-        if not args.no_write:
-            write_section(section(args, SECTION_AUGMENTATION),
-                          part_report(args, "--augmentation", AUGMENTATION_TEXT, augmentation_table))
+# -- (2) ablations: one change each, seed 0, the same step budget, two processes at a time -------------
 
+def ablation_configs(recipe: TrainConfig, steps: int | None) -> dict[str, tuple[ModelConfig, TrainConfig]]:
+    """{row title: (model config, train config)}; with `steps`, every run gets that budget."""
+    ablations = {
+        "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": (
+            MODEL, dataclasses.replace(recipe, fake_contrastive_weight=0.0)),
+        "recipe without fakes in the contrastive losses (contrastive + real/fake head only)": (
+            MODEL, dataclasses.replace(recipe, fake_negatives=False, fake_contrastive_weight=0.0)),
+        "recipe with GAN gradients into D's trunk": (MODEL, dataclasses.replace(recipe, detach_gan_head=False)),
+        "recipe in fp32 (no bf16 autocast)": (MODEL, dataclasses.replace(recipe, amp=False)),
+        "plain DCGAN: seed recipe, ngf = ndf = 32, 8 epochs": (
+            ModelConfig.seed_dcgan(image_size=32, channels=1, ngf=32, ndf=32), TrainConfig.seed_dcgan(epochs=8)),
+    }
+    if steps is not None:
+        ablations = {k: (m, dataclasses.replace(t, steps=steps)) for k, (m, t) in ablations.items()}
+    return ablations
+
+
+def ablations_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig, races: Races) -> None:
+    """Part 2: train each ablation (two at a time), probe its D, write the section."""
+    ablations = ablation_configs(recipe, args.steps)
+    names = list(ablations)
+    rows = [[f"ours: default recipe, seed 0 ({races.runs[0]['recipe']['steps']} D steps)",
+             *(fmt(r) for r in races.ours_rows[0].values())]]
+    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
+        jobs = {name: (train_ours, dict(root=digits.root, split="pool", out=digits.out,
+                                        name=f"ablation-{names.index(name)}", model=ablations[name][0].to_dict(),
+                                        train=ablations[name][1].to_dict(), threads=args.threads)) for name in pair}
+        timing = run_pair(jobs)
+        for name in pair:
+            trained = load_model(os.path.join(digits.out, f"ablation-{names.index(name)}", "model"))
+            rows.append([f"{name} ({timing[name]['steps']} D steps, {timing[name]['seconds']:.0f} s)",
+                         *(fmt(r) for r in digits.probe(*digits.ours_features(trained)).values())])
+    table = markdown_table(HEADER, rows)
+    print(table)
+    if not args.no_write:
+        write_section(section(args, SECTION_ABLATIONS), part_report(args, "--ablations", ABLATIONS_TEXT, table))
+
+
+# -- the sections' text --------------------------------------------------------------------------
 
 def section(args: argparse.Namespace, name: str) -> str:
     """A run with `--steps` writes beside the default budget's sections, never over them."""

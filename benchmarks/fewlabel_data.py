@@ -3,8 +3,10 @@ own path, and the probe's helpers shared by every part of `fewlabel.py`."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -16,13 +18,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gan_augment.config import FeatureProtocol, ModelConfig  # noqa: E402
 from gan_augment.demo import load_mnist  # noqa: E402
 from gan_augment.evaluate.probe import few_label_probe  # noqa: E402
-from gan_augment.export.features import discriminator_features  # noqa: E402
+from gan_augment.export.features import discriminator_features, extract_features  # noqa: E402
+from gan_augment.gan.checkpoint import TrainedModel  # noqa: E402
 from gan_augment.gan.models import Discriminator  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
 from gan_augment.scan.cache import ImageCache, build_cache  # noqa: E402
 
 POOL, TEST = 4000, 1000
 KS = (1, 5, 10)
 MODEL = ModelConfig(image_size=32, channels=1)  # what `--image-size 32 --channels 1` gives
+HEADER = ["features", *(f"{k} label{'s' if k > 1 else ''}/class" for k in KS)]
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -43,6 +48,58 @@ def load_split(root: str, split: str) -> tuple[ImageCache, np.ndarray]:
     cache = build_cache(os.path.join(root, split), MODEL.image_size, MODEL.channels)
     labels = np.array([int(os.path.basename(uri).split("_")[1].split(".")[0]) for uri in cache.uris])
     return cache, labels
+
+
+@dataclasses.dataclass
+class Digits:
+    """The benchmark's data, written and decoded once, and where its models go.
+
+    Attributes:
+        root: the temporary folder holding root/pool and root/test.
+        out: root/out, where every training writes its model.
+        pool, test: the decoded splits (uint8, 32x32).
+        y_pool, y_test: their labels.
+        pool_images, test_images: the splits in the model's range, [-1, 1].
+        draws: label draws per probe.
+    """
+
+    root: str
+    out: str
+    pool: ImageCache
+    y_pool: np.ndarray
+    test: ImageCache
+    y_test: np.ndarray
+    pool_images: torch.Tensor
+    test_images: torch.Tensor
+    draws: int
+
+    def probe(self, pool: np.ndarray, test: np.ndarray) -> dict[int, Any]:
+        """The few-label probe on features of the pool and the test split, for each k."""
+        return probe_row(pool, self.y_pool, test, self.y_test, self.draws)
+
+    def ours_features(self, model: TrainedModel,
+                      protocol: FeatureProtocol | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(pool, test) features of a trained model, as `extract_features` gives them."""
+        return tuple(extract_features(model, images, protocol=protocol).features
+                     for images in (self.pool_images, self.test_images))
+
+    def d_features(self, discriminator: Discriminator) -> tuple[np.ndarray, np.ndarray]:
+        """(pool, test) features of a bare discriminator, by the default protocol."""
+        protocol = FeatureProtocol()
+        return features_of(discriminator, self.pool_images, protocol), features_of(discriminator, self.test_images,
+                                                                                   protocol)
+
+
+def prepare_digits(draws: int) -> Digits:
+    """Write the digits into a fresh temporary folder and decode both splits."""
+    root = tempfile.mkdtemp(prefix="fewlabel-")
+    out = os.path.join(root, "out")
+    os.makedirs(out)
+    write_digits(root)
+    pool, y_pool = load_split(root, "pool")
+    test, y_test = load_split(root, "test")
+    return Digits(root, out, pool, y_pool, test, y_test, to_model_range(pool.images), to_model_range(test.images),
+                  draws)
 
 
 # -- features and probes -------------------------------------------------------------------------
