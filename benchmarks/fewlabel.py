@@ -21,10 +21,14 @@ pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000.
    on pool images pseudo-labelled by the 10-label probe on our D's features (the only labels
    used are the 100), (b) an oracle upper bound, trained on the pool's true classes (a store
    already organised by class). Half of every batch is synthetic.
-4. SWD (`metrics.sliced_wasserstein`) of 1,000 samples of the default recipe against the test
-   split, with real-vs-real (pool vs test) as the floor.
+4. SWD of 1,000 samples of our seed-0 model next to the real-vs-real floor, by the functions
+   `gan-augment evaluate` uses (`compared_sets`, `swd_with_floor`): a seeded random 2,000 pool
+   digits in two halves, one the reference, the other the floor. Part 1 measures its seed-0
+   model; `--swd-only` trains nothing else: the default recipe and the recipe without ContraD's
+   loss on fakes (`fake_contrastive_weight=0`), seed 0, side by side, and writes only its section.
 
     python benchmarks/fewlabel.py [--threads 1] [--seeds 3] [--ablations] [--augmentation] [--no-write]
+    python benchmarks/fewlabel.py --swd-only [--threads 1] [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
 """
@@ -45,13 +49,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
-from fewlabel_data import HEADER, KS, MODEL, TEST, Digits, fmt, mean_row, prepare_digits  # noqa: E402
+from fewlabel_data import HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
+from fewlabel_swd import SWD_TEXT, sample_swd, swd_of_recipes, swd_table  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.evaluate.metrics import sliced_wasserstein  # noqa: E402
 from gan_augment.evaluate.probe import random_discriminator  # noqa: E402
-from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
 from gan_augment.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
 from gan_augment.gan.models import Discriminator  # noqa: E402
 from gan_augment.training.trainer import resolve_steps  # noqa: E402
@@ -59,6 +62,7 @@ from gan_augment.training.trainer import resolve_steps  # noqa: E402
 SECTION = "Few-label features (MNIST-5k)"
 SECTION_ABLATIONS = "Few-label features: ablations"
 SECTION_AUGMENTATION = "Per-class augmentation with synthetic samples (MNIST-5k)"
+SECTION_SWD = "Sample distance (SWD) of the recipes (MNIST-5k)"
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,8 +78,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--class-steps", type=int, default=200, help="G steps of each per-class GAN (default: 200)")
     parser.add_argument("--cnn-seeds", type=int, default=3, help="CNN initialisations averaged (default: 3)")
     parser.add_argument("--synthetic-per-class", type=int, default=500, help="synthetic images per class")
+    parser.add_argument("--swd-only", action="store_true", help="train only the default recipe and "
+                        "fake_contrastive_weight=0 (seed 0, side by side) and write only their SWD section")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.swd_only and (args.ablations or args.augmentation):
+        parser.error("--swd-only runs no other part; drop --ablations and --augmentation")
+    return args
 
 
 def main() -> None:
@@ -85,6 +94,9 @@ def main() -> None:
     recipe = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
     steps = resolve_steps(recipe, len(digits.pool))
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
+    if args.swd_only:
+        swd_part(args, digits, recipe)
+        return
     races = features_part(args, digits, recipe, steps)
     if args.ablations:
         ablations_part(args, digits, recipe, races)
@@ -172,21 +184,30 @@ def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig,
     features_table = markdown_table(HEADER, rows)
     print(features_table)
 
-    # SWD of the recipe's samples
+    # The samples' SWD by `gan-augment evaluate`'s own path, so that its floor is a fair one.
     model = load_model(os.path.join(digits.out, "recipe-0", "model"))
-    samples = SyntheticDataset(model, num_samples=TEST, seed=0, output="signed")
-    fake = torch.stack([samples[i] for i in range(TEST)])
-    swd_rows, resolutions = [], ()
-    for name, images in (("real pool vs real test (floor)", pool_images[:TEST]),
-                         ("ours: default recipe, seed 0", fake)):
-        swd = sliced_wasserstein(test_images, images, seed=0)
-        resolutions = swd.resolutions
-        swd_rows.append([name, *(f"{v:.3f}" for v in swd.distances), f"{swd.mean:.3f}"])
-    swd_table = markdown_table(["vs 1,000 test digits", *(f"{r}x{r}" for r in resolutions), "mean"], swd_rows)
-    print(swd_table)
+    samples_table = swd_table({"ours: default recipe, seed 0": sample_swd(model, digits.pool)})
+    print(samples_table)
     if not args.no_write:
-        write_section(section(args, SECTION), features_report(args, races.runs, features_table, swd_table))
+        write_section(section(args, SECTION), features_report(args, races.runs, features_table, samples_table))
     return races
+
+
+def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
+    """`--swd-only`: the SWD of the default recipe and of `fake_contrastive_weight=0`, next to
+    the floor. Writes its section."""
+    table = swd_of_recipes(digits, recipe, args.threads)
+    print(table)
+    if not args.no_write:
+        budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
+        write_section(section(args, SECTION_SWD), "\n\n".join([
+            command(args, "--swd-only", seeds=False),
+            f"{machine_line(args.threads)}. The default recipe (`ModelConfig(image_size=32, channels=1)`, "
+            f"`TrainConfig()`, {budget}, seed 0) and the same recipe with `fake_contrastive_weight=0` train on "
+            "the 4,000 pool digits side by side, in two processes with the same thread count.",
+            SWD_TEXT,
+            table,
+        ]))
 
 
 # -- (2) ablations: one change each, seed 0, the same step budget, two processes at a time -------------
@@ -236,13 +257,14 @@ def section(args: argparse.Namespace, name: str) -> str:
     return name if args.steps is None else f"{name}, {args.steps} G steps"
 
 
-def command(args: argparse.Namespace, *flags: str) -> str:
+def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     budget = [] if args.steps is None else [f"--steps {args.steps}"]
-    return "`" + " ".join(["python benchmarks/fewlabel.py", f"--threads {args.threads}", f"--seeds {args.seeds}",
-                           *budget, *flags]) + "`"
+    seed_flag = [f"--seeds {args.seeds}"] if seeds else []
+    return "`" + " ".join(["python benchmarks/fewlabel.py", f"--threads {args.threads}", *seed_flag, *budget,
+                           *flags]) + "`"
 
 
-def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, swd_table: str) -> str:
+def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, samples_table: str) -> str:
     timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} D steps in {run['recipe']['seconds']:.0f} s, "
                        f"the peer {run['simclr']['steps']} steps" for seed, run in enumerate(runs))
     budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps instead of its automatic budget"
@@ -259,9 +281,8 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
         "A step is one discriminator update (ours updates its generator every second one). "
         "The mean rows average the seeds' means (± their standard deviation).",
         features_table,
-        "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer) against the 1,000 test digits; "
-        "1,000 images per set; the samples are `SyntheticDataset(model, num_samples=1000, seed=0)`.",
-        swd_table,
+        SWD_TEXT,
+        samples_table,
     ])
 
 

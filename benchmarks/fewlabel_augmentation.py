@@ -28,7 +28,6 @@ from gan_augment.gan.checkpoint import load_model  # noqa: E402
 from gan_augment.gan.models import build_models  # noqa: E402
 from gan_augment.scan.cache import ImageCache  # noqa: E402
 
-
 # -- the per-class augmentation experiment -------------------------------------------------------------
 
 class SmallCNN(torch.nn.Module):

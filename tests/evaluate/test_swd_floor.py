@@ -50,3 +50,20 @@ def test_the_halves_are_a_random_subset_whatever_the_order_of_the_images(random_
 def test_too_few_images_is_an_error(random_model_dir):
     with pytest.raises(ValueError, match="the two halves need at least 4"):
         compared_sets(load_model(random_model_dir), blob_tensor(10, size=16), max_images=3)
+
+
+def test_the_few_label_benchmark_reports_what_evaluate_reports(trained_model_dir, source):
+    """benchmarks/fewlabel.py's SWD (`sample_swd`, on the decoded pool) against `evaluate_model`
+    on the pool's folder with `--max-images 2000`: the same samples, floor and table cells."""
+    from benchmarks.fewlabel_swd import SWD_IMAGES, sample_swd, swd_table
+
+    evaluation = evaluate_model(trained_model_dir, source, max_images=SWD_IMAGES, seed=0, write_card=False)
+    result = sample_swd(load_model(trained_model_dir), build_cache(source, 16, 1))
+    assert (result.samples, result.floor) == (evaluation.swd, evaluation.swd_real)
+    table = swd_table({"ours": result})
+    assert f"| ours | {1e3 * evaluation.swd.mean:.1f} | {1e3 * evaluation.swd.mean:.1f} | {result.ratio:.1f} |" in table
+    assert f"(floor) | {1e3 * evaluation.swd_real.mean:.1f} |" in table
+    other = swd_with_floor(compared_sets(load_model(trained_model_dir), build_cache(source, 16, 1).images,
+                                         max_images=SWD_IMAGES, seed=1), seed=1)
+    with pytest.raises(ValueError, match="floors differ"):
+        swd_table({"ours": result, "measured on other halves": other})
