@@ -204,7 +204,8 @@ def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> N
             command(args, "--swd-only", seeds=False),
             f"{machine_line(args.threads)}. The default recipe (`ModelConfig(image_size=32, channels=1)`, "
             f"`TrainConfig()`, {budget}, seed 0) and the same recipe with `fake_contrastive_weight=0` train on "
-            "the 4,000 pool digits side by side, in two processes with the same thread count.",
+            "the 4,000 pool digits side by side, in two processes with the same thread count. The seconds are "
+            "wall-clock and depend on the machine's load; the budgets are fixed step counts.",
             SWD_TEXT,
             table,
         ]))
