@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
-from fewlabel import SimCLRPeer  # noqa: E402
+from fewlabel_training import SimCLRPeer  # noqa: E402
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.gan.pixels import to_model_range  # noqa: E402

@@ -1,19 +1,16 @@
-"""How good a model is: sample quality against the real-vs-real floor (SWD in `metrics`,
-FID/KID in `fid`, with the FID Inception of `inception`), the few-label linear probe on discriminator features (`probe`), and
-`evaluate_model`, which runs them and records the result in the model card.
+"""How good a model is: sample quality against the real-vs-real floor (SWD in `metrics`; FID/KID
+in `fid`, with the FID Inception of `inception`), the few-label linear probe on discriminator
+features (`probe`), and `evaluate_model`, which runs them (`compared_sets` and `swd_with_floor`
+are its SWD part on their own) and can record the result in the model card.
 """
 
-from gan_augment.evaluate.evaluation import Evaluation, evaluate_model, format_table, read_labels
+from gan_augment.evaluate.evaluation import (ComparedSets, Evaluation, SwdWithFloor, compared_sets, evaluate_model,
+                                             format_table, read_labels, swd_with_floor)
 from gan_augment.evaluate.fid import FidKid, fid_kid
 from gan_augment.evaluate.inception import load_inception
-from gan_augment.evaluate.metrics import (
-           SlicedWasserstein,
-           frechet_distance,
-           kernel_inception_distance,
-           sliced_wasserstein,
-)
+from gan_augment.evaluate.metrics import SlicedWasserstein, frechet_distance, kernel_inception_distance, sliced_wasserstein
 from gan_augment.evaluate.probe import ProbeResult, compare_features, few_label_probe
 
-__all__ = ["Evaluation", "FidKid", "ProbeResult", "SlicedWasserstein", "compare_features", "evaluate_model",
-           "few_label_probe", "fid_kid", "format_table", "frechet_distance", "kernel_inception_distance",
-           "load_inception", "read_labels", "sliced_wasserstein"]
+__all__ = ["ComparedSets", "Evaluation", "FidKid", "ProbeResult", "SlicedWasserstein", "SwdWithFloor", "compare_features",
+           "compared_sets", "evaluate_model", "few_label_probe", "fid_kid", "format_table", "frechet_distance",
+           "kernel_inception_distance", "load_inception", "read_labels", "sliced_wasserstein", "swd_with_floor"]

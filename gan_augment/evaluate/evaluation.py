@@ -82,6 +82,89 @@ class Evaluation:
         }
 
 
+@dataclass(frozen=True)
+class ComparedSets:
+    """The image sets a model's samples are measured on: two disjoint halves of a seeded random
+    subset of the real images, and as many generated samples.
+
+    Attributes:
+        reference: (n, C, S, S) real images, the reference of every distance.
+        holdout: (n, C, S, S) the other real half; its distance to `reference` is the floor.
+        generated: (n, C, S, S) uint8 samples, `SyntheticDataset(model, num_samples=n, seed=seed)`.
+    """
+
+    reference: Tensor
+    holdout: Tensor
+    generated: Tensor
+
+    @property
+    def num_images(self) -> int:
+        """Images per set."""
+        return len(self.reference)
+
+
+def compared_sets(model: TrainedModel, images: Tensor, *, max_images: int = 10_000, seed: int = 0,
+                  device: str | torch.device = "cpu") -> ComparedSets:
+    """Split at most `max_images` real images (a seeded random subset) into a reference and a
+    holdout half, and draw as many samples from `model`.
+
+    The subset is random, not the first rows: images listed in an order that follows their
+    content (files named by class, say) would otherwise give a floor measured on a few classes
+    against all of them.
+
+    Args:
+        model: the trained model whose samples are compared.
+        images: (N, C, S, S) real images, uint8 or float in [-1, 1].
+        max_images: at most this many real images, both halves together.
+        seed: seeds the subset, the halves and the samples.
+        device: where the generator runs.
+
+    Raises:
+        ValueError: fewer than 4 real images (two halves of at least 2) once capped.
+    """
+    if min(len(images), max_images) < 4:
+        raise ValueError(f"{min(len(images), max_images)} real image(s) to compare; the two halves need at least 4")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
+    half = len(order) // 2
+    generated = SyntheticDataset(model, num_samples=half, seed=seed, output="uint8",
+                                 device=device).images(range(half))
+    return ComparedSets(images[order[:half]], images[order[half:2 * half]], generated)
+
+
+@dataclass(frozen=True)
+class SwdWithFloor:
+    """SWD of a model's samples next to its real-vs-real floor, both against the same reference.
+
+    Attributes:
+        samples: SWD between the reference half and the generated samples.
+        floor: SWD between the reference half and the holdout half: what samples as close to the
+            data as other real images would reach with this many images.
+    """
+
+    samples: SlicedWasserstein
+    floor: SlicedWasserstein
+
+    @property
+    def ratio(self) -> float:
+        """The samples' mean distance over the floor's: 1 for samples as close as real images."""
+        return self.samples.mean / self.floor.mean
+
+
+def swd_with_floor(sets: ComparedSets, *, seed: int = 0) -> SwdWithFloor:
+    """SWD of the generated samples and of the holdout half, each against the reference half;
+    what `evaluate_model` (and `gan-augment evaluate`) reports as SWD and its floor.
+
+    Args:
+        sets: the compared images, from `compared_sets`.
+        seed: seeds the metric's patch positions and directions (the same for both distances).
+
+    Returns:
+        `SwdWithFloor`.
+    """
+    return SwdWithFloor(samples=sliced_wasserstein(sets.reference, sets.generated, seed=seed),
+                        floor=sliced_wasserstein(sets.reference, sets.holdout, seed=seed))
+
+
 def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
     """{uri: label} from a CSV or Parquet file with columns `uri` and `label`.
 
@@ -186,7 +269,8 @@ def evaluate_model(
 
     The real images (at most `max_images`, a seeded random subset) are split into two disjoint
     halves: a reference half, compared with as many generated samples (`SyntheticDataset` with
-    `seed`) and with the other half, whose distance is the floor for this sample size.
+    `seed`) and with the other half, whose distance is the floor for this sample size
+    (`compared_sets` and `swd_with_floor`, which give the same SWD when called directly).
 
     Args:
         model: a model directory `OUT/<dataset>/model` (any fsspec URL) or a `TrainedModel`.
@@ -231,17 +315,13 @@ def evaluate_model(
                                                            test_fraction, seed, storage_options)
     module = resolve_extractor(extractor, storage_options) if extractor is not None else None
 
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
-    half = len(order) // 2
-    reference, holdout = images[order[:half]], images[order[half:2 * half]]  # (half, C, S, S) each
-    generated = SyntheticDataset(trained, num_samples=half, seed=seed, output="uint8",
-                                 device=device).images(range(half))  # (half, C, S, S) uint8
-    evaluation = Evaluation(trained.model_id, trained.dataset, source, half, seed,
-                            swd=sliced_wasserstein(reference, generated, seed=seed),
-                            swd_real=sliced_wasserstein(reference, holdout, seed=seed))
+    sets = compared_sets(trained, images, max_images=max_images, seed=seed, device=device)
+    swd = swd_with_floor(sets, seed=seed)
+    evaluation = Evaluation(trained.model_id, trained.dataset, source, sets.num_images, seed,
+                            swd=swd.samples, swd_real=swd.floor)
     if module is not None:
         feats = [extract_image_features(module, x, device=device)
-                 for x in (reference, generated, holdout)]
+                 for x in (sets.reference, sets.generated, sets.holdout)]
         name, metric = extractor_name(module), extractor_metric(module)
         evaluation.fid = fid_kid_from_features(feats[0], feats[1], name, seed=seed, metric=metric)
         evaluation.fid_real = fid_kid_from_features(feats[0], feats[2], name, seed=seed, metric=metric)
