@@ -111,7 +111,8 @@ def main() -> None:
     write_section(SECTION, "\n\n".join([
         f"Command: `{command}` ({os.cpu_count()} cores shared with other work, Python "
         f"{sys.version.split()[0]}; medians of {args.repeats} runs, every command once per repeat in a "
-        "rotating order, each in a fresh interpreter; peak RSS of that process).",
+        "rotating order, each in a fresh interpreter; peak RSS of that process; load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run: compare rows with each other, not with another run).",
         table,
         "The scan stage, the output layout, the manifest and the CLI's parser import neither torch nor "
         "torchvision; commands that need them load them when they run. What is left above the floor is "
