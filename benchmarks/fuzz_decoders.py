@@ -37,8 +37,8 @@ from hypothesis import HealthCheck, given, seed, settings, target  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gan_augment.io.tables import MANIFEST_STATUSES  # noqa: E402
-from gan_augment.scan.images import ImageRejected, decode_image, probe_image, verify_image  # noqa: E402
-from gan_augment.testing.fuzz import BASES, encode_base, mutate  # noqa: E402
+from gan_augment.scan.images import probe_image, verify_image  # noqa: E402
+from gan_augment.testing.fuzz import BASES, decodes, encode_base, mutate  # noqa: E402
 
 SECTION = "Coverage-guided fuzzing of the probe and the decoder"
 FINDINGS: dict[str, bytes] = {}
@@ -97,15 +97,6 @@ class LineTracer:
 
     def __exit__(self, *exc: object) -> None:
         sys.settrace(None)
-
-
-def decodes(data: bytes) -> bool:
-    try:
-        decode_image(data, 16, 1)
-        decode_image(data, 16, 3)
-    except ImageRejected:
-        return False
-    return True
 
 
 def check(data: bytes) -> None:

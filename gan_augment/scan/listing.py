@@ -9,16 +9,18 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from gan_augment.io.fsio import get_fs, join_url, redact_url, retry, to_url
 from gan_augment.layout import is_valid_dataset_name, validate_dataset_name
+
+T = TypeVar("T")
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -86,6 +88,19 @@ def listing_error(url: str, exc: BaseException) -> OSError:
     return ConnectionError(f"cannot list {redact_url(url)}: {detail}")
 
 
+def _list_or_none(call: Callable[[], T], fs: fsspec.AbstractFileSystem, url: str, verb: str) -> T | None:
+    """`call()`, retried on transient errors, under the listing's error rules: None when nothing
+    is at `url`, a PermissionError that names it, any other failure as `listing_error` says."""
+    try:
+        return retry(call, fs=fs, what=f"{verb} {redact_url(url)}")
+    except FileNotFoundError:
+        return None
+    except PermissionError as exc:
+        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
+        raise listing_error(url, exc) from exc
+
+
 def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str, ImageObject]]:
     """(path relative to root, object) for every file under `root`, sorted.
 
@@ -93,19 +108,11 @@ def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str,
         FileNotFoundError: nothing at `url`, or it is a single object, not a folder/prefix.
     """
     fs.invalidate_cache(root)  # a scan must see the store as it is now
-    try:
-        is_folder = retry(lambda: fs.isdir(root), fs=fs, what=f"stat {redact_url(url)}")
-        if is_folder and isinstance(fs, LocalFileSystem):
-            listing = _find_local(root)
-        elif is_folder:
-            listing = retry(lambda: fs.find(root, detail=True), fs=fs, what=f"list {redact_url(url)}")
-    except FileNotFoundError:
-        is_folder = False
-    except PermissionError as exc:
-        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
-    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
-        raise listing_error(url, exc) from exc
-    if not is_folder:
+    listing = None
+    if _list_or_none(lambda: fs.isdir(root), fs, url, "stat"):
+        find = (lambda: _find_local(root)) if isinstance(fs, LocalFileSystem) else (lambda: fs.find(root, detail=True))
+        listing = _list_or_none(find, fs, url, "list")
+    if listing is None:
         raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
     prefix, base_url = root.rstrip("/") + "/", to_url(fs, root).rstrip("/") + "/"
     walked = []
@@ -143,14 +150,7 @@ def list_datasets(url: str, storage_options: dict[str, Any] | None = None) -> li
     """
     fs, root = get_fs(url, storage_options)
     fs.invalidate_cache(root)  # the store as it is now
-    try:
-        entries = retry(lambda: fs.ls(root, detail=True), what=f"list {redact_url(url)}")
-    except FileNotFoundError:
-        entries = None
-    except PermissionError as exc:
-        raise PermissionError(f"access to {redact_url(url)} denied: {redact_url(str(exc))}") from None
-    except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are no OSError; say what failed
-        raise listing_error(url, exc) from exc
+    entries = _list_or_none(lambda: fs.ls(root, detail=True), fs, url, "list")
     names = sorted(posixpath.basename(entry["name"].rstrip("/")) for entry in entries or []
                    if entry.get("type") == "directory")
     names = [name for name in names if not name.startswith(".") and is_valid_dataset_name(name)]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from gan_augment.scan.images import ImageRejected, decode_image
+
 MUTATIONS = ("header_bits", "body_bits", "truncate", "junk", "declared_size", "none")
 
 
@@ -215,3 +217,13 @@ def spinning_jpeg(side: int = 2048, scans: int = 2000) -> bytes:
     data = buffer.getvalue()
     last_scan = data[data.rindex(b"\xff\xda"):-2]
     return data[:-2] + last_scan * scans + b"\xff\xd9"
+
+
+def decodes(data: bytes) -> bool:
+    """Whether training's decode (`scan.images.decode_image`) takes the object, grayscale and colour."""
+    try:
+        decode_image(data, 16, 1)
+        decode_image(data, 16, 3)
+    except ImageRejected:
+        return False
+    return True

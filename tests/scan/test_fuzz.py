@@ -10,9 +10,8 @@ import pytest
 
 from gan_augment.io.tables import MANIFEST_STATUSES, read_manifest
 from gan_augment.scan.cache import build_cache
-from gan_augment.scan.images import ImageRejected, decode_image
 from gan_augment.scan.store import scan_store
-from gan_augment.testing.fuzz import BASES, MUTATIONS, fuzz_corpus, spinning_jpeg
+from gan_augment.testing.fuzz import BASES, MUTATIONS, decodes, fuzz_corpus, spinning_jpeg
 
 # Pillow warns about the damage it works around; the verdicts are what is checked here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # Every base image under every mutation twice: 29 bases x 6 mutations x 2.
 CORPUS = list(fuzz_corpus(len(BASES) * len(MUTATIONS) * 2, seed=7))
 DATA = {case.name: case.data for case in CORPUS}
-
-
-def decodes(data: bytes) -> bool:
-    """Whether training's decode takes the object, grayscale and colour."""
-    try:
-        decode_image(data, 16, 1)
-        decode_image(data, 16, 3)
-    except ImageRejected:
-        return False
-    return True
 
 
 DECODABLE = {name for name, data in DATA.items() if decodes(data)}
