@@ -22,6 +22,8 @@ from gan_augment.io.progress import Progress
 from gan_augment.layout import manifest_of_model
 
 log = logging.getLogger("gan_augment")
+# `curate.selection.METHODS`, default first; the parser stays free of numpy and scikit-learn.
+SELECTION_METHODS = ("typiclust", "kmeans", "kcenter", "random")
 
 
 def _field_type(annotation: Any) -> type:
@@ -208,6 +210,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_select(args: argparse.Namespace) -> int:
+    from gan_augment.curate.selection import select_for_labelling
+    from gan_augment.evaluate.evaluation import read_listed_uris
+
+    options = parse_storage_options(args.storage_options)
+    labelled = read_listed_uris(args.labelled, options) if args.labelled else ()
+    selection = select_for_labelling(args.features, args.budget, args.method, manifest=args.manifest,
+                                     labelled=labelled, seed=args.seed, storage_options=options)
+    selection.write_csv(args.out, options)
+    for rank, (uri, reason) in enumerate(zip(selection.uris[:args.show], selection.reasons), start=1):
+        print(f"{rank:>5}  {redact_url(uri)}  {reason}")
+    if len(selection) > args.show:
+        print(f"  ... {len(selection) - args.show} more in {redact_url(args.out)}")
+    skipped = ", ".join(f"{reason} {count}" for reason, count in selection.skipped.items()) or "none"
+    print(f"picked {len(selection)} of {selection.candidates} candidates by {selection.method} "
+          f"(skipped: {skipped})")
+    print(f"fill in the label column of {redact_url(args.out)}, then: gan-augment evaluate MODEL SOURCE "
+          f"--labels {redact_url(args.out)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gan_augment.demo import run_demo
 
@@ -303,9 +326,11 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                           help="torchvision Inception-v3 weights (inception_v3_google-*.pth) for FID/KID; "
                                "nothing is downloaded (default: no FID/KID)")
     evaluate.add_argument("--labels", metavar="FILE", help="CSV or Parquet with columns uri,label (uri: the image's "
-                                                            "URI or its path under SOURCE) to run the probe")
-    evaluate.add_argument("--labelled-per-class", type=_parse_ints, default=(1, 5, 10),
-                          help="labelled images per class, comma-separated (default: 1,5,10)")
+                                                            "URI or its path under SOURCE) to run the probe; "
+                                                            "`select`'s picks once labelled (empty labels are left out)")
+    evaluate.add_argument("--labelled-per-class", type=_parse_ints,
+                          help="labelled images per class, comma-separated (default: those of 1,5,10 that every "
+                               "class's labelled images allow)")
     evaluate.add_argument("--draws", type=int, default=5, help="random label draws per setting (default: 5)")
     evaluate.add_argument("--test-fraction", type=float, default=0.5,
                           help="share of each class's labelled images held out for testing (default: 0.5)")
@@ -317,6 +342,31 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                           help="store the results under 'evaluation' in MODEL/model.json (default: yes)")
     _add_storage_options(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+
+def _add_select_command(sub: argparse._SubParsersAction) -> None:
+    select = sub.add_parser("select", help="which images to label first, for a labelling budget",
+                            description="Pick BUDGET images of a dataset to label, best first, from its "
+                                        "discriminator features (OUT/<dataset>/features); images the manifest "
+                                        "beside them rejects (bad, duplicate) are skipped. Writes a CSV with "
+                                        "columns uri,label,rank,method,reason,score: fill in label, then give "
+                                        "it to `evaluate --labels`.")
+    select.add_argument("features", help="the dataset's features table OUT/<dataset>/features (any fsspec URL)")
+    select.add_argument("--budget", type=int, required=True, help="how many images to label")
+    select.add_argument("--out", required=True, help="the CSV to write (any fsspec URL)")
+    select.add_argument("--method", choices=SELECTION_METHODS, default=SELECTION_METHODS[0],
+                        help=f"typiclust: the most typical image of each of BUDGET k-means clusters (measured best, "
+                             f"BENCHMARKS.md); kmeans: the image nearest each centre; kcenter: k-center greedy "
+                             f"coreset; random (default: {SELECTION_METHODS[0]})")
+    select.add_argument("--manifest", metavar="URL",
+                        help="the dataset's manifest (default: OUT/<dataset>/manifest.parquet beside FEATURES)")
+    select.add_argument("--labelled", metavar="FILE",
+                        help="a uri,label file of images already labelled or waiting to be (earlier picks): "
+                             "never picked again, and the budget goes where they are not")
+    select.add_argument("--seed", type=int, default=0, help="seed of k-means and random draws (default: 0)")
+    select.add_argument("--show", type=int, default=10, help="picks to print (default: 10)")
+    _add_storage_options(select)
+    select.set_defaults(func=_cmd_select)
 
 
 def _add_demo_command(sub: argparse._SubParsersAction) -> None:
@@ -337,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_features_command(sub)
     _add_evaluate_command(sub)
+    _add_select_command(sub)
     _add_demo_command(sub)
     return parser
 
