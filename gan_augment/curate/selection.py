@@ -1,0 +1,322 @@
+"""Which images to label first: spend a labelling budget where the discriminator's features say
+it counts.
+
+Every method picks from the same candidates: the rows of a dataset's features table that the
+manifest beside it calls `ok` (bad objects and duplicates are skipped, and counted), minus the
+images already labelled. Features are standardised per dimension (as the probe does) and
+projected onto their top `EMBED_DIM` principal components; distances are Euclidean there.
+
+- `random`: a seeded uniform draw; the baseline.
+- `kmeans`: k-means with one cluster per label; the image nearest each centre (the classic
+  "typical" pick for a tiny budget).
+- `kcenter`: k-center greedy (Sener & Savarese 2018, "Active learning for convolutional neural
+  networks: a core-set approach"): each pick is the image farthest from every earlier pick and
+  every image already labelled.
+- `typiclust`: TypiClust (Hacohen, Dekel & Weinshall 2022, "Active learning on a budget:
+  opposite strategies suit high and low budgets"): k-means with one cluster per label (and per
+  image already labelled); from each of the largest clusters that hold no labelled image, the
+  image of highest typicality, the inverse mean distance to its 20 nearest neighbours in its
+  cluster. Diversity comes from the clusters, typicality from where the discriminator's feature
+  space is dense: its features were trained to tell real images from ever closer fakes, so the
+  dense regions are what the data mostly holds.
+
+Picks come in order: the clustering methods rank the largest clusters first and k-center ranks
+in its greedy order, so a labeller who stops early still holds the best prefix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from gan_augment.io.fsio import atomic_write_bytes, exists, parent_url, redact_url
+from gan_augment.io.tables import features_matrix, read_features, read_manifest
+
+if TYPE_CHECKING:
+    from gan_augment.export.features import Features
+
+METHODS = ("typiclust", "kmeans", "kcenter", "random")
+DEFAULT_METHOD = "typiclust"  # the literature's pick for budgets near one label per class (Hacohen et al. 2022)
+EMBED_DIM = 50
+PCA_ROWS = 20_000
+# TypiClust's neighbourhood; typicality of a larger cluster is measured on seeded samples of it,
+# since exact neighbours within a cluster cost its size squared.
+TYPICALITY_NEIGHBOURS = 20
+TYPICALITY_SAMPLE = 4000
+# Above this many rows, mini-batch k-means (Sculley 2010) instead of Lloyd's full passes.
+MINIBATCH_ABOVE = 50_000
+CSV_COLUMNS = ("uri", "label", "rank", "method", "reason", "score")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The images to label, best first.
+
+    Attributes:
+        uris: the images, in the order to label them.
+        reasons: why each was picked.
+        scores: the number behind each reason (a distance or a typicality; NaN for random).
+        method: the method that picked them.
+        seed: the seed of every random choice.
+        candidates: images the method could pick from.
+        skipped: rows left out before picking, by reason (a manifest status, or "labelled").
+        source: where the features came from (credentials removed).
+    """
+
+    uris: tuple[str, ...]
+    reasons: tuple[str, ...]
+    scores: tuple[float, ...]
+    method: str
+    seed: int
+    candidates: int
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def to_table(self) -> pa.Table:
+        """uri, rank (1 = label first), method, reason, score: columns keyed by uri."""
+        n = len(self.uris)
+        return pa.table({"uri": pa.array(self.uris, pa.string()), "rank": pa.array(range(1, n + 1), pa.int32()),
+                         "method": pa.array([self.method] * n, pa.string()),
+                         "reason": pa.array(self.reasons, pa.string()),
+                         "score": pa.array(self.scores, pa.float64())})
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": self.method, "picked": len(self), "candidates": self.candidates, "seed": self.seed,
+                "skipped": dict(self.skipped), "source": self.source}
+
+    def write_csv(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        """Write the picks as CSV (`CSV_COLUMNS`, atomically): `label` is empty for the person who
+        labels them; `evaluate --labels` reads the file once it is filled in."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for rank, (uri, reason, score) in enumerate(zip(self.uris, self.reasons, self.scores), start=1):
+            writer.writerow([uri, "", rank, self.method, reason, "" if math.isnan(score) else f"{score:.6g}"])
+        atomic_write_bytes(url, text.getvalue().encode(), storage_options)
+
+
+def select_for_labelling(
+    features: str | Features,
+    budget: int,
+    method: str = DEFAULT_METHOD,
+    *,
+    manifest: str | None = None,
+    labelled: Iterable[str] = (),
+    seed: int = 0,
+    storage_options: dict[str, Any] | None = None,
+) -> Selection:
+    """The `budget` images of a dataset to label first, in order, with the reason for each.
+
+    Args:
+        features: the dataset's features table (`OUT/<dataset>/features`, any fsspec URL) or a
+            `Features` from `extract_features`.
+        budget: how many images to pick (all candidates when there are fewer).
+        method: one of `METHODS` (see the module's docstring).
+        manifest: the dataset's manifest; rows it does not call `ok` are skipped. Default: the
+            manifest beside a features table (`OUT/<dataset>/manifest.parquet`), if there is one.
+        labelled: URIs already labelled: never picked again, and the clustering methods and
+            k-center spend the budget away from them (the next round of a labelling loop).
+        seed: seeds the random draw, k-means and the projection.
+        storage_options: fsspec options for the URLs.
+
+    Returns:
+        A `Selection`; `.write_csv(url)` writes the file to label.
+
+    Raises:
+        ValueError: an unknown method, a budget below 1, or no image left to pick.
+        FileNotFoundError: no features table, or no manifest at an explicit `manifest`.
+
+    Examples:
+        >>> from gan_augment import export_features, extract_features
+        >>> _ = export_features(extract_features(trained_model, store + "/shapes"), out + "/shapes/features")
+        >>> picks = select_for_labelling(out + "/shapes/features", budget=3, method="kcenter")
+        >>> len(picks), picks.method, picks.candidates
+        (3, 'kcenter', 24)
+        >>> picks.reasons[1].startswith("farthest from every earlier pick")
+        True
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+    if budget < 1:
+        raise ValueError(f"budget={budget}: ask for at least one image to label")
+    uris, matrix, source = _load(features, storage_options)
+    statuses = _manifest_statuses(features, manifest, storage_options)
+    done = {uri for uri in labelled}
+    is_labelled = np.array([uri in done or uri.split("://", 1)[-1] in done for uri in uris], dtype=bool)
+    status = [statuses.get(uri, "ok") for uri in uris]
+    usable = np.array([s == "ok" for s in status], dtype=bool)
+    skipped = Counter(s for s in status if s != "ok")
+    if (is_labelled & usable).any():
+        skipped["labelled"] = int((is_labelled & usable).sum())
+    candidates = np.flatnonzero(usable & ~is_labelled)
+    if len(candidates) == 0:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(skipped.items())) or "no rows"
+        raise ValueError(f"none of the {len(uris)} images of {source} is left to pick ({reasons}); "
+                         "extract features of the dataset's ok images first")
+    budget = min(budget, len(candidates))
+    anchors = np.flatnonzero(usable & is_labelled)
+    x = _embed(matrix, seed) if method != "random" else matrix
+    picks, reasons, scores = _PICKERS[method](x, candidates, anchors, budget, seed)
+    return Selection(tuple(uris[i] for i in picks), tuple(reasons), tuple(float(s) for s in scores), method, seed,
+                     len(candidates), dict(sorted(skipped.items())), source)
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+def _load(features: str | Features, storage_options: dict[str, Any] | None) -> tuple[list[str], np.ndarray, str]:
+    if isinstance(features, str):
+        uris, matrix = features_matrix(read_features(features, storage_options))
+        return uris, matrix, redact_url(features)
+    if not (hasattr(features, "uris") and hasattr(features, "features")):
+        raise TypeError(f"features must be a features table URL or a Features; got {type(features).__name__}")
+    return list(features.uris), np.asarray(features.features), features.source or features.dataset
+
+
+def _manifest_statuses(features: str | Features, manifest: str | None,
+                       storage_options: dict[str, Any] | None) -> dict[str, str]:
+    """{uri: status} of the manifest (explicit, or beside a features table); {} without one."""
+    if manifest is None and isinstance(features, str):
+        beside = parent_url(features.rstrip("/")) + "/manifest.parquet"
+        manifest = beside if exists(beside, storage_options) else None
+    if manifest is None:
+        return {}
+    table = read_manifest(manifest, storage_options)
+    return dict(zip(table.column("uri").to_pylist(), table.column("status").to_pylist()))
+
+
+def _embed(matrix: np.ndarray, seed: int) -> np.ndarray:
+    """Standardised features on their top principal components, float32. The components come
+    from the covariance of at most `PCA_ROWS` seeded rows: exact, and cheap for any pool."""
+    x = np.asarray(matrix, dtype=np.float32)
+    std = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)  # a constant dimension becomes 0
+    dims = min(EMBED_DIM, x.shape[0], x.shape[1])
+    if dims == x.shape[1]:
+        return x
+    fit = x if len(x) <= PCA_ROWS else x[np.random.default_rng(seed).choice(len(x), PCA_ROWS, replace=False)]
+    _, vectors = np.linalg.eigh(fit.T.astype(np.float64) @ fit / len(fit))  # ascending eigenvalues
+    return x @ vectors[:, ::-1][:, :dims].astype(np.float32)
+
+
+# -- methods: (x, candidates, anchors, budget, seed) -> (rows, reasons, scores) ---------------------
+
+Picks = tuple[list[int], list[str], list[float]]
+
+
+def _pick_random(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int) -> Picks:
+    rows = np.random.default_rng(seed).permutation(candidates)[:budget]
+    return [int(r) for r in rows], [f"drawn at random (seed {seed})"] * budget, [math.nan] * budget
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared Euclidean distances, without an (a, b, e) intermediate."""
+    return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :], 0)
+
+
+def _distances_to(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row's distance to the nearest of `rows` (inf when there is none), in chunks."""
+    nearest = np.full(len(x), np.inf, dtype=np.float32)
+    for start in range(0, len(rows), 256):
+        nearest = np.minimum(nearest, np.sqrt(_squared_distances(x, x[rows[start:start + 256]]).min(1)))
+    return nearest
+
+
+def _pick_kcenter(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int) -> Picks:
+    rows, reasons, scores = [], [], []
+    distance = _distances_to(x, anchors)[candidates]
+    if not len(anchors):  # start where the data is, not at an outlier: the image nearest the mean
+        first = int(np.argmin(((x[candidates] - x[candidates].mean(0)) ** 2).sum(1)))
+        rows.append(int(candidates[first]))
+        reasons.append("nearest the mean of the pool (k-center's first pick)")
+        scores.append(0.0)
+        distance = np.minimum(distance, _distances_to(x[candidates], np.array([first])))
+        distance[first] = -np.inf  # picked (copies of it stay available at distance 0)
+    while len(rows) < budget:
+        best = int(np.argmax(distance))
+        rows.append(int(candidates[best]))
+        reasons.append(f"farthest from every earlier pick: distance {distance[best]:.3g}")
+        scores.append(float(distance[best]))
+        distance = np.minimum(distance, _distances_to(x[candidates], np.array([best])))
+        distance[best] = -np.inf
+    return rows, reasons, scores
+
+
+def _cluster(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster of each row, centres) of k-means with k clusters."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    kmeans = (MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096) if len(x) > MINIBATCH_ABOVE
+              else KMeans(k, random_state=seed, n_init=3))
+    with warnings.catch_warnings():  # identical images make fewer distinct clusters; the fill handles it
+        warnings.simplefilter("ignore")
+        assignment = kmeans.fit_predict(x)
+    return assignment, kmeans.cluster_centers_.astype(np.float32)
+
+
+def _typicality(x: np.ndarray, members: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """TypiClust's typicality of each of `rows` within its cluster `members`: the inverse mean
+    distance to its nearest neighbours (0 for an image alone in its cluster)."""
+    k = min(TYPICALITY_NEIGHBOURS, len(members) - 1)
+    if k < 1:
+        return np.zeros(len(rows), dtype=np.float32)
+    reference = members if len(members) <= TYPICALITY_SAMPLE else rng.choice(members, TYPICALITY_SAMPLE, False)
+    squared = _squared_distances(x[rows], x[reference])  # (rows, reference)
+    squared[rows[:, None] == reference[None, :]] = np.inf  # an image is not its own neighbour
+    nearest = np.sqrt(np.partition(squared, k - 1, axis=1)[:, :k])
+    return 1.0 / (nearest.mean(1) + 1e-12)
+
+
+def _cluster_picks(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int,
+                   typical: bool) -> Picks:
+    """One pick from each of the largest clusters that hold no labelled image: the member
+    nearest the centre (`kmeans`) or the most typical one (`typiclust`)."""
+    clusters, centres = _cluster(x, min(budget + len(anchors), len(x)), seed)
+    sizes = np.bincount(clusters, minlength=len(centres))
+    covered = set(clusters[anchors].tolist())
+    is_candidate = np.zeros(len(x), dtype=bool)
+    is_candidate[candidates] = True
+    rng = np.random.default_rng(seed)
+    rows, reasons, scores = [], [], []
+    for c in sorted(range(len(centres)), key=lambda c: (-sizes[c], c)):
+        if len(rows) == budget:
+            break
+        members = np.flatnonzero(clusters == c)
+        options = members[is_candidate[members]]
+        if c in covered or not len(options):
+            continue
+        sample = options if len(options) <= TYPICALITY_SAMPLE else rng.choice(options, TYPICALITY_SAMPLE, False)
+        if typical:
+            values = _typicality(x, members, sample, rng)
+            best = int(np.argmax(values))
+            reasons.append(f"most typical of cluster {c} ({sizes[c]} images): typicality {values[best]:.3g}")
+        else:
+            values = np.sqrt(((x[sample] - centres[c]) ** 2).sum(1))
+            best = int(np.argmin(values))
+            reasons.append(f"nearest the centre of cluster {c} ({sizes[c]} images): distance {values[best]:.3g}")
+        rows.append(int(sample[best]))
+        scores.append(float(values[best]))
+    if len(rows) < budget:  # fewer distinct clusters than asked (identical images): k-center fills
+        rest = candidates[~np.isin(candidates, rows)]
+        more = _pick_kcenter(x, rest, np.concatenate([anchors, rows]).astype(int), budget - len(rows), seed)
+        rows, reasons, scores = rows + more[0], reasons + more[1], scores + more[2]
+    return rows, reasons, scores
+
+
+_PICKERS: dict[str, Callable[..., Picks]] = {
+    "random": _pick_random,
+    "kmeans": lambda *args: _cluster_picks(*args, typical=False),
+    "kcenter": _pick_kcenter,
+    "typiclust": lambda *args: _cluster_picks(*args, typical=True),
+}

@@ -1,0 +1,163 @@
+"""select_for_labelling: every method picks distinct, usable images in a deterministic order,
+skips what the manifest rejects and what is already labelled, and spends a tiny budget across
+the data's clusters."""
+
+from __future__ import annotations
+
+import csv
+import math
+import types
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from gan_augment.curate import METHODS, select_for_labelling
+from gan_augment.evaluate.evaluation import read_labels, read_listed_uris
+from gan_augment.io.tables import features_table, write_features, write_manifest
+
+CLUSTERS, PER_CLUSTER, DIM = 6, 40, 24
+
+
+def blobs(seed: int = 0, sizes: list[int] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(uris, features, cluster of each row): well separated Gaussian clusters."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or [PER_CLUSTER] * CLUSTERS
+    centres = rng.normal(size=(len(sizes), DIM)) * 6
+    cluster = np.repeat(np.arange(len(sizes)), sizes)
+    features = (centres[cluster] + rng.normal(size=(len(cluster), DIM))).astype(np.float32)
+    return [f"file:///store/ds/img-{i:03d}.png" for i in range(len(cluster))], features, cluster
+
+
+def as_features(uris: list[str], features: np.ndarray) -> types.SimpleNamespace:
+    """What `extract_features` returns, as far as selection reads it."""
+    return types.SimpleNamespace(uris=uris, features=features, source="/store/ds", dataset="ds")
+
+
+def write_dataset(out, uris: list[str], features: np.ndarray, statuses: dict[str, str]) -> str:
+    """OUT/ds/features and OUT/ds/manifest.parquet with the given non-ok statuses."""
+    write_features(str(out / "ds" / "features"), [features_table(uris, dataset="ds", model_id="m", features=features)],
+                   features.shape[1], {})
+    now = datetime.now(timezone.utc)
+    rows = [dict(uri=uri, dataset="ds", size_bytes=10, etag_or_hash="mtime:1", format="PNG", mode="L", width=16,
+                 height=16, status=statuses.get(uri, "ok"), error=None if uri not in statuses else "bad",
+                 scanned_at=now, content_hash=None, duplicate_of=None) for uri in uris]
+    write_manifest(str(out / "ds" / "manifest.parquet"), rows, "ds")
+    return str(out / "ds" / "features")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_picks_distinct_candidates_deterministically(method):
+    uris, features, _ = blobs()
+    first = select_for_labelling(as_features(uris, features), 10, method, seed=3)
+    again = select_for_labelling(as_features(uris, features), 10, method, seed=3)
+    assert first == again and len(first) == 10 and len(set(first.uris)) == 10
+    assert set(first.uris) <= set(uris) and first.method == method and first.candidates == len(uris)
+    assert len(first.reasons) == len(first.scores) == 10 and all(first.reasons)
+    assert all(math.isnan(s) for s in first.scores) == (method == "random")
+
+
+@pytest.mark.parametrize("method", ["typiclust", "kmeans"])
+def test_clustering_methods_cover_every_cluster_with_one_label_each(method):
+    uris, features, cluster = blobs()
+    picks = select_for_labelling(as_features(uris, features), CLUSTERS, method)
+    assert sorted(cluster[[uris.index(u) for u in picks.uris]]) == list(range(CLUSTERS))
+    assert "cluster" in picks.reasons[0]
+
+
+def test_picks_come_largest_cluster_first():
+    uris, features, cluster = blobs(sizes=[10, 60, 30])
+    picks = select_for_labelling(as_features(uris, features), 3, "typiclust")
+    assert [int(cluster[uris.index(u)]) for u in picks.uris] == [1, 2, 0]
+    assert picks.reasons[0].startswith("most typical of cluster") and "(60 images)" in picks.reasons[0]
+
+
+def test_kcenter_starts_central_and_then_goes_far():
+    uris, features, cluster = blobs()
+    picks = select_for_labelling(as_features(uris, features), CLUSTERS, "kcenter")
+    assert picks.reasons[0].startswith("nearest the mean")
+    assert list(picks.scores[1:]) == sorted(picks.scores[1:], reverse=True)  # greedy: ever nearer
+    assert len(set(cluster[[uris.index(u) for u in picks.uris]])) == CLUSTERS
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_labelled_images_are_never_picked_and_the_budget_goes_elsewhere(method):
+    uris, features, cluster = blobs()
+    labelled = [uris[i] for i in np.flatnonzero(cluster == 0)[:3]]
+    picks = select_for_labelling(as_features(uris, features), CLUSTERS - 1, method, labelled=labelled)
+    assert not set(picks.uris) & set(labelled) and picks.skipped == {"labelled": 3}
+    assert picks.candidates == len(uris) - 3
+    if method != "random":  # the labelled cluster needs no other label
+        assert 0 not in cluster[[uris.index(u) for u in picks.uris]]
+
+
+def test_the_manifest_beside_the_features_skips_bad_and_duplicate_images(tmp_path):
+    uris, features, _ = blobs()
+    bad = {uris[0]: "duplicate", uris[1]: "duplicate", uris[2]: "corrupt"}
+    table = write_dataset(tmp_path, uris, features, bad)
+    picks = select_for_labelling(table, len(uris), "random")
+    assert picks.skipped == {"corrupt": 1, "duplicate": 2} and picks.candidates == len(uris) - 3
+    assert len(picks) == len(uris) - 3 and not set(picks.uris) & set(bad)  # a budget above the pool: all of it
+    # An explicit manifest wins; features without one beside them keep every row.
+    other = tmp_path / "elsewhere"
+    write_dataset(other, uris, features, {uris[5]: "corrupt"})
+    assert select_for_labelling(table, 4, manifest=str(other / "ds" / "manifest.parquet")).skipped == {"corrupt": 1}
+    alone = tmp_path / "alone.parquet"
+    write_features(str(alone), [features_table(uris, dataset="ds", model_id="m", features=features)], DIM, {})
+    assert select_for_labelling(str(alone), 4).skipped == {}
+
+
+def test_the_picks_file_is_a_labels_file_once_filled_in(tmp_path):
+    uris, features, cluster = blobs()
+    picks = select_for_labelling(as_features(uris, features), 5, "kmeans")
+    path = str(tmp_path / "picks.csv")
+    picks.write_csv(path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["uri", "label", "rank", "method", "reason", "score"]
+    assert [r["uri"] for r in rows] == list(picks.uris) and [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert all(r["label"] == "" for r in rows) and read_listed_uris(path) == list(picks.uris)
+    with pytest.raises(ValueError, match="no row .* has a label yet .*5 rows with an empty label"):
+        read_labels(path)
+    for row in rows[:3]:  # a person labels three of the five
+        row["label"] = f"class-{cluster[uris.index(row['uri'])]}"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert read_labels(path) == {r["uri"]: r["label"] for r in rows[:3]}
+
+
+def test_the_summary_and_table_are_keyed_by_uri():
+    uris, features, _ = blobs()
+    picks = select_for_labelling(as_features(uris, features), 4, "typiclust", seed=1)
+    table = picks.to_table()
+    assert table.column_names == ["uri", "rank", "method", "reason", "score"]
+    assert table.column("uri").to_pylist() == list(picks.uris) and table.column("rank").to_pylist() == [1, 2, 3, 4]
+    assert picks.summary() == {"method": "typiclust", "picked": 4, "candidates": len(uris), "seed": 1,
+                               "skipped": {}, "source": "/store/ds"}
+
+
+def test_identical_images_still_fill_the_budget():
+    features = np.zeros((12, 8), dtype=np.float32)
+    features[6:] = 1.0  # two distinct points, six copies each
+    uris = [f"u{i}" for i in range(12)]
+    for method in METHODS:
+        picks = select_for_labelling(as_features(uris, features), 5, method)
+        assert len(set(picks.uris)) == 5
+
+
+def test_bad_requests_teach(tmp_path):
+    uris, features, _ = blobs()
+    source = as_features(uris, features)
+    with pytest.raises(ValueError, match="unknown selection method 'best'; choose one of typiclust"):
+        select_for_labelling(source, 5, "best")
+    with pytest.raises(ValueError, match="budget=0: ask for at least one"):
+        select_for_labelling(source, 0)
+    table = write_dataset(tmp_path, uris[:3], features[:3], {u: "corrupt" for u in uris[:3]})
+    with pytest.raises(ValueError, match=r"none of the 3 images .* is left to pick \(corrupt 3\)"):
+        select_for_labelling(table, 2)
+    with pytest.raises(FileNotFoundError):
+        select_for_labelling(str(tmp_path / "nothing"), 2)
+    with pytest.raises(TypeError, match="features table URL or a Features"):
+        select_for_labelling(features, 2)
