@@ -45,8 +45,10 @@ if TYPE_CHECKING:
     from gan_augment.export.features import Features
 
 METHODS = ("typiclust", "kmeans", "kcenter", "random")
-DEFAULT_METHOD = "typiclust"  # the literature's pick for budgets near one label per class (Hacohen et al. 2022)
-EMBED_DIM = 50
+DEFAULT_METHOD = "typiclust"  # TypiClust (Hacohen et al. 2022); measured in BENCHMARKS.md, "Which images to label"
+# 20 components picked better than 50 at a budget of 10 on both benchmark sets and as well at 100
+# (BENCHMARKS.md, "Which images to label"; 3 seeds while choosing).
+EMBED_DIM = 20
 PCA_ROWS = 20_000
 # TypiClust's neighbourhood; typicality of a larger cluster is measured on seeded samples of it,
 # since exact neighbours within a cluster cost its size squared.

