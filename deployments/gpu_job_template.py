@@ -8,6 +8,10 @@ Every flow-run pod of the pool then asks for `gpu_count` (a job variable, defaul
 `nvidia.com/gpu` (the NVIDIA device plugin's resource name), is scheduled only on nodes
 labelled `nvidia.com/gpu.present=true` (set by NVIDIA's GPU feature discovery), and tolerates
 the usual `nvidia.com/gpu` taint of GPU node pools.
+
+It also moves `parallelism` and `completions` from the pod spec, where Prefect's default
+template has them and Kubernetes has no such fields (a strict API server rejects the Job, a
+lenient one drops them with a warning), to the Job spec they belong to.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import sys
 from typing import Any
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# Fields of a Job's spec that templates have been seen to put in its pod spec.
+JOB_SPEC_FIELDS = ("parallelism", "completions")
 
 
 def add_gpu_request(template: dict[str, Any], default_gpus: int = 1) -> dict[str, Any]:
@@ -28,11 +34,15 @@ def add_gpu_request(template: dict[str, Any], default_gpus: int = 1) -> dict[str
     """
     result = copy.deepcopy(template)
     try:
-        pod = result["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+        job = result["job_configuration"]["job_manifest"]["spec"]
+        pod = job["template"]["spec"]
         container = pod["containers"][0]
     except (KeyError, IndexError, TypeError):
         raise ValueError("not a Kubernetes base job template: it has no "
                          "job_configuration.job_manifest.spec.template.spec.containers[0]") from None
+    for name in JOB_SPEC_FIELDS:
+        if name in pod:
+            job.setdefault(name, pod.pop(name))
     # Kubernetes takes GPUs as limits only (requests default to the limit); they cannot be
     # overcommitted, so a pod never shares its GPU with another training.
     container.setdefault("resources", {}).setdefault("limits", {})[GPU_RESOURCE] = "{{ gpu_count }}"
