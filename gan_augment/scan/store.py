@@ -93,27 +93,35 @@ def _manifest(rows: list[dict[str, Any]], dataset: str, url: str | None, storage
 # large the store (about 7 KB of Python objects per row in flight). Small datasets share a batch,
 # and with it one pool of readers, so that none waits on another's last objects.
 BATCH_OBJECTS = 20_000
+# Datasets listed at once; the listings waiting to be scanned are held too, so few.
+LISTING_WORKERS = 8
 
 
 def _listed_batches(
     url: str, storage_options: dict[str, Any] | None, names: Sequence[str], listed: bool
 ) -> Iterator[tuple[dict[str, list[ImageObject]], dict[str, Counter[str]]]]:
-    """The listings of `names`, one dataset at a time, in batches of about BATCH_OBJECTS objects.
-    With `listed` (names from the store's top level), an empty folder is no dataset, and a
-    folder that vanished since is skipped; a dataset asked for by name must exist."""
-    objects: dict[str, list[ImageObject]] = {}
-    skipped: dict[str, Counter[str]] = {}
-    for name in names:
+    """The listings of `names`, in batches of about BATCH_OBJECTS objects. Datasets are listed
+    LISTING_WORKERS at a time: a local listing waits on a stat per file, an S3 one on a request
+    per 1,000 keys, and neither holds the GIL meanwhile. With `listed` (names from the store's top
+    level), an empty folder is no dataset, and a folder that vanished since is skipped; a
+    dataset asked for by name must exist."""
+    def list_dataset(name: str) -> tuple[list[ImageObject], Counter[str]] | None:
         try:
             found, skips, _ = list_store(url, storage_options, [name])
         except FileNotFoundError:
             if not listed:
                 raise
             log.warning("dataset %s was deleted while the scan ran", name)
+            return None
+        return None if listed and not found[name] and not skips[name] else (found[name], skips[name])
+
+    objects: dict[str, list[ImageObject]] = {}
+    skipped: dict[str, Counter[str]] = {}
+    for index, listing in parallel_map(list_dataset, names, max_workers=LISTING_WORKERS, ordered=True,
+                                       window=LISTING_WORKERS):
+        if listing is None:
             continue
-        if listed and not found[name] and not skips[name]:
-            continue
-        objects[name], skipped[name] = found[name], skips[name]
+        objects[names[index]], skipped[names[index]] = listing
         if sum(len(objs) for objs in objects.values()) >= BATCH_OBJECTS:
             yield objects, skipped
             objects, skipped = {}, {}
