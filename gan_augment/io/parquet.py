@@ -35,6 +35,22 @@ def read_gan_augment_metadata(schema: pa.Schema) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """`table.to_pylist()`, column by column and fast. pyarrow converts every timezone-aware
+    timestamp on its own, about 0.2 ms a value (2 s for one 10,000-row manifest); a manifest holds
+    few distinct times (one per scan), so each distinct value is converted once here."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_timestamp(column.type) and column.type.tz:
+            ticks = column.cast(pa.int64()).to_pylist()
+            distinct = [tick for tick in set(ticks) if tick is not None]
+            as_time = dict(zip(distinct, pa.array(distinct, pa.int64()).cast(column.type).to_pylist()))
+            columns.append([None if tick is None else as_time[tick] for tick in ticks])
+        else:
+            columns.append(column.to_pylist())
+    return [dict(zip(table.column_names, values)) for values in zip(*columns)]
+
+
 def write_table(
     url: str,
     table: pa.Table,

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
+from gan_augment.io.parquet import table_rows
 from gan_augment.io.tables import read_manifest
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
@@ -137,7 +138,7 @@ def _manifest_rows(
             manifest = read_manifest(manifest, storage_options)
         except FileNotFoundError:
             return {}
-    return {row["uri"]: row for row in manifest.to_pylist()}
+    return {row["uri"]: row for row in table_rows(manifest)}
 
 
 def _as_tensor(array: np.ndarray) -> Tensor:

@@ -160,6 +160,36 @@ def list_datasets(url: str, storage_options: dict[str, Any] | None = None) -> li
     return names
 
 
+def list_top_level(url: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], Counter[str]]:
+    """A store's datasets (its first-level folders with a valid name, hidden ones left out),
+    sorted, and the counts of the files outside them by reason, as `list_store` gives them. One
+    listing of the top level, plus a walk of the folders that are no dataset: a scan then lists
+    (and holds) one dataset at a time.
+
+    Raises:
+        FileNotFoundError: nothing at `url`, or it is a single object, not a folder/prefix.
+    """
+    fs, root = get_fs(url, storage_options)
+    fs.invalidate_cache(root)  # the store as it is now
+    entries = None
+    if _list_or_none(lambda: fs.isdir(root), fs, url, "stat"):
+        entries = _list_or_none(lambda: fs.ls(root, detail=True), fs, url, "list")
+    if entries is None:
+        raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
+    names: list[str] = []
+    ignored: Counter[str] = Counter()
+    for entry in entries:
+        name = posixpath.basename(entry["name"].rstrip("/"))
+        if entry.get("type") != "directory":
+            ignored["file at the store root"] += 1
+        elif name.startswith(".") or not is_valid_dataset_name(name):
+            reason = "hidden folder" if name.startswith(".") else "invalid dataset name"
+            ignored[reason] += len(_walk(fs, entry["name"], join_url(url, name)))
+        else:
+            names.append(name)
+    return sorted(names), ignored
+
+
 def list_store(
     url: str, storage_options: dict[str, Any] | None = None, datasets: Sequence[str] | None = None
 ) -> tuple[dict[str, list[ImageObject]], dict[str, Counter[str]], Counter[str]]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,12 +20,14 @@ import fsspec
 import pyarrow as pa
 
 from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
+from gan_augment.io.parquet import write_table
 from gan_augment.io.tables import manifest_table, read_manifest, write_manifest
-from gan_augment.layout import manifest_url
+from gan_augment.layout import manifest_url, validate_dataset_name
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.manifest import (
     DatasetScan,
+    ScanPlan,
     ScanResult,
     keep_decode_verdicts,
     mark_duplicates,
@@ -32,12 +35,13 @@ from gan_augment.scan.manifest import (
     plan_scan,
     rows_to_hash,
     same_limits,
+    unchanged_manifest,
 )
 from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
 
 log = logging.getLogger(__name__)
 
-from gan_augment.scan.listing import ImageObject, list_store
+from gan_augment.scan.listing import ImageObject, list_store, list_top_level
 
 # -- the scan ---------------------------------------------------------------------------------
 
@@ -83,6 +87,114 @@ def _manifest(rows: list[dict[str, Any]], dataset: str, url: str | None, storage
     if url is None:
         return manifest_table(rows, dataset, config=limits.manifest_config())
     return write_manifest(url, rows, dataset, storage_options, config=limits.manifest_config())
+
+
+# A scan holds the rows of one batch of datasets at a time, so its memory stays flat however
+# large the store (about 7 KB of Python objects per row in flight). Small datasets share a batch,
+# and with it one pool of readers, so that none waits on another's last objects.
+BATCH_OBJECTS = 20_000
+# Datasets listed at once; the listings waiting to be scanned are held too, so few.
+LISTING_WORKERS = 8
+
+
+def _listed_batches(
+    url: str, storage_options: dict[str, Any] | None, names: Sequence[str], listed: bool
+) -> Iterator[tuple[dict[str, list[ImageObject]], dict[str, Counter[str]]]]:
+    """The listings of `names`, in batches of about BATCH_OBJECTS objects. Datasets are listed
+    LISTING_WORKERS at a time: a local listing waits on a stat per file, an S3 one on a request
+    per 1,000 keys, and neither holds the GIL meanwhile. With `listed` (names from the store's top
+    level), an empty folder is no dataset, and a folder that vanished since is skipped; a
+    dataset asked for by name must exist."""
+    def list_dataset(name: str) -> tuple[list[ImageObject], Counter[str]] | None:
+        try:
+            found, skips, _ = list_store(url, storage_options, [name])
+        except FileNotFoundError:
+            if not listed:
+                raise
+            log.warning("dataset %s was deleted while the scan ran", name)
+            return None
+        return None if listed and not found[name] and not skips[name] else (found[name], skips[name])
+
+    objects: dict[str, list[ImageObject]] = {}
+    skipped: dict[str, Counter[str]] = {}
+    for index, listing in parallel_map(list_dataset, names, max_workers=LISTING_WORKERS, ordered=True,
+                                       window=LISTING_WORKERS):
+        if listing is None:
+            continue
+        objects[names[index]], skipped[names[index]] = listing
+        if sum(len(objs) for objs in objects.values()) >= BATCH_OBJECTS:
+            yield objects, skipped
+            objects, skipped = {}, {}
+    if objects:
+        yield objects, skipped
+
+
+@dataclass
+class _Batch:
+    """What probing a batch of datasets found: rows by dataset and uri, objects read, objects
+    gone since the listing, and each dataset's slowest object."""
+
+    rows: dict[str, dict[str, dict[str, Any]]]
+    reads: Counter[str] = field(default_factory=Counter)
+    vanished: dict[str, set[str]] = field(default_factory=dict)
+    slowest: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+def _probe_batch(fs: fsspec.AbstractFileSystem, workers: int, url: str, objects: Mapping[str, Sequence[ImageObject]],
+                 plans: Mapping[str, ScanPlan], limits: ScanLimits) -> _Batch:
+    """Probe the new and changed objects of a batch, all its datasets in one pool."""
+    batch = _Batch({name: {row["uri"]: row for row in plan.reused} for name, plan in plans.items()},
+                   vanished={name: set() for name in objects})
+    work = [(name, obj) for name, plan in plans.items() for obj in plan.to_probe]
+    now = datetime.now(timezone.utc)
+    for index, outcome in parallel_map(lambda item: probe_object(fs, item[1], limits), work, max_workers=workers,
+                                       progress=f"scan {redact_url(url)}"):
+        name, obj = work[index]
+        batch.reads[name] += obj.size > 0
+        if outcome is None:
+            log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
+            batch.vanished[name].add(obj.uri)
+        else:
+            checked = "decode" if limits.verify and outcome.probe.status != "unreadable" else "header"
+            batch.rows[name][obj.uri] = new_row(obj, name, outcome.probe, outcome.content_hash, now, checked)
+            if outcome.seconds > batch.slowest.get(name, ("", -1.0))[1]:
+                batch.slowest[name] = (obj.uri, outcome.seconds)
+    for name, plan in plans.items():  # a header probe must not undo what a decode found
+        keep_decode_verdicts(batch.rows[name], plan.previous)
+    return batch
+
+
+def _reuse_manifest(name: str, table: pa.Table, skipped: Counter[str], out: str | None,
+                    out_storage_options: dict[str, Any] | None, rewrite: bool) -> DatasetScan:
+    """The scan of a dataset that did not change since `table`: nothing is read, and the
+    manifest is written only when it came from another place than `out`."""
+    manifest_at = manifest_url(out, name) if out is not None else None
+    if manifest_at is not None and rewrite:
+        write_table(manifest_at, table, out_storage_options)
+    return DatasetScan(name, table, manifest_at, [], [], [], unchanged=table.num_rows, skipped=dict(skipped),
+                       read_objects=0)
+
+
+def _finish_dataset(name: str, plan: ScanPlan, batch: _Batch, skipped: Counter[str], out: str | None,
+                    out_storage_options: dict[str, Any] | None, limits: ScanLimits,
+                    written: pa.Table | None) -> DatasetScan:
+    """Mark duplicates, write the manifest, summarise. `written` is the manifest already at its
+    place: when the rows came out the same, it is not written again (a nightly re-scan of an
+    unchanged store writes nothing)."""
+    rows = batch.rows.pop(name)
+    mark_duplicates(rows.values())
+    plan.settle(rows)
+    gone = batch.vanished[name]
+    manifest_at = manifest_url(out, name) if out is not None else None
+    if written is not None and manifest_at is not None and rows == plan.previous:
+        table = written
+    else:
+        table = _manifest(list(rows.values()), name, manifest_at, out_storage_options, limits)
+    new = [uri for uri in plan.new if uri not in gone]
+    changed = [uri for uri in plan.changed if uri not in gone]
+    deleted = sorted(plan.deleted + [uri for uri in gone if uri in plan.previous])
+    return DatasetScan(name, table, manifest_at, new, changed, deleted, unchanged=len(rows) - len(new) - len(changed),
+                       skipped=dict(skipped), read_objects=batch.reads[name], slowest=batch.slowest.get(name))
 
 
 def scan_store(
@@ -146,57 +258,32 @@ def scan_store(
     """
     started = time.perf_counter()
     fs, workers = concurrent_fs(url, storage_options, max_workers)
-    objects, skipped, ignored = list_store(url, storage_options, datasets)
-    if not objects:
-        raise FileNotFoundError(f"found no dataset folders under {redact_url(url)}: a store holds one folder of "
-                                "images per dataset")
+    if datasets is not None:
+        names, ignored = [validate_dataset_name(name) for name in datasets], Counter()
+    else:
+        names, ignored = list_top_level(url, storage_options)
     if out is not None and out_storage_options is None and _same_protocol(url, out):
         out_storage_options = storage_options
     limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents, verify, max_seconds)
-    previous_tables = _previous_manifests(previous if previous is not None else out, list(objects),
-                                          out_storage_options)
-    plans = {name: plan_scan(objs, previous_tables.get(name),
-                             not rescan and same_limits(previous_tables.get(name), limits.manifest_config()), verify)
-             for name, objs in objects.items()}
-    rows = {name: {row["uri"]: row for row in plan.reused} for name, plan in plans.items()}
-    reads: Counter[str] = Counter()
-    vanished: dict[str, list[str]] = {name: [] for name in objects}
-    slowest: dict[str, tuple[str, float]] = {}
-
-    # (1) Probe new and changed objects, all datasets in one pool so that none waits on another.
-    work = [(name, obj) for name, plan in plans.items() for obj in plan.to_probe]
-    now = datetime.now(timezone.utc)
-    for index, outcome in parallel_map(lambda item: probe_object(fs, item[1], limits), work, max_workers=workers,
-                                       progress=f"scan {redact_url(url)}"):
-        name, obj = work[index]
-        reads[name] += obj.size > 0
-        if outcome is None:
-            log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
-            vanished[name].append(obj.uri)
-        else:
-            checked = "decode" if verify and outcome.probe.status != "unreadable" else "header"
-            rows[name][obj.uri] = new_row(obj, name, outcome.probe, outcome.content_hash, now, checked)
-            if outcome.seconds > slowest.get(name, ("", -1.0))[1]:
-                slowest[name] = (obj.uri, outcome.seconds)
-    for name, plan in plans.items():  # a header probe must not undo what a decode found
-        keep_decode_verdicts(rows[name], plan.previous)
-
-    # (2) Hash the same-size ok objects whose content hash is unknown: only they can be copies.
-    _hash_candidates(fs, objects, rows, reads, workers)
-
-    # (3) Mark duplicates, write the manifests, report.
-    scans = {}
-    for name, plan in plans.items():
-        mark_duplicates(rows[name].values())
-        plan.settle(rows[name])
-        gone = set(vanished[name])
-        manifest_at = manifest_url(out, name) if out is not None else None
-        table = _manifest(list(rows[name].values()), name, manifest_at, out_storage_options, limits)
-        new = [uri for uri in plan.new if uri not in gone]
-        changed = [uri for uri in plan.changed if uri not in gone]
-        deleted = sorted(plan.deleted + [uri for uri in gone if uri in plan.previous])
-        scans[name] = DatasetScan(name, table, manifest_at, new, changed, deleted,
-                                  unchanged=len(rows[name]) - len(new) - len(changed), skipped=dict(skipped[name]),
-                                  read_objects=reads[name], slowest=slowest.get(name))
+    previous_root = previous if previous is not None else out
+    scans: dict[str, DatasetScan] = {}
+    for objects, skipped in _listed_batches(url, storage_options, names, listed=datasets is None):
+        previous_tables = _previous_manifests(previous_root, list(objects), out_storage_options)
+        rewrite = previous_root != out or not isinstance(previous_root, str)
+        plans = {}
+        for name, objs in objects.items():
+            table, config = previous_tables.get(name), limits.manifest_config()
+            if not rescan and unchanged_manifest(objs, table, config, verify):
+                scans[name] = _reuse_manifest(name, table, skipped[name], out, out_storage_options, rewrite)
+            else:
+                plans[name] = plan_scan(objs, table, not rescan and same_limits(table, config), verify)
+        batch = _probe_batch(fs, workers, url, {name: objects[name] for name in plans}, plans, limits)
+        _hash_candidates(fs, objects, batch.rows, batch.reads, workers)
+        for name, plan in plans.items():
+            scans[name] = _finish_dataset(name, plan, batch, skipped[name], out, out_storage_options, limits,
+                                          previous_tables.get(name) if not rewrite else None)
+    if not scans:
+        raise FileNotFoundError(f"found no dataset folders under {redact_url(url)}: a store holds one folder of "
+                                "images per dataset")
     return ScanResult(redact_url(url), redact_url(out) if out else None, scans, dict(ignored),
                       time.perf_counter() - started)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gan_augment.io.fsio import redact_url
-from gan_augment.io.parquet import read_gan_augment_metadata
+from gan_augment.io.parquet import read_gan_augment_metadata, table_rows
 from gan_augment.io.tables import read_manifest, write_manifest
 from gan_augment.scan.listing import ImageObject
 from gan_augment.scan.manifest import DECODE_VERDICTS, DecodeFailure, apply_decode_failures
@@ -61,7 +61,7 @@ def record_decode_failures(
     except (FileNotFoundError, ValueError) as exc:
         log.debug("no manifest to record decode failures in (%s)", exc)
         return []
-    rows = table.to_pylist()
+    rows = table_rows(table)
     changed = apply_decode_failures(rows, failures, found_in, datetime.now(timezone.utc))
     if not changed:
         return []
