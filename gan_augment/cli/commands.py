@@ -173,6 +173,16 @@ def run_select(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from gan_augment.curate.report import write_reports
+
+    files = write_reports(args.out, args.dataset or None, parse_storage_options(args.storage_options))
+    lines = [f"{name}: {url}" for name, url in files.reports.items()] + [f"index: {files.index}"]
+    emit(args, {"reports": {name: redact_url(url) for name, url in files.reports.items()},
+                "index": redact_url(files.index), "datasets": files.summaries}, "\n".join(lines))
+    return EXIT_OK
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from gan_augment.demo import run_demo as demo
 

@@ -169,7 +169,7 @@ def select_for_labelling(
                          "extract features of the dataset's ok images first")
     budget = min(budget, len(candidates))
     anchors = np.flatnonzero(usable & is_labelled)
-    x = _embed(matrix, seed) if method != "random" else matrix
+    x = embed_features(matrix, seed) if method != "random" else matrix
     picks, reasons, scores = _PICKERS[method](x, candidates, anchors, budget, seed)
     return Selection(tuple(uris[i] for i in picks), tuple(reasons), tuple(float(s) for s in scores), method, seed,
                      len(candidates), dict(sorted(skipped.items())), source)
@@ -198,7 +198,7 @@ def _manifest_statuses(features: str | Features, manifest: str | None,
     return dict(zip(table.column("uri").to_pylist(), table.column("status").to_pylist()))
 
 
-def _embed(matrix: np.ndarray, seed: int) -> np.ndarray:
+def embed_features(matrix: np.ndarray, seed: int) -> np.ndarray:
     """Standardised features on their top principal components, float32. The components come
     from the covariance of at most `PCA_ROWS` seeded rows: exact, and cheap for any pool."""
     x = np.asarray(matrix, dtype=np.float32)

@@ -43,10 +43,16 @@ def discriminator_features(discriminator: Discriminator, images: Tensor, protoco
     Returns:
         (B, d) float32 tensor, d = `feature_dim(discriminator, protocol)`.
     """
+    return discriminator_outputs(discriminator, images, protocol)[0]
+
+
+def discriminator_outputs(discriminator: Discriminator, images: Tensor, protocol: FeatureProtocol) -> tuple[Tensor, Tensor]:
+    """`discriminator_features` and the real/fake logit of the same forward: (B, d), (B,) float32."""
     activations = discriminator.block_activations(images)  # [(B, C_b, S / 2**b, S / 2**b)]
     pooled = [_pool(activations[b - 1], protocol).flatten(1)  # (B, C_b * grid**2)
               for b in protocol.block_numbers(discriminator.config)]
-    return torch.cat(pooled, dim=1).float()  # (B, d)
+    logits = discriminator.classifier(activations[-1].flatten(1)).squeeze(1)  # D's forward: (B, C * 4 * 4) -> (B,)
+    return torch.cat(pooled, dim=1).float(), logits.float()  # (B, d), (B,)
 
 
 def _pool(activation: Tensor, protocol: FeatureProtocol) -> Tensor:
@@ -91,12 +97,14 @@ class Features:
         protocol: how they are computed.
         dim: the length of one feature vector.
         source: the images' URL (credentials removed), or None for an in-memory tensor.
+        phashes: each image's perceptual hash from its decode (`scan.phash`), or None (a tensor).
     """
 
     def __init__(self, model: TrainedModel, images: Tensor, uris: list[str], skipped: dict[str, str], dataset: str,
-                 protocol: FeatureProtocol, batch_size: int, device: torch.device, source: str | None = None) -> None:
+                 protocol: FeatureProtocol, batch_size: int, device: torch.device, source: str | None = None,
+                 phashes: list[int | None] | None = None) -> None:
         self.model, self.images, self.uris, self.skipped, self.dataset = model, images, uris, skipped, dataset
-        self.source = source
+        self.source, self.phashes = source, phashes
         self.protocol, self.batch_size, self.device = protocol, batch_size, device
         self.discriminator = inference_copy(model.discriminator, device)
         self.dim = feature_dim(self.discriminator, protocol)
@@ -104,16 +112,24 @@ class Features:
     def __len__(self) -> int:
         return len(self.uris)
 
-    @torch.no_grad()
     def batches(self, progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
         """(uris, (B, d) float32 features) per batch, in row order; `progress(done, total)` after each."""
-        for start in range(0, len(self), self.batch_size):
-            batch = self.images[start:start + self.batch_size].to(self.device)
+        for rows, features, _ in self.outputs(progress=progress):
+            yield [self.uris[row] for row in rows], features
+
+    @torch.no_grad()
+    def outputs(self, rows: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
+                ) -> Iterator[tuple[range | Sequence[int], np.ndarray, np.ndarray]]:
+        """(row indices, (B, d) features, (B,) real/fake logits) per batch of `rows` (default: all, in order)."""
+        rows = range(len(self)) if rows is None else rows
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            batch = self.images[chunk if isinstance(chunk, range) else list(chunk)].to(self.device)
             batch = to_model_range(batch) if batch.dtype == torch.uint8 else batch.float()  # (B, C, S, S)
-            features = discriminator_features(self.discriminator, batch, self.protocol)  # (B, d)
+            features, logits = discriminator_outputs(self.discriminator, batch, self.protocol)  # (B, d), (B,)
             if progress:
-                progress(min(start + self.batch_size, len(self)), len(self))
-            yield self.uris[start:start + self.batch_size], features.cpu().numpy()
+                progress(min(start + self.batch_size, len(rows)), len(rows))
+            yield chunk, features.cpu().numpy(), logits.cpu().numpy()
 
     @functools.cached_property
     def features(self) -> np.ndarray:
@@ -127,20 +143,22 @@ class Features:
 def _read_store(
     source: str, uris: Sequence[str] | None, config: ModelConfig, storage_options: dict[str, Any] | None,
     manifest: str | None,
-) -> tuple[Tensor, list[str], dict[str, str]]:
+) -> tuple[Tensor, list[str], dict[str, str], list[int | None]]:
     """Decode the images under `source` at the model's size (objects the manifest rejected are
     not read, those it called ok but that fail to decode are written back into it); with
-    `uris`, keep exactly those and record the ones that gave no image."""
+    `uris`, keep exactly those and record the ones that gave no image. Also returns each kept
+    image's perceptual hash."""
     cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest,
                         found_in="features")
+    phashes = cache.phashes or [None] * len(cache.uris)
     if uris is None:
-        return cache.images, list(cache.uris), dict(cache.skipped)
+        return cache.images, list(cache.uris), dict(cache.skipped), list(phashes)
     row_of = {uri: row for row, uri in enumerate(cache.uris)}
     wanted = list(dict.fromkeys(uris))
     rows = [row_of[uri] for uri in wanted if uri in row_of]
     skipped = {uri: cache.skipped.get(uri, f"not an image under {redact_url(source)}")
                for uri in wanted if uri not in row_of}
-    return cache.images[rows], [cache.uris[row] for row in rows], skipped
+    return cache.images[rows], [cache.uris[row] for row in rows], skipped, [phashes[row] for row in rows]
 
 
 def extract_features(
@@ -195,9 +213,9 @@ def extract_features(
     config = model.model_config
     protocol.block_numbers(config)  # a protocol this model cannot serve fails before any read
     if isinstance(images, str):
-        pixels, uris, skipped = _read_store(images, uris, config, storage_options, manifest)
+        pixels, uris, skipped, phashes = _read_store(images, uris, config, storage_options, manifest)
         return Features(model, pixels, uris, skipped, dataset or basename(images), protocol, batch_size, device,
-                        source=redact_url(images))
+                        source=redact_url(images), phashes=phashes)
     pixels = torch.as_tensor(images)
     expected = (config.channels, config.image_size, config.image_size)
     if pixels.ndim != 4 or tuple(pixels.shape[1:]) != expected:

@@ -11,11 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import torch
 from torch import Tensor
 
 from gan_augment.export.features import Features
+from gan_augment.export.scores import fit_outlier_scorer
 from gan_augment.export.synthetic import SyntheticDataset
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.sampling import BLOCK_SIZE
@@ -124,8 +126,9 @@ def export_features(
     part_bytes: int = PART_BYTES,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Write features as a features table: one row per image (uri, dataset, model_id, feature),
-    streamed batch by batch, the protocol recorded in the `gan_augment` metadata.
+    """Write features as a features table: one row per image (uri, dataset, model_id, feature,
+    and the image's perceptual hash, D's real/fake logit, its kNN distance and outlier score:
+    `export.scores`), streamed batch by batch, the protocol recorded in the `gan_augment` metadata.
 
     Args:
         features: what `features.extract_features` returns, e.g.
@@ -150,7 +153,19 @@ def export_features(
         protocol=features.protocol.to_dict(), feature_dim=features.dim, model_dataset=model.dataset,
         source=features.source, skipped=len(features.skipped),
     )
-    tables = (features_table(uris, dataset=features.dataset, model_id=model.model_id, features=batch)
-              for uris, batch in features.batches(progress))
-    files = write_features(out, tables, features.dim, metadata, storage_options, part_bytes)
+    # A first pass over a reference sample fixes what "usual" means before the rows stream out.
+    scorer = fit_outlier_scorer(features)
+
+    def tables() -> Iterator[pa.Table]:
+        for rows, batch, logits in features.outputs(progress=progress):
+            columns: dict[str, Any] = {"logit": logits}
+            if features.phashes is not None:
+                columns["phash"] = [features.phashes[row] for row in rows]
+            if scorer is not None:
+                columns["knn_distance"] = scorer.knn_distance(batch, np.asarray(rows))
+                columns["outlier_score"] = scorer.score(columns["knn_distance"], logits)
+            yield features_table([features.uris[row] for row in rows], dataset=features.dataset,
+                                 model_id=model.model_id, features=batch, columns=columns)
+
+    files = write_features(out, tables(), features.dim, metadata, storage_options, part_bytes)
     return ExportResult(files, len(features), dict(features.skipped))

@@ -95,20 +95,34 @@ def read_synthetic(url: str, storage_options: dict[str, Any] | None = None) -> p
 # -- discriminator features --------------------------------------------------------------------
 
 FEATURES_BASE_SCHEMA = pa.schema([("uri", pa.string()), ("dataset", pa.string()), ("model_id", pa.string())])
+# Columns after `feature`, added later; a features table written before them reads with nulls there.
+FEATURES_ADDED = [
+    pa.field("phash", pa.int64()),  # perceptual hash of the whole image (scan.phash), from the same decode
+    pa.field("logit", pa.float32()),  # the discriminator's real/fake logit: low = unlike what it learnt as real
+    pa.field("knn_distance", pa.float32()),  # mean distance to the nearest images in feature space (density)
+    pa.field("outlier_score", pa.float32()),  # how unusual the image is; higher = more (export.scores)
+]
 
 
 def features_schema(dim: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    """uri, dataset, model_id, feature fixed_size_list<float32>[dim]."""
-    return FEATURES_BASE_SCHEMA.append(pa.field("feature", pa.list_(pa.float32(), dim))).with_metadata(metadata)
+    """uri, dataset, model_id, feature fixed_size_list<float32>[dim], then FEATURES_ADDED."""
+    fields = [*FEATURES_BASE_SCHEMA, pa.field("feature", pa.list_(pa.float32(), dim)), *FEATURES_ADDED]
+    return pa.schema(fields).with_metadata(metadata)
 
 
-def features_table(uris: Sequence[str], *, dataset: str, model_id: str, features: np.ndarray) -> pa.Table:
-    """One batch of feature rows from an (N, dim) array."""
+def features_table(
+    uris: Sequence[str], *, dataset: str, model_id: str, features: np.ndarray,
+    columns: dict[str, Sequence[Any] | np.ndarray] | None = None,
+) -> pa.Table:
+    """One batch of feature rows from an (N, dim) array; `columns` holds values of
+    FEATURES_ADDED columns by name (absent ones are null)."""
     n, dim = features.shape
     values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1), pa.float32())
+    columns = columns or {}
+    added = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in FEATURES_ADDED]
     return pa.Table.from_arrays(
         [pa.array(uris, pa.string()), pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
-         pa.FixedSizeListArray.from_arrays(values, dim)],
+         pa.FixedSizeListArray.from_arrays(values, dim), *added],
         schema=features_schema(dim),
     )
 
@@ -132,13 +146,22 @@ def _check_features_schema(schema: pa.Schema, url: str) -> None:
 
 
 def read_features(url: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The features table(s) at `url` (a file or a folder of parts).
+    """The features table(s) at `url` (a file or a folder of parts); columns added since it
+    was written (FEATURES_ADDED) come back null.
 
     Raises:
         FileNotFoundError: nothing at `url`.
         ValueError: a file that is not a features table.
     """
-    return read_parts(url, _check_features_schema, storage_options)
+    return with_added_columns(read_parts(url, _check_features_schema, storage_options), FEATURES_ADDED)
+
+
+def with_added_columns(table: pa.Table, added: Sequence[pa.Field]) -> pa.Table:
+    """`table` with a null column for each field of `added` it lacks (a table written before it)."""
+    for field in added:
+        if table.schema.get_field_index(field.name) < 0:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 def features_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
@@ -172,6 +195,7 @@ _MANIFEST_BASE = pa.schema([
 _MANIFEST_ADDED = [
     pa.field("checked", pa.string()),  # one of MANIFEST_CHECKS; null in older manifests (header)
     pa.field("found_in", pa.string()),  # the stage that gave the verdict: scan, training, features
+    pa.field("phash", pa.int64()),  # 64-bit perceptual hash when the scan decoded the pixels (verify)
 ]
 MANIFEST_SCHEMA = pa.schema([*_MANIFEST_BASE, *_MANIFEST_ADDED])
 
@@ -205,8 +229,6 @@ def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> pa
     """
     table = read_table(url, storage_options)
     require_columns(table.schema, _MANIFEST_BASE, "manifest", url)
-    for field in _MANIFEST_ADDED:
-        if table.schema.get_field_index(field.name) < 0:
-            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    table = with_added_columns(table, _MANIFEST_ADDED)
     require_columns(table.schema, MANIFEST_SCHEMA, "manifest", url)
     return table

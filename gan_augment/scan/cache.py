@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 # Above this many bytes of decoded pixels, the cache is a memory-mapped file instead.
 DEFAULT_MAX_MEMORY_BYTES = 2 << 30
-# Bump when decoding changes what a cache file holds, so that old files are not reused.
-CACHE_FORMAT = 1
+# Bump when decoding changes what a cache file holds, so that old files are not reused
+# (2: the sidecar holds each row's perceptual hash).
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> str:
@@ -59,6 +60,8 @@ class ImageCache:
         fingerprint: `data_fingerprint` of the objects used; equal fingerprints mean the same data.
         skipped: URIs left out, with the reason ("<manifest status>: <why>").
         path: the memory-mapped cache file, or None when the cache is in memory.
+        phashes: the perceptual hash of each row's whole image (`phash.perceptual_hash`),
+            computed by the same decode.
     """
 
     images: Tensor
@@ -66,6 +69,7 @@ class ImageCache:
     fingerprint: str
     skipped: dict[str, str]
     path: str | None = None
+    phashes: list[int | None] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -167,7 +171,8 @@ def _open_mapped(cache_dir: str, key: str) -> ImageCache | None:
         return None
     # Copy-on-write: writable as torch.from_numpy wants, while the file itself never changes.
     images = np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape)  # (N, C, S, S)
-    return ImageCache(_as_tensor(images), meta["uris"], meta["fingerprint"], meta["skipped"], data_path)
+    return ImageCache(_as_tensor(images), meta["uris"], meta["fingerprint"], meta["skipped"], data_path,
+                      meta["phashes"])
 
 
 def _commit_mapped(tmp_path: str, count: int, cache_dir: str, key: str, meta: dict[str, Any]) -> ImageCache:
@@ -247,8 +252,9 @@ def build_cache(
         array = np.empty(shape, dtype=np.uint8)  # (N, C, S, S)
     try:
         hashes: dict[str, str | None] = {}
-        kept = _decode_into(array, source, candidates, skipped, hashes, storage_options, max_pixels, max_workers,
-                            max_seconds)
+        phashes: dict[int, int | None] = {}
+        kept = _decode_into(array, source, candidates, skipped, hashes, phashes, storage_options, max_pixels,
+                            max_workers, max_seconds)
         if isinstance(manifest, str):
             record_decode_failures(manifest, decode_failures(candidates, skipped, hashes), found_in, storage_options)
         if not kept:
@@ -262,12 +268,14 @@ def build_cache(
                         len(skipped), len(objects), redact_url(source))
         used = [candidates[index] for index in kept]
         fingerprint = data_fingerprint(used)
+        kept_phashes = [phashes.get(index) for index in kept]
         if not mapped:
-            return ImageCache(_as_tensor(array[:len(kept)]), [obj.uri for obj in used], fingerprint, skipped)
+            return ImageCache(_as_tensor(array[:len(kept)]), [obj.uri for obj in used], fingerprint, skipped,
+                              phashes=kept_phashes)
         array.flush()
         del array
         meta = {"format": CACHE_FORMAT, "shape": [len(kept), *shape[1:]], "fingerprint": fingerprint,
-                "uris": [obj.uri for obj in used], "skipped": skipped}
+                "uris": [obj.uri for obj in used], "skipped": skipped, "phashes": kept_phashes}
         return _commit_mapped(tmp_path, len(kept), cache_dir, key, meta)
     finally:
         if mapped and os.path.exists(tmp_path):
@@ -276,13 +284,13 @@ def build_cache(
 
 def _decode_into(
     array: np.ndarray, source: str, objects: Sequence[ImageObject], skipped: dict[str, str],
-    failed_hashes: dict[str, str | None], storage_options: dict[str, Any] | None, max_pixels: int,
-    max_workers: int | None, max_seconds: float | None,
+    failed_hashes: dict[str, str | None], phashes: dict[int, int | None], storage_options: dict[str, Any] | None,
+    max_pixels: int, max_workers: int | None, max_seconds: float | None,
 ) -> list[int]:
     """Decode `objects` into the rows of `array` (N, C, S, S) with the same index; return the
     indices kept, in order. Rejected objects (their content hashes to `failed_hashes`), and
     copies of an object with a lower index, go to `skipped` (the first copy by uri stays, as
-    in the manifest)."""
+    in the manifest); each decoded image's perceptual hash goes to `phashes` by index."""
     _, channels, image_size, _ = array.shape
     hashes: dict[int, str | None] = {}
     for index, decoded in _decode_objects(source, objects, image_size, channels, storage_options, max_pixels,
@@ -293,6 +301,7 @@ def _decode_into(
         else:
             array[index] = decoded.pixels.transpose(2, 0, 1)  # (S, S, C) -> (C, S, S)
             hashes[index] = decoded.content_hash
+            phashes[index] = decoded.phash
     kept, first_of = [], {}
     for index in sorted(hashes):
         first = first_of.setdefault(hashes[index], index)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from gan_augment.scan.phash import perceptual_hash
+
 # Formats the whole pipeline reads; Pillow knows more (PSD, ICO, JPEG 2000, ...), which the
 # scan marks `unsupported` rather than guessing how to turn them into training images.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"})
@@ -46,6 +48,7 @@ class Probe:
         format, mode, width, height: as far as the header told (width/height upright, after
             the EXIF orientation).
         incomplete: the header did not fit in the bytes given; read more and probe again.
+        phash: the perceptual hash (`phash.perceptual_hash`) when the pixels were decoded.
     """
 
     status: str
@@ -55,6 +58,7 @@ class Probe:
     width: int | None = None
     height: int | None = None
     incomplete: bool = False
+    phash: int | None = None
 
 
 class ImageRejected(ValueError):
@@ -180,7 +184,7 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
 
     The full-resolution decode, EXIF orientation and mode conversion are the strictest form of
     what training does (`decode_image` may decode a JPEG at a reduced DCT scale), so an object
-    that passes decodes in every later stage.
+    that passes decodes in every later stage. The decoded pixels also give the perceptual hash.
     """
     probe = probe_image(data, len(data), max_pixels=max_pixels)
     if probe.status != "ok":
@@ -188,10 +192,11 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            to_channels(ImageOps.exif_transpose(img), 3)
+            pixels = to_channels(ImageOps.exif_transpose(img), 3)
+            phash = perceptual_hash(pixels)
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the object is judged
         return replace(probe, status="corrupt", error=f"cannot decode ({_describe(exc)})")
-    return probe
+    return replace(probe, phash=phash)
 
 
 def to_channels(img: Image.Image, channels: int) -> Image.Image:
@@ -224,6 +229,18 @@ def decode_image(data: bytes, image_size: int, channels: int, *, max_pixels: int
     Raises:
         ImageRejected: the image breaks a scan rule or fails to decode; `status` says which.
     """
+    return decode_hashed(data, image_size, channels, max_pixels=max_pixels, phash=False)[0]
+
+
+def decode_hashed(
+    data: bytes, image_size: int, channels: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, phash: bool = True,
+) -> tuple[np.ndarray, int | None]:
+    """`decode_image`'s pixels and, with `phash`, the perceptual hash of the whole upright image
+    (before the centre crop, so a copy cropped otherwise still hashes near it).
+
+    Raises:
+        ImageRejected: as `decode_image`.
+    """
     probe = probe_image(data, len(data), max_pixels=max_pixels)
     if probe.status != "ok":
         raise ImageRejected(probe.status, probe.error)
@@ -233,6 +250,7 @@ def decode_image(data: bytes, image_size: int, channels: int, *, max_pixels: int
                 img.draft("L" if channels == 1 else "RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(img)
             pixels = to_channels(upright, channels)
+            hashed = perceptual_hash(pixels) if phash else None
             width, height = pixels.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2
@@ -244,4 +262,4 @@ def decode_image(data: bytes, image_size: int, channels: int, *, max_pixels: int
             array = np.asarray(pixels, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - damage past the header shows only when decoding
         raise ImageRejected("corrupt", f"cannot decode ({_describe(exc)})") from exc
-    return array.reshape(image_size, image_size, channels)
+    return array.reshape(image_size, image_size, channels), hashed

@@ -21,7 +21,7 @@ from gan_augment.scan.images import (
     TAIL_BYTES,
     ImageRejected,
     Probe,
-    decode_image,
+    decode_hashed,
     probe_image,
     verify_image,
 )
@@ -175,18 +175,21 @@ def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
 @dataclass(frozen=True)
 class DecodedImage:
     """One object after decoding: pixels (S, S, C) uint8, or None and the reason it was left
-    out ("<manifest status>: <why>"), and the seconds its decode computed for."""
+    out ("<manifest status>: <why>"), the seconds its decode computed for, and the perceptual
+    hash of the decoded image (`phash.perceptual_hash`)."""
 
     uri: str
     pixels: np.ndarray | None
     reason: str | None = None
     content_hash: str | None = None
     seconds: float = 0.0
+    phash: int | None = None
 
 
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
                   max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> DecodedImage:
-    """Read one object whole and decode it (`images.decode_image`) within `max_seconds`; never raises."""
+    """Read one object whole and decode it (`images.decode_hashed`: pixels and perceptual hash)
+    within `max_seconds`; never raises."""
     if obj.size == 0:  # judged from the listing alone, as the scan does
         return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
     if obj.size > max_bytes:
@@ -197,7 +200,7 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
         return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}")
     content_hash = md5_hash(data)
     try:
-        timed = run_limited(decode_image, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds)
+        timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds)
     except ImageRejected as exc:
         return DecodedImage(obj.uri, None, str(exc), content_hash)
     except CallTimedOut:
@@ -205,4 +208,5 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
                             f"{max_seconds:g} s (a decoder spinning on crafted data)", content_hash, float(max_seconds))
     except WorkerDied as exc:
         return DecodedImage(obj.uri, None, f"corrupt: the decoder crashed on it ({exc})", content_hash)
-    return DecodedImage(obj.uri, timed.value, None, content_hash, timed.seconds)
+    pixels, phash = timed.value
+    return DecodedImage(obj.uri, pixels, None, content_hash, timed.seconds, phash)

@@ -1,0 +1,104 @@
+"""How unusual each real image is to the trained discriminator: the score the features table
+carries beside each feature vector.
+
+Two views of "far from what D learnt", both from the export's one forward pass:
+- `logit`: D's real/fake logit. D was trained to call the dataset real, so an image it finds
+  fake-looking is unlike the bulk of it.
+- `knn_distance`: the mean Euclidean distance to the `NEIGHBOURS` nearest images of a reference
+  sample in D's feature space, each dimension standardised by the reference (a kNN density
+  estimate: Loftsgaarden & Quesenberry 1965; the kNN-distance outlier score of Ramaswamy et al.
+  2000). An image alone in feature space has a large one.
+
+`outlier_score` standardises both over the reference and adds them, the logit with weight
+`LOGIT_WEIGHT` (BENCHMARKS.md, "Outliers" measured the weights). The reference is every image,
+or a seeded sample of `REFERENCE_ROWS` for a larger dataset, so the cost is linear in the
+dataset; the search is plain numpy (chunked distances): scikit-learn's brute-force search is the
+same arithmetic, and numpy keeps the export free of another import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gan_augment.export.features import Features
+
+NEIGHBOURS = 10
+REFERENCE_ROWS = 20_000
+LOGIT_WEIGHT = 0.0
+
+
+@dataclass(frozen=True)
+class OutlierScorer:
+    """Scores images against a reference sample of their dataset (made by `fit_outlier_scorer`).
+
+    Attributes:
+        mean, scale: (d,) per-dimension standardisation of the features.
+        reference: (M, d) standardised features of the reference images.
+        reference_rows: (M,) their row indices in the `Features` they came from, so that an
+            image of the reference is never its own neighbour.
+        knn_stats, logit_stats: (mean, std) of the reference's kNN distances and logits.
+        neighbours: k of the kNN distance.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray
+    reference_rows: np.ndarray
+    knn_stats: tuple[float, float]
+    logit_stats: tuple[float, float]
+    neighbours: int = NEIGHBOURS
+
+    def knn_distance(self, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """(B,) mean distance of each of (B, d) `features` to its nearest reference images;
+        `rows` (B,) are their row indices, so that a reference image skips itself."""
+        query = (features - self.mean) / self.scale  # (B, d)
+        squared = ((query**2).sum(1)[:, None] + (self.reference**2).sum(1)[None, :]
+                   - 2.0 * query @ self.reference.T)  # (B, M)
+        if rows is not None:
+            own = np.asarray(rows)[:, None] == self.reference_rows[None, :]  # (B, M)
+            squared[own] = np.inf
+        k = min(self.neighbours, self.reference.shape[0] - (rows is not None))
+        nearest = np.partition(squared, k - 1, axis=1)[:, :k]  # (B, k)
+        return np.sqrt(np.maximum(nearest, 0.0)).mean(1)
+
+    def score(self, knn: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """(B,) outlier scores: standardised kNN distance plus LOGIT_WEIGHT times the standardised
+        negated logit (higher = more unusual)."""
+        (knn_mean, knn_std), (logit_mean, logit_std) = self.knn_stats, self.logit_stats
+        return (knn - knn_mean) / knn_std + LOGIT_WEIGHT * (logit_mean - logits) / logit_std
+
+
+def fit_outlier_scorer(features: Features, *, reference_rows: int = REFERENCE_ROWS,
+                       neighbours: int = NEIGHBOURS, seed: int = 0) -> OutlierScorer | None:
+    """Standardisation and reference sample of a dataset's features; None when it has too few
+    images for a neighbourhood (at most `neighbours`).
+
+    Args:
+        features: what `extract_features` returns; the discriminator runs over the reference rows.
+        reference_rows: the most images in the reference (a seeded sample above that).
+        neighbours: k of the kNN distance.
+        seed: the sample's seed.
+    """
+    count = len(features)
+    if count <= neighbours:
+        return None
+    rows = np.arange(count)
+    if count > reference_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(count, reference_rows, replace=False))
+    parts = list(features.outputs(rows))
+    matrix = np.concatenate([part[1] for part in parts]).astype(np.float64)  # (M, d)
+    logits = np.concatenate([part[2] for part in parts]).astype(np.float64)  # (M,)
+    mean, scale = matrix.mean(0), matrix.std(0)
+    scale[scale < 1e-8] = 1.0  # a dimension that never varies carries no distance
+    scorer = OutlierScorer(mean, scale, (matrix - mean) / scale, rows, (0.0, 1.0), (0.0, 1.0), neighbours)
+    knn = np.concatenate([scorer.knn_distance(matrix[i:i + 1024], rows[i:i + 1024])
+                          for i in range(0, len(rows), 1024)])
+    return OutlierScorer(mean, scale, scorer.reference, rows, _stats(knn), _stats(logits), neighbours)
+
+
+def _stats(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float(values.std()) or 1.0

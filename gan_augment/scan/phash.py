@@ -1,0 +1,58 @@
+"""The perceptual hash of an image: 64 bits that change little when the image is resized,
+re-encoded, slightly cropped or brightened, so that near-copies have nearby hashes.
+
+pHash as Zauner (2010, "Implementation and benchmarking of perceptual image hash functions")
+and imagededup's `PHash` compute it: the grayscale image resized to 32x32, its 2-D DCT-II, the
+8x8 lowest frequencies, each bit set where a coefficient is at least the median of the 63 that
+are not the DC term. The DCT is two products with a fixed 32x32 matrix (numpy only: scipy's
+`fft.dctn` would be a dependency for one line). Computed where the scan or the training cache
+already holds decoded pixels (`images.verify_image`, `images.decode_image`), never by a read of
+its own. The neighbour search over hashes is `curate.neighbours`.
+
+Examples:
+    >>> from PIL import Image
+    >>> import numpy as np
+    >>> gradient = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1)))
+    >>> hamming(perceptual_hash(gradient), perceptual_hash(gradient.resize((40, 40))))
+    0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+HASH_SIDE = 32  # the image is resized to HASH_SIDE x HASH_SIDE before the DCT
+HASH_LOW = 8  # HASH_LOW x HASH_LOW low frequencies give the 64 bits
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix: `m @ x` is the DCT of the columns of x."""
+    k = np.arange(n)[:, None]
+    m = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT_LOW = _dct_matrix(HASH_SIDE)[:HASH_LOW]  # (8, 32): only the rows the hash keeps
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit pHash of a decoded image, as a signed int64 (the manifest's column type).
+
+    Args:
+        image: any mode `images.to_channels` produced (L or RGB); it is converted to L.
+    """
+    gray = image if image.mode == "L" else image.convert("L")
+    # reducing_gap: integer-factor reduction first on large images, as decode_image does.
+    small = gray.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    pixels = np.asarray(small, dtype=np.float64)  # (32, 32)
+    low = _DCT_LOW @ pixels @ _DCT_LOW.T  # (8, 8)
+    flat = low.reshape(-1)
+    bits = np.packbits(flat >= np.median(flat[1:]))  # (8,) uint8, the first coefficient the top bit
+    return int(bits.view(">i8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits in which two hashes differ."""
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()

@@ -1,0 +1,55 @@
+"""The perceptual hash: stable under resizing, re-encoding and brightness, far apart for
+different images, computed by the scan's verify and the training cache's decode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from gan_augment.scan.images import decode_hashed, verify_image
+from gan_augment.scan.phash import hamming, perceptual_hash
+
+
+def scene(seed: int) -> Image.Image:
+    """A smooth random grayscale scene: a few blobs of random place, size and brightness."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:64, 0:64]
+    pixels = np.zeros((64, 64))
+    for _ in range(4):
+        cy, cx, r, a = rng.uniform(8, 56), rng.uniform(8, 56), rng.uniform(4, 14), rng.uniform(60, 200)
+        pixels += a * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def test_near_copies_hash_close_and_different_images_far():
+    image = scene(0)
+    original = perceptual_hash(image)
+    copies = [image.resize((32, 32)), image.resize((128, 128)), ImageEnhance.Brightness(image).enhance(1.1),
+              Image.open(io.BytesIO(jpeg(image, 35)))]
+    assert max(hamming(original, perceptual_hash(copy)) for copy in copies) <= 6
+    others = [hamming(original, perceptual_hash(scene(seed))) for seed in range(1, 21)]
+    assert min(others) > 10, others
+
+
+def test_the_hash_is_a_signed_64_bit_integer_and_ignores_the_colour_mode():
+    image = scene(3)
+    value = perceptual_hash(image)
+    assert -(2**63) <= value < 2**63 and value == perceptual_hash(image.convert("RGB"))
+    assert hamming(value, value) == 0 and hamming(0, -1) == 64
+
+
+def test_verify_and_the_cache_decode_give_the_same_hash_of_the_whole_image():
+    data = jpeg(scene(5).resize((96, 64)), 90)  # not square: the cache crops, the hash must not
+    probe = verify_image(data)
+    pixels, phash = decode_hashed(data, 16, 1)
+    assert pixels.shape == (16, 16, 1) and probe.status == "ok"
+    assert probe.phash is not None and hamming(probe.phash, phash) <= 2
+    assert decode_hashed(data, 16, 1, phash=False)[1] is None
