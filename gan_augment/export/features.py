@@ -132,7 +132,7 @@ def _read_store(
     not read, those it called ok but that fail to decode are written back into it); with
     `uris`, keep exactly those and record the ones that gave no image."""
     cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest,
-                        found_in="features")
+                        found_in="features", **config.decode_options)
     if uris is None:
         return cache.images, list(cache.uris), dict(cache.skipped)
     row_of = {uri: row for row, uri in enumerate(cache.uris)}
