@@ -110,8 +110,11 @@ DATASETS = {
 
 
 def load_split(root: str, split: str, model: ModelConfig = MODEL) -> tuple[ImageCache, np.ndarray]:
-    """Decode root/<split> as training does for `model`; the labels from the file names."""
-    cache = build_cache(os.path.join(root, split), model.image_size, model.channels, **model.decode_options)
+    """Decode root/<split> as training does for `model`; the labels from the file names. The
+    files are trusted, so they are decoded in this process (`max_seconds=None`): a decode worker
+    started on a machine this loaded can outlast the per-object limit before its first image."""
+    cache = build_cache(os.path.join(root, split), model.image_size, model.channels, max_seconds=None,
+                        **model.decode_options)
     labels = np.array([int(os.path.basename(uri).split("_")[1].split(".")[0]) for uri in cache.uris])
     return cache, labels
 
