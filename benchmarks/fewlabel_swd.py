@@ -33,10 +33,10 @@ RECIPES = {  # row title: the change to the default recipe
 SWD_TEXT = (
     "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer), x1e3, computed by "
     "`compared_sets` and `swd_with_floor`, the path of `gan-augment evaluate MODEL POOL --max-images 2000`: "
-    "a seeded random 2,000 of the 4,000 pool digits split into two disjoint halves; 1,000 samples "
-    "(`SyntheticDataset(model, num_samples=1000, seed=0)`, uint8) and the other 1,000 real digits (the "
-    "floor: what samples as close to the data as real digits would reach) are each compared with the same "
-    "1,000 reference digits. \"x floor\" is the mean over the floor's mean.")
+    "a seeded random 2,000 of the pool images split into two disjoint halves; 1,000 samples "
+    "(`SyntheticDataset(model, num_samples=1000, seed=0)`, uint8) and the other 1,000 real images (the "
+    "floor: what samples as close to the data as real images would reach) are each compared with the same "
+    "1,000 reference images. \"x floor\" is the mean over the floor's mean.")
 
 
 def sample_swd(model: TrainedModel, pool: ImageCache, seed: int = 0) -> SwdWithFloor:
@@ -64,8 +64,8 @@ def swd_table(results: dict[str, SwdWithFloor]) -> str:
     floors = [result.floor for result in results.values()]
     if any(floor != floors[0] for floor in floors):
         raise ValueError("the models' floors differ; measure every model on the same pool and seed")
-    header = ["vs 1,000 pool digits (x1e3)", *(f"{r}x{r}" for r in floors[0].resolutions), "mean", "x floor"]
-    rows = [["real: 1,000 other pool digits (floor)", *_cells(floors[0]), "1.0"]]
+    header = ["vs 1,000 pool images (x1e3)", *(f"{r}x{r}" for r in floors[0].resolutions), "mean", "x floor"]
+    rows = [["real: 1,000 other pool images (floor)", *_cells(floors[0]), "1.0"]]
     rows += [[name, *_cells(result.samples), f"{result.ratio:.1f}"] for name, result in results.items()]
     return markdown_table(header, rows)
 

@@ -40,19 +40,19 @@ def train_ours(root: str, split: str, out: str, name: str, model: dict, train: d
     D steps and wall seconds."""
     setup_process(threads)
     if cache is None:
-        cache, _ = load_split(root, split)
+        cache, _ = load_split(root, split, ModelConfig.from_dict(model))
     trainer = Trainer(cache, os.path.join(out, name, "model"), ModelConfig.from_dict(model),
                       TrainConfig.from_dict(train), dataset=name)
     if ready is not None:
         ready.set()
         go.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = trainer.run(resume=False)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     if done is not None:
         done.set()
     # D steps: what the SimCLR peer's steps compare with (each is one discriminator update)
-    return {"steps": result.steps * trainer.tc.d_steps, "seconds": seconds}
+    return {"steps": result.steps * trainer.tc.d_steps, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 class SimCLRPeer:
@@ -60,10 +60,10 @@ class SimCLRPeer:
     recipe's D optimiser (Adam 1e-3, betas 0.9/0.999), batch, precision and memory format, no
     generator."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, model: ModelConfig = MODEL) -> None:
         recipe = TrainConfig()
         torch.manual_seed(seed)
-        _, discriminator = build_models(MODEL)
+        _, discriminator = build_models(model)
         self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         self.discriminator = discriminator.to(memory_format=self.memory_format).train()
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=recipe.d_lr,
@@ -83,11 +83,12 @@ class SimCLRPeer:
         self.optimizer.step()
 
 
-def train_simclr(root: str, out: str, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
+def train_simclr(root: str, out: str, model: dict, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
     """Train `SimCLRPeer` until `stop` is set; saves D's state dict to out/simclr-<seed>.pt."""
     setup_process(threads)
-    cache, _ = load_split(root, "pool")
-    peer = SimCLRPeer(seed)
+    config = ModelConfig.from_dict(model)
+    cache, _ = load_split(root, "pool", config)
+    peer = SimCLRPeer(seed, config)
     images = to_model_range(cache.images)
     steps, per_epoch, batch = 0, len(images) // peer.batch_size, peer.batch_size
     ready.set()
@@ -133,7 +134,8 @@ def run_pair(jobs: dict[str, tuple[Any, dict]]) -> dict[str, dict]:
     return dict(results)
 
 
-def race(root: str, out: str, recipe: TrainConfig, seed: int, threads: int) -> dict[str, dict]:
+def race(root: str, out: str, recipe: TrainConfig, seed: int, threads: int,
+         model: ModelConfig = MODEL) -> dict[str, dict]:
     """Our recipe and the SimCLR peer, seeded alike, side by side in two processes; the peer stops
     when ours finishes, so both get the same wall-clock under the same machine load."""
     ctx = mp.get_context("spawn")
@@ -141,19 +143,20 @@ def race(root: str, out: str, recipe: TrainConfig, seed: int, threads: int) -> d
     results, stop = manager.dict(), ctx.Event()
     ready_ours, ready_peer, go = ctx.Event(), ctx.Event(), ctx.Event()
     ours = ctx.Process(target=_call, args=(train_ours, dict(
-        root=root, split="pool", out=out, name=f"recipe-{seed}", model=MODEL.to_dict(),
+        root=root, split="pool", out=out, name=f"recipe-{seed}", model=model.to_dict(),
         train=dataclasses.replace(recipe, seed=seed).to_dict(), threads=threads, ready=ready_ours, go=go, done=stop),
         results, "recipe"))
     peer = ctx.Process(target=_call, args=(train_simclr, dict(
-        root=root, out=out, threads=threads, seed=seed, ready=ready_peer, go=go, stop=stop), results, "simclr"))
+        root=root, out=out, model=model.to_dict(), threads=threads, seed=seed, ready=ready_peer, go=go, stop=stop), results, "simclr"))
     ours.start(), peer.start()
     ready_ours.wait(), ready_peer.wait()
     go.set()
+    load_at_start = os.getloadavg()[0]
     ours.join()
     stop.set()  # also when ours failed: the peer must not run forever
     peer.join()
     if ours.exitcode or peer.exitcode:
         raise SystemExit(f"training failed (exit codes: ours {ours.exitcode}, peer {peer.exitcode})")
-    runs = dict(results)
+    runs = {**results, "load": (load_at_start, os.getloadavg()[0])}  # 1-minute load averages
     print(f"seed {seed}: ours {runs['recipe']}; SimCLR peer {runs['simclr']}", file=sys.stderr)
     return runs

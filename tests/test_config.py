@@ -29,6 +29,9 @@ def test_unknown_key_names_it():
         (ModelConfig, {"upsample": "bicubic"}, "upsample"),
         (ModelConfig, {"ngf": 0}, "ngf"),
         (ModelConfig, {"d_dropout": 1.5}, "d_dropout"),
+        (ModelConfig, {"background": "grey"}, "background"),
+        (ModelConfig, {"background": "#12345"}, "background"),
+        (ModelConfig, {"fit": "stretch"}, "fit"),
         (TrainConfig, {"lr": -1e-4}, "lr"),
         (TrainConfig, {"lr": float("nan")}, "lr"),
         (TrainConfig, {"batch_size": 0}, "batch_size"),
@@ -71,3 +74,9 @@ def test_defaults_are_the_contrastive_recipe_and_the_seed_is_one_call_away():
     assert ModelConfig().projection_dim > 0
     assert ModelConfig.seed_dcgan() == ModelConfig(ngf=64, ndf=64, d_dropout=0.25, projection_dim=0)
     assert TrainConfig.from_json(seed.to_json()) == seed
+
+
+def test_decode_options_are_what_build_cache_takes():
+    config = ModelConfig(background="#FF8000", fit="crop")
+    assert config.decode_options == {"background": "#FF8000", "fit": "crop"}
+    assert ModelConfig.from_json(config.to_json()) == config

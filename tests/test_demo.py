@@ -1,4 +1,5 @@
-"""The demo's data loaders: IDX files (Fashion-MNIST's format), read from tiny files written here."""
+"""The demo's data loaders: IDX files (Fashion-MNIST's format) and Wesnoth's faction folders of sprites,
+read from tiny files written here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from gan_augment.demo import load_fashion_mnist, read_idx
+from gan_augment.demo import load_fashion_mnist, load_wesnoth_sprites, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -51,3 +52,28 @@ def test_bad_idx_files_teach(tmp_path):
     write_split(tmp_path, "train", np.zeros((3, 28, 28), np.uint8), np.zeros(2, np.uint8))
     with pytest.raises(ValueError, match="do not fit"):
         load_fashion_mnist(str(tmp_path))
+
+
+def test_load_wesnoth_sprites_labels_by_faction_folder(tmp_path):
+    from PIL import Image
+
+    layout = {"drakes": ["burner.png", "fire/glider.png", "fire/sky.PNG"], "elves-wood": ["archer.png"],
+              "woses": ["wose.png", "notes.txt"]}
+    for faction, names in layout.items():
+        for name in names:
+            path = tmp_path / faction / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith("txt"):
+                path.write_text("not a sprite")
+            else:  # an RGBA sprite with a transparent field, as the game ships them
+                Image.new("RGBA", (72, 72), (0, 0, 0, 0)).save(path)
+    Image.new("RGBA", (8, 8)).save(tmp_path / "unknown-unit.png")  # in no faction folder
+    paths, labels, factions = load_wesnoth_sprites(str(tmp_path))
+    assert factions == ["drakes", "elves-wood", "woses"]
+    assert [p.removeprefix(str(tmp_path) + "/") for p in paths] == [
+        "drakes/burner.png", "drakes/fire/glider.png", "drakes/fire/sky.PNG", "elves-wood/archer.png", "woses/wose.png"]
+    assert labels.tolist() == [0, 0, 0, 1, 2] and labels.dtype == np.int64
+    paths, labels, factions = load_wesnoth_sprites(str(tmp_path), min_images=2)
+    assert factions == ["drakes"] and labels.tolist() == [0, 0, 0]
+    with pytest.raises(FileNotFoundError, match="apt-get install wesnoth-1.16-data"):
+        load_wesnoth_sprites(str(tmp_path / "missing"))

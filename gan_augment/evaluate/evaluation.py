@@ -339,7 +339,7 @@ def evaluate_model(
     trained = as_trained_model(model, device=device, storage_options=storage_options)
     config = trained.model_config
     if isinstance(real_source, str):
-        cache = build_cache(real_source, config.image_size, config.channels, storage_options)
+        cache = build_cache(real_source, config.image_size, config.channels, storage_options, **config.decode_options)
         images, uris, source = cache.images, cache.uris, redact_url(real_source)
     else:
         images, uris, source = torch.as_tensor(real_source), None, "in-memory images"

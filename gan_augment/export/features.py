@@ -149,7 +149,7 @@ def _read_store(
     `uris`, keep exactly those and record the ones that gave no image. Also returns each kept
     image's perceptual hash."""
     cache = build_cache(source, config.image_size, config.channels, storage_options, manifest=manifest,
-                        found_in="features")
+                        found_in="features", **config.decode_options)
     phashes = cache.phashes or [None] * len(cache.uris)
     if uris is None:
         return cache.images, list(cache.uris), dict(cache.skipped), list(phashes)

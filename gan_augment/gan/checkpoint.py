@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gan_augment.config import ModelConfig
+from gan_augment.config import LEGACY_DECODE, ModelConfig
 from gan_augment.gan.models import Discriminator, Generator
 from gan_augment.io.fsio import atomic_write_bytes, get_fs, join_url, parent_url, read_bytes, redact_url, remove, retry
 from gan_augment.layout import card_file, model_file
@@ -196,7 +196,8 @@ def load_model(
             "and pass its OUT/<dataset>/model directory"
         ) from None
     try:
-        config = ModelConfig.from_dict(state["model_config"])
+        # A model saved before `background` and `fit` existed was decoded with black and crop.
+        config = ModelConfig.from_dict({**LEGACY_DECODE, **state["model_config"]})
         generator, discriminator = Generator(config), Discriminator(config)
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])

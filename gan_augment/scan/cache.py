@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
 from gan_augment.io.parquet import table_rows
 from gan_augment.io.tables import read_manifest
-from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS, check_decode_options
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.manifest import apply_verdicts
@@ -94,6 +95,8 @@ def iter_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_workers: int | None = None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    background: str = DEFAULT_BACKGROUND,
+    fit: str = DEFAULT_FIT,
 ) -> Iterator[DecodedImage]:
     """Read and decode every image of a dataset in parallel, yielding them in listing order.
 
@@ -110,21 +113,24 @@ def iter_images(
         max_workers: objects in flight at once.
         max_seconds: the most one object's decode may take (it is then `too_slow`); None
             decodes in this process without a limit.
+        background, fit: transparency's colour and how a non-square image becomes square
+            (`ModelConfig.background`, `ModelConfig.fit`).
     """
     objects = list_images(source, storage_options) if objects is None else objects
     for _, decoded in _decode_objects(source, objects, image_size, channels, storage_options, max_pixels,
-                                      max_workers, max_seconds, ordered=True):
+                                      max_workers, max_seconds, ordered=True, background=background, fit=fit):
         yield decoded
 
 
 def _decode_objects(
     source: str, objects: Sequence[ImageObject], image_size: int, channels: int,
     storage_options: dict[str, Any] | None, max_pixels: int, max_workers: int | None, max_seconds: float | None,
-    ordered: bool,
+    ordered: bool, background: str, fit: str,
 ) -> Iterator[tuple[int, DecodedImage]]:
     fs, workers = concurrent_fs(source, storage_options, max_workers)
     return parallel_map(
-        lambda obj: decode_object(fs, obj, image_size, channels, max_pixels, DEFAULT_MAX_BYTES, max_seconds),
+        lambda obj: decode_object(fs, obj, image_size, channels, max_pixels, DEFAULT_MAX_BYTES, max_seconds,
+                                  background=background, fit=fit),
         objects, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}")
 
 
@@ -199,6 +205,8 @@ def build_cache(
     max_workers: int | None = None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     found_in: str = "training",
+    background: str = DEFAULT_BACKGROUND,
+    fit: str = DEFAULT_FIT,
 ) -> ImageCache:
     """Read and decode every image under `source` once, in parallel, into an ImageCache.
 
@@ -215,11 +223,14 @@ def build_cache(
         manifest: a manifest table or URL; a URL with nothing behind it is ignored.
         cache_dir: local folder for memory-mapped caches (default: `default_cache_dir()`).
         max_memory_bytes: decoded data above this size goes to a memory-mapped file, which
-            later runs on the same data, size and channels reuse without reading the store.
+            later runs on the same data, size, channels, background and fit reuse without reading
+            the store.
         max_pixels: larger images are left out as `too_large`.
         max_workers: objects in flight at once.
         max_seconds: the most one object's decode may take (it is then `too_slow`).
         found_in: the stage recorded with decode failures written back ("training", "features").
+        background, fit: transparency's colour and how a non-square image becomes square
+            (`ModelConfig.background`, `ModelConfig.fit`; pass `**model_config.decode_options`).
 
     Raises:
         FileNotFoundError: no images under `source`.
@@ -231,8 +242,9 @@ def build_cache(
         raise ValueError(f"none of the {len(objects)} images under {redact_url(source)} is usable: "
                          f"the manifest marks them all bad ({next(iter(skipped.values()))})")
     shape = (len(candidates), channels, image_size, image_size)
-    # The memory-mapped file's name: the same data, size and channels find the same file.
-    key = f"{data_fingerprint(candidates)}\0{image_size}\0{channels}\0{CACHE_FORMAT}"
+    check_decode_options(background, fit)  # before any read: a typo must not reject every image
+    # The memory-mapped file's name: the same data and decode options find the same file.
+    key = f"{data_fingerprint(candidates)}\0{image_size}\0{channels}\0{background}\0{fit}\0{CACHE_FORMAT}"
     key = hashlib.sha256(key.encode()).hexdigest()[:32]
     mapped = int(np.prod(shape)) > max_memory_bytes
     if mapped:
@@ -254,7 +266,7 @@ def build_cache(
         hashes: dict[str, str | None] = {}
         phashes: dict[int, int | None] = {}
         kept = _decode_into(array, source, candidates, skipped, hashes, phashes, storage_options, max_pixels,
-                            max_workers, max_seconds)
+                            max_workers, max_seconds, background, fit)
         if isinstance(manifest, str):
             record_decode_failures(manifest, decode_failures(candidates, skipped, hashes), found_in, storage_options)
         if not kept:
@@ -285,7 +297,7 @@ def build_cache(
 def _decode_into(
     array: np.ndarray, source: str, objects: Sequence[ImageObject], skipped: dict[str, str],
     failed_hashes: dict[str, str | None], phashes: dict[int, int | None], storage_options: dict[str, Any] | None,
-    max_pixels: int, max_workers: int | None, max_seconds: float | None,
+    max_pixels: int, max_workers: int | None, max_seconds: float | None, background: str, fit: str,
 ) -> list[int]:
     """Decode `objects` into the rows of `array` (N, C, S, S) with the same index; return the
     indices kept, in order. Rejected objects (their content hashes to `failed_hashes`), and
@@ -294,7 +306,7 @@ def _decode_into(
     _, channels, image_size, _ = array.shape
     hashes: dict[int, str | None] = {}
     for index, decoded in _decode_objects(source, objects, image_size, channels, storage_options, max_pixels,
-                                          max_workers, max_seconds, ordered=False):
+                                          max_workers, max_seconds, ordered=False, background=background, fit=fit):
         if decoded.pixels is None:
             skipped[decoded.uri] = decoded.reason or "rejected"
             failed_hashes[decoded.uri] = decoded.content_hash

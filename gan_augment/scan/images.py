@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT, FITS, background_rgb
 from gan_augment.scan.phash import perceptual_hash
 
 # Formats the whole pipeline reads; Pillow knows more (PSD, ICO, JPEG 2000, ...), which the
@@ -199,11 +200,12 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
     return replace(probe, phash=phash)
 
 
-def to_channels(img: Image.Image, channels: int) -> Image.Image:
+def to_channels(img: Image.Image, channels: int, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
     """Convert any CONVERTIBLE_MODES image to L (channels=1) or RGB (channels=3).
 
     16-bit grayscale is scaled to 8 bits (Pillow's convert would clip it at 255), and
-    transparent pixels are composited onto black, so they read as "nothing here".
+    transparent pixels are composited onto `background` (RGB; black by default, so that they
+    read as "nothing here").
     """
     target = "L" if channels == 1 else "RGB"
     if img.mode in _SIXTEEN_BIT_MODES:
@@ -215,32 +217,65 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
         img = Image.fromarray(np.nan_to_num(values * scale).clip(0, 255).round().astype(np.uint8), mode="L")
     elif img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
     return img if img.mode == target else img.convert(target)
 
 
-def decode_image(data: bytes, image_size: int, channels: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def check_decode_options(background: str, fit: str) -> tuple[int, int, int]:
+    """The RGB colour of `background`, after checking both options.
+
+    Raises:
+        ValueError: a background or a fit that `config.ModelConfig` would not take.
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r} is invalid: expected one of {', '.join(FITS)}")
+    return background_rgb(background)
+
+
+def _square(img: Image.Image, fit: str, background: tuple[int, int, int]) -> Image.Image:
+    """The centre square of `img` ("crop"), or `img` centred on a square of `background` ("pad")."""
+    width, height = img.size
+    if width == height:
+        return img
+    if fit == "crop":  # crop before the resize: a resize box would blend in pixels beyond it
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return img.crop((left, top, left + side, top + side))
+    side = max(width, height)
+    # the colour as the image's mode has it (for L, what Pillow's convert makes of it)
+    square = Image.new("RGB", (side, side), background).convert(img.mode)
+    square.paste(img, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+def decode_image(data: bytes, image_size: int, channels: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT) -> np.ndarray:
     """Decode a whole encoded image to an (image_size, image_size, channels) uint8 array.
 
     The scan's rules come first (`probe_image`); then EXIF orientation is applied, the mode
-    converted (`to_channels`), the centre square cropped and resized. JPEGs are decoded at a
-    reduced DCT scale (`draft`) when the image is at least twice the target size.
+    converted (`to_channels`, transparency onto `background`), the image made square (`fit`:
+    "crop" keeps the centre square, "pad" pads the short side with `background`, centred) and
+    resized. JPEGs are decoded at a reduced DCT scale (`draft`) when the image is at least twice
+    the target size. `background` and `fit` are `config.ModelConfig`'s.
 
     Raises:
         ImageRejected: the image breaks a scan rule or fails to decode; `status` says which.
     """
-    return decode_hashed(data, image_size, channels, max_pixels=max_pixels, phash=False)[0]
+    return decode_hashed(data, image_size, channels, max_pixels=max_pixels, background=background, fit=fit,
+                         phash=False)[0]
 
 
 def decode_hashed(
-    data: bytes, image_size: int, channels: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, phash: bool = True,
+    data: bytes, image_size: int, channels: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+    background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT, phash: bool = True,
 ) -> tuple[np.ndarray, int | None]:
     """`decode_image`'s pixels and, with `phash`, the perceptual hash of the whole upright image
-    (before the centre crop, so a copy cropped otherwise still hashes near it).
+    (before it is made square, so a copy cropped otherwise still hashes near it).
 
     Raises:
         ImageRejected: as `decode_image`.
     """
+    colour = check_decode_options(background, fit)
     probe = probe_image(data, len(data), max_pixels=max_pixels)
     if probe.status != "ok":
         raise ImageRejected(probe.status, probe.error)
@@ -249,15 +284,11 @@ def decode_hashed(
             if img.format in ("JPEG", "MPO"):
                 img.draft("L" if channels == 1 else "RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(img)
-            pixels = to_channels(upright, channels)
+            pixels = to_channels(upright, channels, colour)
             hashed = perceptual_hash(pixels) if phash else None
-            width, height = pixels.size
-            side = min(width, height)
-            left, top = (width - side) // 2, (height - side) // 2
+            pixels = _square(pixels, fit, colour)
             # reducing_gap: integer-factor reduction first, then a fair resample; ~identical
             # output for a fraction of the cost on large sources (Pillow's Image.resize docs).
-            if width != height:  # crop first: a resize box would blend in pixels beyond it
-                pixels = pixels.crop((left, top, left + side, top + side))
             pixels = pixels.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             array = np.asarray(pixels, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - damage past the header shows only when decoding

@@ -59,6 +59,9 @@ def _serve(connection: Any) -> None:
             fn, args, kwargs = connection.recv()
         except EOFError:
             return
+        # Received, so unpickled: the modules `fn` needs are imported. The caller's time limit
+        # starts now, so that a cold worker's start-up on a loaded machine never counts.
+        connection.send(("started", None, 0.0))
         started = time.perf_counter()
         try:
             outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
@@ -111,6 +114,7 @@ class WorkerPool:
             worker = self._take()
             try:
                 worker.connection.send((fn, args, kwargs))
+                worker.connection.recv()  # ("started", ...): the call itself begins now
                 if not worker.connection.poll(max_seconds):
                     self._discard(worker)
                     raise CallTimedOut(f"still running after {max_seconds:g} s")

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import fsspec
 import numpy as np
 
+from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT
 from gan_augment.io.fsio import redact_url, retry
 from gan_augment.scan.images import (
     DEFAULT_MAX_PIXELS,
@@ -187,8 +188,10 @@ class DecodedImage:
 
 
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
-                  max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> DecodedImage:
-    """Read one object whole and decode it (`images.decode_hashed`: pixels and perceptual hash)
+                  max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
+                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT) -> DecodedImage:
+    """Read one object whole and decode it (`images.decode_hashed`: pixels with `background` and
+    `fit`, and the perceptual hash)
     within `max_seconds`; never raises."""
     if obj.size == 0:  # judged from the listing alone, as the scan does
         return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
@@ -200,7 +203,8 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
         return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}")
     content_hash = md5_hash(data)
     try:
-        timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds)
+        timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds,
+                            background=background, fit=fit)
     except ImageRejected as exc:
         return DecodedImage(obj.uri, None, str(exc), content_hash)
     except CallTimedOut:

@@ -101,7 +101,7 @@ def refresh_model(
     model_dir = model_dir_of(out, dataset)
     # The scan's manifest, when there is one, spares reading objects it already rejected.
     cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
-                        manifest=manifest_url(out, dataset))
+                        manifest=manifest_url(out, dataset), **model_config.decode_options)
     card = read_model_card(model_dir, storage_options)
     if force:
         reason = "forced"
@@ -117,7 +117,7 @@ def refresh_model(
     log.info("%s: training (%s)", dataset, reason)
     report = None
     if callback is not None:
-        total_steps, started = resolve_steps(train_config, len(cache)), time.monotonic()
+        total_steps, started = resolve_steps(train_config, len(cache), image_size=model_config.image_size), time.monotonic()
 
         def report(row: dict[str, float]) -> None:
             fraction = row["step"] / total_steps

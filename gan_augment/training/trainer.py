@@ -35,21 +35,30 @@ __all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "auto_epochs", "ef
 log = logging.getLogger(__name__)
 
 
-def auto_epochs(num_images: int) -> float:
-    """Training length when neither steps nor epochs is given: 512,000 real images seen
-    (2,000 D steps of the default batch of 256, 1,000 G steps), and at least 5 passes over the
-    data. For 4,000 images that is 128 epochs, where the few-label accuracy of D's features has
-    flattened (BENCHMARKS.md), in under 10 minutes on 2 CPU cores; a dataset of 100,000 images
-    gets its 5 epochs (about 2,000 D steps), which a GPU runs in minutes."""
-    return max(5.0, 512_000 / num_images)
+def auto_epochs(num_images: int, image_size: int = 32) -> float:
+    """Training length when neither steps nor epochs is given, from the dataset's size and the
+    image size: 512,000 real images seen at 32x32 and below (2,000 D steps of the default batch
+    of 256, 1,000 G steps), (32 / image_size)**2 of that above (128,000 at 64x64: 500 D steps),
+    and at least 5 passes over the data.
+
+    A step's work grows with the pixel area (the convolutions; the channel count changes only
+    the first and the last layer): one step at 64x64x3 costs 4.9x the CPU time of one at
+    32x32x1 (BENCHMARKS.md, "Automatic budget"), so the budget keeps the training of 5,000 to
+    10,000 images near the same time on a CPU. For 4,000 images at 32x32 that is 128 epochs,
+    where the few-label accuracy of D's features has flattened (BENCHMARKS.md). The budget is a
+    step count, not a time: a GPU runs the same steps, and trains the same model, in seconds;
+    pass `steps` or `epochs` to train longer there."""
+    seen = 512_000 * min(1.0, (32 / image_size) ** 2)
+    return max(5.0, seen / num_images)
 
 
-def resolve_steps(config: TrainConfig, num_images: int, world_size: int = 1) -> int:
-    """Total G steps: `steps`, else `epochs` passes over the data, else `auto_epochs`
-    (a data-parallel step sees `world_size` batches, one per rank)."""
+def resolve_steps(config: TrainConfig, num_images: int, world_size: int = 1, image_size: int = 32) -> int:
+    """Total G steps: `steps`, else `epochs` passes over the data, else `auto_epochs` for
+    `num_images` images of `image_size` (a data-parallel step sees `world_size` batches, one
+    per rank)."""
     if config.steps is not None:
         return config.steps
-    epochs = config.epochs if config.epochs is not None else auto_epochs(num_images)
+    epochs = config.epochs if config.epochs is not None else auto_epochs(num_images, image_size)
     return max(1, math.ceil(epochs * num_images / (config.batch_size * config.d_steps * world_size)))
 
 
@@ -123,7 +132,7 @@ class Trainer:
         self.storage_options, self.callback = storage_options, callback
         self.model_id = model_id(dataset, cache.fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
-        self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size)
+        self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size, model_config.image_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
         self.amp = train_config.amp and has_native_bf16(self.device)
         # oneDNN (CPU) and cuDNN both run convolutions fastest on NHWC tensors.
@@ -282,7 +291,7 @@ def train(
         manifest = manifest_url(out, dataset or basename(source))
         with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
             cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
-                                manifest=manifest)
+                                manifest=manifest, **model_config.decode_options)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = model_dir_of(out, dataset)

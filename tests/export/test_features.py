@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import write_png_folder
 
-from gan_augment.config import FeatureProtocol
+from gan_augment.config import FeatureProtocol, ModelConfig
 from gan_augment.export.features import _window_max, discriminator_features, extract_features, feature_dim
 from gan_augment.gan.checkpoint import load_model
 from gan_augment.gan.pixels import to_model_range
@@ -183,3 +183,37 @@ def _fails(data: bytes) -> bool:
     except ImageRejected:
         return True
     return False
+
+
+def test_features_decode_a_store_as_the_model_was_trained(tmp_path):
+    from conftest import TINY_MODEL, write_random_model
+    from PIL import Image
+
+    folder = tmp_path / "store" / "sprites"
+    folder.mkdir(parents=True)
+    for k in range(4):  # wide RGBA sprites: a coloured figure on a transparent field
+        sprite = Image.new("RGBA", (24, 16), (0, 0, 0, 0))
+        sprite.paste((40 * k, 200, 90, 255), (2 + k, 3, 20, 13))
+        sprite.save(folder / f"{k}.png")
+    config = ModelConfig(**{**TINY_MODEL, "channels": 3}, background="white", fit="pad")
+    model_dir = write_random_model(str(tmp_path / "out" / "sprites" / "model"), config)
+    assert load_model(model_dir).model_config.decode_options == {"background": "white", "fit": "pad"}
+    features = extract_features(model_dir, str(folder)).features
+    as_trained = build_cache(str(folder), 16, 3, background="white", fit="pad").images
+    np.testing.assert_array_equal(features, extract_features(model_dir, as_trained).features)
+    other = build_cache(str(folder), 16, 3, background="black", fit="crop").images
+    assert not np.allclose(features, extract_features(model_dir, other).features)
+
+
+def test_a_model_saved_before_the_decode_options_loads_with_black_and_crop(tmp_path):
+    from conftest import TINY_MODEL, write_random_model
+
+    from gan_augment.gan.checkpoint import load_state, save_state
+
+    model_dir = write_random_model(str(tmp_path / "model"), ModelConfig(**TINY_MODEL))
+    url = os.path.join(model_dir, "model.pt")
+    state = load_state(url, "gan-augment/model")
+    for key in ("background", "fit"):
+        del state["model_config"][key]
+    save_state(url, state)
+    assert load_model(model_dir).model_config.decode_options == {"background": "black", "fit": "crop"}

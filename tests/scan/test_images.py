@@ -88,7 +88,7 @@ def test_decode_gives_fixed_size_uint8(name, channels):
 
 
 def test_exif_rotated_jpeg_comes_out_upright():
-    pixels = decode_image(exif_rotated_jpeg(), 16, 1)[..., 0]  # upright 16x24 -> centre 16x16 crop
+    pixels = decode_image(exif_rotated_jpeg(), 16, 1, fit="crop")[..., 0]  # upright 16x24 -> centre 16x16 crop
     # Upright, the top half is white: rows 0-3 of the crop are white, the last rows black.
     assert pixels[:3].mean() > 230 and pixels[-3:].mean() < 25
 
@@ -123,9 +123,39 @@ def test_gif_gives_its_first_frame():
 def test_resize_and_centre_crop():
     image = Image.new("L", (64, 32), 0)
     image.paste(255, (16, 0, 48, 32))  # the centre square is white, the sides black
-    pixels = decode_image(encode(image, "PNG"), 16, 1)[..., 0]
+    pixels = decode_image(encode(image, "PNG"), 16, 1, fit="crop")[..., 0]
     assert pixels.min() == 255
     large = encode(noise_image((400, 300), seed=3), "JPEG", quality=90)  # decoded at a reduced DCT scale
     reference = np.asarray(Image.open(io.BytesIO(large)).convert("RGB").crop((50, 0, 350, 300))
                            .resize((16, 16), Image.Resampling.BILINEAR), dtype=float)
-    assert np.abs(decode_image(large, 16, 3) - reference).mean() < 12
+    assert np.abs(decode_image(large, 16, 3, fit="crop") - reference).mean() < 12
+
+
+@pytest.mark.parametrize("background, rgb", [("black", (0, 0, 0)), ("white", (255, 255, 255)),
+                                             ("#204080", (32, 64, 128))])
+def test_transparency_is_composited_onto_the_background(background, rgb):
+    sprite = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    sprite.paste((255, 0, 0, 255), (4, 4, 12, 12))  # an opaque red square on a transparent field
+    pixels = decode_image(encode(sprite, "PNG"), 16, 3, background=background)
+    assert (pixels[0, 0] == rgb).all() and (pixels[8, 8] == (255, 0, 0)).all()
+    grey = decode_image(encode(sprite, "PNG"), 16, 1, background=background)[0, 0, 0]
+    assert grey == Image.new("RGB", (1, 1), rgb).convert("L").getpixel((0, 0))  # Pillow's own grey of it
+
+
+def test_pad_keeps_the_whole_image_on_the_background():
+    image = Image.new("RGB", (64, 32), (0, 0, 255))  # a blue strip twice as wide as high
+    cropped = decode_image(encode(image, "PNG"), 16, 3, fit="crop")
+    padded = decode_image(encode(image, "PNG"), 16, 3, fit="pad", background="white")
+    assert (cropped == (0, 0, 255)).all()  # the crop is all strip
+    assert (padded[:3] == 255).all() and (padded[-3:] == 255).all()  # white bands above and below
+    assert (padded[5:11] == (0, 0, 255)).all()  # the whole strip, squeezed to 16 wide, in the middle
+    tall = decode_image(encode(Image.new("L", (8, 32), 200), "PNG"), 16, 1, fit="pad")[..., 0]
+    assert (tall[:, :5] == 0).all() and (tall[:, 7:9] == 200).all() and (tall[:, -5:] == 0).all()
+
+
+def test_bad_decode_options_teach():
+    data = encode(Image.new("L", (8, 8)), "PNG")
+    with pytest.raises(ValueError, match="expected black, white or a colour #rrggbb"):
+        decode_image(data, 16, 1, background="grey")
+    with pytest.raises(ValueError, match="expected one of crop, pad"):
+        decode_image(data, 16, 1, fit="stretch")

@@ -137,6 +137,9 @@ def test_step_budget_resolution():
     assert resolve_steps(TrainConfig(epochs=2, batch_size=100, d_steps=2), 1000) == 10  # G steps
     assert resolve_steps(TrainConfig(batch_size=100, d_steps=1), 1000) == round(auto_epochs(1000) * 10)
     assert resolve_steps(TrainConfig(), 4000) == 1000  # the recipe on ~4,000 images: 2,000 D steps
+    assert resolve_steps(TrainConfig(), 4000, image_size=16) == 1000  # small images: the same budget
+    assert resolve_steps(TrainConfig(), 5000, image_size=64) == 250  # a quarter of the images seen at 64x64
+    assert resolve_steps(TrainConfig(), 100_000, image_size=64) == 977  # at least 5 epochs
 
 
 def test_device_selection():
