@@ -46,7 +46,20 @@ class SmallCNN(torch.nn.Module):
 
 def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, test: torch.Tensor,
               y_test: np.ndarray, seed: int, augment: bool = False, steps: int = 400, batch: int = 64) -> float:
-    """Test accuracy of SmallCNN after `steps` Adam steps; with `synthetic`, half of each batch
+    """Test accuracy of `fit_cnn`'s SmallCNN."""
+    return cnn_accuracy(fit_cnn(real, labels, synthetic, seed, augment, steps, batch), test, y_test)
+
+
+def cnn_accuracy(cnn: torch.nn.Module, images: torch.Tensor, labels: np.ndarray) -> float:
+    """Share of `images` (N, 1, 32, 32) in [0, 1] that `cnn` assigns to `labels`."""
+    with torch.no_grad():
+        predicted = torch.cat([cnn(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]).numpy()
+    return float((predicted == labels).mean())
+
+
+def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, seed: int,
+            augment: bool = False, steps: int = 400, batch: int = 64) -> SmallCNN:
+    """SmallCNN after `steps` Adam steps, in eval mode; with `synthetic`, half of each batch
     is synthetic (drawn through a DataLoader over ConcatDataset([real, synthetic]) with weights);
     with `augment`, every training image gets a `random_view` (crop, rotation, shift, contrast)."""
     views = torch.Generator().manual_seed(seed)
@@ -73,10 +86,7 @@ def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticData
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    cnn.eval()
-    with torch.no_grad():
-        predicted = cnn(test).argmax(1).numpy()
-    return float((predicted == y_test).mean())
+    return cnn.eval()
 
 
 def per_class_job(root: str, out: str, classes: list[int], tag: str, train: dict, threads: int,

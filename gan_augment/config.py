@@ -48,10 +48,21 @@ def background_rgb(background: str) -> tuple[int, int, int]:
 
 
 class _JsonConfig:
-    """Shared JSON round-trip: unknown keys are errors, not silently dropped."""
+    """Shared JSON round-trip: unknown keys are errors, not silently dropped.
+
+    Fields named in `_OMITTED_AT_DEFAULT` are left out of `to_dict` while they hold their
+    default: a field added for an optional feature then leaves the dicts (and so the model ids,
+    cards and checkpoints) of runs that do not use it exactly as they were.
+    """
+
+    _OMITTED_AT_DEFAULT: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            if field.name in self._OMITTED_AT_DEFAULT and data[field.name] == field.default:
+                del data[field.name]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -120,6 +131,9 @@ class ModelConfig(_JsonConfig):
             what `fit="pad"` pads with: "black", "white" or "#rrggbb".
         fit: how a non-square image becomes square: "crop" (the centre square, losing the
             ends of the long side) or "pad" (the whole image, padded with `background`).
+        num_classes: 0 for an unconditional model; K > 0 makes a class-conditional one:
+            class-conditional BatchNorm in G and a projection discriminator (Miyato & Koyama
+            2018). Training sets it from the labels it is given (`train(..., labels=...)`).
 
     `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
     networks' input; training, feature extraction and evaluation all decode by them, so a
@@ -150,6 +164,9 @@ class ModelConfig(_JsonConfig):
     projection_dim: int = 128
     background: str = DEFAULT_BACKGROUND
     fit: str = DEFAULT_FIT
+    num_classes: int = 0
+
+    _OMITTED_AT_DEFAULT = ("num_classes",)
 
     @classmethod
     def seed_dcgan(cls, **overrides: Any) -> ModelConfig:
@@ -165,6 +182,7 @@ class ModelConfig(_JsonConfig):
         for name in ("latent_dim", "ngf", "ndf"):
             _check_int(self, name, 1)
         _check_int(self, "projection_dim", 0)
+        _check_int(self, "num_classes", 0)
         _check_choice(self, "upsample", UPSAMPLE_MODES)
         _check_choice(self, "d_norm", D_NORMS)
         _check_float(self, "d_dropout", 0.0, 0.9)
@@ -236,6 +254,12 @@ class TrainConfig(_JsonConfig):
         keep_checkpoints: checkpoints kept besides the latest.
         nan_lr_factor: learning-rate multiplier applied after a non-finite loss rolls back.
         max_nan_rollbacks: rollbacks allowed before the run stops with an error.
+        pseudo_label_at: with labels for only some images (a class-conditional run), the
+            fraction of the steps after which the rest get pseudo-labels: a logistic regression
+            on the discriminator's features of the labelled images labels every other image it
+            is confident about; before that, and for the images it is not confident about, only
+            D's unconditional term sees them.
+        pseudo_label_threshold: the class probability a pseudo-label needs.
 
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
@@ -275,6 +299,10 @@ class TrainConfig(_JsonConfig):
     keep_checkpoints: int = 2
     nan_lr_factor: float = 0.5
     max_nan_rollbacks: int = 3
+    pseudo_label_at: float = 0.5
+    pseudo_label_threshold: float = 0.9
+
+    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -304,6 +332,8 @@ class TrainConfig(_JsonConfig):
                    "positives are the others)")
         _check_float(self, "ema_decay", 0.0, 1.0)
         _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
+        _check_float(self, "pseudo_label_at", 0.0, 1.0)
+        _check_float(self, "pseudo_label_threshold", 0.0, 1.0)
         _check_choice(self, "loss", LOSSES)
         _check_choice(self, "device", DEVICES)
         for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",

@@ -78,6 +78,7 @@ def dark_data(
     storage_options: dict[str, Any] | None = None,
     train_timeout_seconds: float | None = None,
     credentials_block: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> State:
     """Scan `store_url`, train a DCGAN per dataset, export samples and features to `out_url`.
 
@@ -96,6 +97,9 @@ def dark_data(
             this long and report it as failed; None waits.
         credentials_block: the name of a prefect-aws `AwsCredentials` block with the store's
             credentials; every run this one starts gets the name and loads the block itself.
+        labels: {dataset: URL of a `uri,label` file} for datasets that get a class-conditional
+            model (labelled and pseudo-labelled images; its synthetic table has `num_samples`
+            samples of each class and a `label` column); the others stay unconditional.
 
     Returns:
         A Completed state whose result is one summary row per dataset and whose message
@@ -111,10 +115,10 @@ def dark_data(
     if train_work_pool:
         trained = train_on_work_pool(train_work_pool, trainable, store_url, out_url, model, training,
                                      storage_options, credentials_block, resolved_options=options,
-                                     timeout_seconds=train_timeout_seconds)
+                                     timeout_seconds=train_timeout_seconds, labels=labels)
     else:
         trained = train_in_process(trainable, store_url, out_url, model, training, storage_options,
-                                   credentials_block, resolved_options=options)
+                                   credentials_block, resolved_options=options, labels=labels)
 
     exports: dict[str, dict[str, Any]] = {}
     for name, summary in trained.items():

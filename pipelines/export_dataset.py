@@ -88,7 +88,7 @@ def export_dataset(
         dataset: the dataset whose model to export.
         out_url: the output root.
         num_samples: synthetic rows; row i regenerates as `SyntheticDataset(model, num_samples,
-            seed=seed)[i]`.
+            seed=seed)[i]`. Of a class-conditional model: rows of each class, with a `label`.
         features: also write discriminator features of the real images.
         seed: the synthetic table's seed.
         store_url: the image store holding the real images; default: the source recorded in

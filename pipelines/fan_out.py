@@ -47,9 +47,10 @@ def collect_training(
 def train_in_process(
     datasets: list[str], store_url: str, out_url: str, model: ModelConfig, training: TrainConfig,
     storage_options: dict[str, Any] | None = None, credentials_block: str | None = None, *,
-    resolved_options: dict[str, Any] | None = None,
+    resolved_options: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run train-dataset as a subflow for each dataset, one after another (one device).
+    """Run train-dataset as a subflow for each dataset, one after another (one device); a dataset
+    named in `labels` trains a class-conditional model on that labels file.
 
     `storage_options` and `credentials_block` go to the subflows as parameters; the
     `resolved_options` (with the block's credentials) serve only this process's own reads.
@@ -57,7 +58,8 @@ def train_in_process(
     summaries = {}
     for dataset in datasets:
         state: State = train_dataset(dataset, store_url, out_url, model, training, storage_options,
-                                     credentials_block=credentials_block, return_state=True)
+                                     credentials_block=credentials_block,
+                                     labels_url=(labels or {}).get(dataset), return_state=True)
         summaries[dataset] = collect_training(dataset, state.type.value, state.name, state.message, out_url,
                                               resolved_options)
     return summaries
@@ -144,6 +146,7 @@ def train_on_work_pool(
     work_pool: str, datasets: list[str], store_url: str, out_url: str, model: ModelConfig,
     training: TrainConfig, storage_options: dict[str, Any] | None = None, credentials_block: str | None = None, *,
     resolved_options: dict[str, Any] | None = None, timeout_seconds: float | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Start one train-dataset run per dataset on `work_pool`, wait for all (each cancelled after
     `timeout_seconds`), collect each. The runs get `credentials_block` by name and load the block
@@ -154,6 +157,8 @@ def train_on_work_pool(
         parameters = {"dataset": dataset, "store_url": store_url, "out_url": out_url, "model": model.to_dict(),
                       "training": training.to_dict(), "storage_options": storage_options,
                       "credentials_block": credentials_block}
+        if (labels or {}).get(dataset):  # only then: a deployment made before labels keeps working
+            parameters["labels_url"] = labels[dataset]
         run_ids.append(start_training_run(deployment, parameters))
     finals = wait_for_training_run.map(datasets, run_ids, unmapped(timeout_seconds)).result()
     return {dataset: collect_training(dataset, *final, out_url, resolved_options)

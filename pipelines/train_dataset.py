@@ -31,14 +31,16 @@ def train_model(
     training: TrainConfig,
     storage_options: dict[str, Any] | None = None,
     force: bool = False,
+    labels_url: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or skip, or resume) one dataset; returns its training summary.
+    """Train (or skip, or resume) one dataset; returns its training summary. With `labels_url`
+    (a `uri,label` file) the model is class-conditional.
 
     No retries: training is compute, and a rerun resumes from the last checkpoint anyway.
     """
     progress = TrainingProgress(artifact_key("progress", dataset), dataset)
     outcome = refresh_model(source_url, out_url, model, training, dataset=dataset,
-                            storage_options=storage_options, force=force, callback=progress)
+                            storage_options=storage_options, force=force, callback=progress, labels=labels_url)
     progress.update(100.0, f"{dataset}: {outcome.status} ({outcome.reason})")
     return training_summary(dataset, outcome.status, outcome.reason, outcome.card, outcome.model_dir)
 
@@ -66,6 +68,7 @@ def train_dataset(
     storage_options: dict[str, Any] | None = None,
     force: bool = False,
     credentials_block: str | None = None,
+    labels_url: str | None = None,
 ) -> State:
     """Train a DCGAN on `<store_url>/<dataset>` into `<out_url>/<dataset>/model`.
 
@@ -80,6 +83,9 @@ def train_dataset(
         force: retrain even when the model is up to date.
         credentials_block: the name of a prefect-aws `AwsCredentials` block to take storage
             credentials from, loaded where this run executes; None: the worker's environment.
+        labels_url: a CSV or Parquet file with columns `uri,label` for some or all images of the
+            dataset (what `gan-augment select` writes and `evaluate --labels` reads): the model
+            becomes class-conditional, the unlabelled images get pseudo-labels; None: unconditional.
 
     Returns:
         A Completed state (named "Skipped" when the model was already up to date) whose
@@ -87,7 +93,8 @@ def train_dataset(
     """
     options = resolve_storage_options(storage_options, credentials_block)
     validate_dataset_name(dataset)
-    summary = train_model(dataset, join_url(store_url, dataset), out_url, model, training, options, force)
+    summary = train_model(dataset, join_url(store_url, dataset), out_url, model, training, options, force,
+                          labels_url)
     publish_training_report(summary, options)
     name = "Skipped" if summary["status"] == "skipped" else "Completed"
     return Completed(name=name, message=summary["reason"], data=summary)

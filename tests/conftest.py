@@ -54,6 +54,24 @@ def trained_model_dir(tmp_path_factory) -> str:
     return result.model_dir
 
 
+# Labels of the first 8 of the 24 blobs of `conditional_model_dir`, keyed by file name.
+CONDITIONAL_LABELS = {f"img-{i:03d}.png": "round" if i % 2 else "flat" for i in range(8)}
+
+
+@pytest.fixture(scope="session")
+def conditional_model_dir(tmp_path_factory) -> str:
+    """OUT/blobs/model of a tiny class-conditional DCGAN: 24 blobs, 8 of them labelled (two
+    classes), pseudo-labels after 3 of its 6 steps; shared by the session, read-only."""
+    from gan_augment.training.trainer import train
+
+    root = tmp_path_factory.mktemp("conditional")
+    source = str(root / "store" / "blobs")
+    write_png_folder(source, 24)
+    result = train(source, str(root / "out"), ModelConfig(**TINY_MODEL), TrainConfig(**TINY_TRAIN, device="cpu"),
+                   resume=False, labels=CONDITIONAL_LABELS)
+    return result.model_dir
+
+
 def write_png_folder(folder: str, count: int, size: int = 16, channels: int = 1, seed: int = 0) -> list[str]:
     """`count` PNGs of blurred random blobs, deterministic in `seed`."""
     os.makedirs(folder, exist_ok=True)

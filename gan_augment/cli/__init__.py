@@ -78,6 +78,11 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--recipe", choices=("default", "seed-dcgan"), default="default",
                        help="the defaults the flags below change: the contrastive recipe measured best for few-label "
                             "features (default), or the seed article's plain DCGAN")
+    train.add_argument("--labels", metavar="FILE",
+                       help="CSV or Parquet with columns uri,label for some or all images (the format `evaluate "
+                            "--labels` reads): trains a class-conditional model; the unlabelled images get "
+                            "pseudo-labels from its discriminator's features (--pseudo-label-at, "
+                            "--pseudo-label-threshold)")
     add_storage_options(train)
     add_json_flag(train)
     add_config_flags(train, ModelConfig, "model (ModelConfig)")
@@ -90,7 +95,8 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
                             description="Generate N samples of MODEL (OUT/<dataset>/model). OUT ending in .png "
                                         "is a grid; a .parquet file or a folder receives the synthetic table, "
                                         "whose row with index i is SyntheticDataset(MODEL, num_samples=N, "
-                                        "seed=S)[i].")
+                                        "seed=S)[i]. Of a class-conditional model: N samples of each class, "
+                                        "a grid row per class, a table with a label column.")
     sample.add_argument("model", help="model directory OUT/<dataset>/model (any fsspec URL)")
     sample.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed in [0, 2**31) (default: 0)")

@@ -53,6 +53,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from gan_augment.io.labels import read_labels
     from gan_augment.training.distributed import init_distributed, shutdown_distributed
     from gan_augment.training.trainer import train
 
@@ -60,11 +61,12 @@ def run_train(args: argparse.Namespace) -> int:
     model_config = config_from_args(ModelConfig, args, ModelConfig.seed_dcgan() if seed else None)
     train_config = config_from_args(TrainConfig, args, TrainConfig.seed_dcgan() if seed else None)
     # Under `torchrun --nproc-per-node G`, each process joins the group and trains one shard.
+    options = parse_storage_options(args.storage_options)
+    labels = read_labels(args.labels, options) if args.labels else None
     distributed = init_distributed(train_config.device)
     try:
         result = train(args.source, args.out, model_config, train_config, dataset=args.dataset,
-                       storage_options=parse_storage_options(args.storage_options), resume=args.resume,
-                       distributed=distributed)
+                       storage_options=options, resume=args.resume, distributed=distributed, labels=labels)
     finally:
         shutdown_distributed()
     if not distributed.is_main:
@@ -90,20 +92,25 @@ def _export_with_progress(what: str, unit: str, export: Callable[[Progress], Any
 def run_sample(args: argparse.Namespace) -> int:
     from gan_augment.export.synthetic import SyntheticDataset
     from gan_augment.export.tables import export_samples
+    from gan_augment.gan.checkpoint import as_trained_model
     from gan_augment.gan.devices import select_device
     from gan_augment.gan.pixels import to_model_range
     from gan_augment.gan.visualize import sample_grid_png
     from gan_augment.io.fsio import atomic_write_bytes
 
     options, device = parse_storage_options(args.storage_options), select_device(args.device)
+    model = as_trained_model(args.model, device=device, storage_options=options)
     if args.out.lower().endswith(".png"):
-        samples = SyntheticDataset(args.model, num_samples=args.n, seed=args.seed, device=device,
-                                   image_size=args.image_size, storage_options=options)
-        atomic_write_bytes(args.out, sample_grid_png(to_model_range(samples.images(range(args.n)))), options)
-        emit(args, {"files": [redact_url(args.out)], "rows": args.n, "seed": args.seed}, args.out)
+        # A class-conditional model's grid: one row of N samples per class.
+        request = dict(num_samples_per_class=args.n) if model.classes else dict(num_samples=args.n)
+        samples = SyntheticDataset(model, seed=args.seed, device=device, image_size=args.image_size, **request)
+        grid = sample_grid_png(to_model_range(samples.images(range(len(samples)))),
+                               columns=args.n if model.classes else None)
+        atomic_write_bytes(args.out, grid, options)
+        emit(args, {"files": [redact_url(args.out)], "rows": len(samples), "seed": args.seed}, args.out)
         return EXIT_OK
     result = _export_with_progress("sample", "samples", lambda progress: export_samples(
-        args.model, args.out, args.n, seed=args.seed, device=device, image_size=args.image_size,
+        model, args.out, args.n, seed=args.seed, device=device, image_size=args.image_size,
         storage_options=options, progress=progress))
     emit(args, {"files": [redact_url(f) for f in result.files], "rows": result.rows, "seed": args.seed},
          "\n".join([*result.files, f"rows: {result.rows}"]))
@@ -136,8 +143,9 @@ def run_features(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
+    from gan_augment.evaluate.evaluation import evaluate_model, format_table
     from gan_augment.gan.devices import select_device
+    from gan_augment.io.labels import read_labels
 
     options = parse_storage_options(args.storage_options)
     labels = read_labels(args.labels, options) if args.labels else None
@@ -151,7 +159,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_select(args: argparse.Namespace) -> int:
     from gan_augment.curate.selection import select_for_labelling
-    from gan_augment.evaluate.evaluation import read_listed_uris
+    from gan_augment.io.labels import read_listed_uris
 
     options = parse_storage_options(args.storage_options)
     labelled = read_listed_uris(args.labelled, options) if args.labelled else ()

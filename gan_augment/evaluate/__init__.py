@@ -5,11 +5,12 @@ are its SWD part on their own) and can record the result in the model card.
 """
 
 from gan_augment.evaluate.evaluation import (ComparedSets, Evaluation, SwdWithFloor, compared_sets, evaluate_model,
-                                             format_table, read_labels, swd_with_floor)
+                                             format_table, swd_with_floor)
 from gan_augment.evaluate.fid import FidKid, fid_kid
 from gan_augment.evaluate.inception import load_inception
 from gan_augment.evaluate.metrics import SlicedWasserstein, frechet_distance, kernel_inception_distance, sliced_wasserstein
 from gan_augment.evaluate.probe import ProbeResult, compare_features, few_label_probe
+from gan_augment.io.labels import read_labels
 
 __all__ = ["ComparedSets", "Evaluation", "FidKid", "ProbeResult", "SlicedWasserstein", "SwdWithFloor", "compare_features",
            "compared_sets", "evaluate_model", "few_label_probe", "fid_kid", "format_table", "frechet_distance",

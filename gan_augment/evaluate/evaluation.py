@@ -5,7 +5,6 @@ its discriminator's features serve a few-label classifier. Results go into the m
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-import pyarrow.csv as pa_csv
 import torch
 from torch import Tensor, nn
 
@@ -36,8 +34,8 @@ from gan_augment.gan.checkpoint import (
     resolve_model_location,
     write_model_card,
 )
-from gan_augment.io.fsio import get_fs, read_bytes, redact_url, to_url
-from gan_augment.io.parquet import read_table
+from gan_augment.io.fsio import redact_url
+from gan_augment.io.labels import match_labels
 from gan_augment.scan.cache import build_cache
 
 CARD_KEY = "evaluation"
@@ -170,71 +168,6 @@ def swd_with_floor(sets: ComparedSets, *, seed: int = 0) -> SwdWithFloor:
                         floor=sliced_wasserstein(sets.reference, sets.holdout, seed=seed))
 
 
-def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
-    if url.rstrip("/").endswith(".parquet"):
-        table = read_table(url, storage_options)
-    else:
-        try:
-            table = pa_csv.read_csv(io.BytesIO(read_bytes(url, storage_options)))
-        except Exception as exc:  # noqa: BLE001 - pyarrow reports CSV problems with several types
-            raise ValueError(f"{redact_url(url)} is not a readable CSV file: {exc}") from exc
-    missing = [name for name in ("uri", "label") if name not in table.column_names]
-    if missing:
-        raise ValueError(f"{redact_url(url)} has no column {missing[0]!r}; a labels file has columns uri,label")
-    return table
-
-
-def read_listed_uris(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Every uri of a labels file (see `read_labels`), labelled or still waiting for its label."""
-    return [uri for uri in _read_labels_table(url, storage_options).column("uri").to_pylist() if uri]
-
-
-def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
-    """{uri: label} from a CSV or Parquet file with columns `uri` and `label` (other columns, such
-    as those of `gan-augment select`'s picks, are ignored). Rows whose label is empty are not
-    labelled yet: they are left out and counted in a log line.
-
-    Raises:
-        FileNotFoundError: nothing at `url`.
-        ValueError: a missing column, one uri with two labels, or no labelled row at all.
-    """
-    table = _read_labels_table(url, storage_options)
-    labels: dict[str, Hashable] = {}
-    unlabelled = 0
-    for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
-        if label is None or (isinstance(label, str) and not label.strip()):
-            unlabelled += 1
-            continue
-        if labels.setdefault(uri, label) != label:
-            raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({labels[uri]!r} and {label!r})")
-    if not labels:
-        raise ValueError(f"no row of {redact_url(url)} has a label yet ({unlabelled} rows with an empty label); "
-                         "fill in the label column first")
-    if unlabelled:
-        log.info("%s: %d labelled images; %d rows with an empty label left out", redact_url(url), len(labels),
-                 unlabelled)
-    return labels
-
-
-def _labelled_rows(uris: Sequence[str], labels: Mapping[str, Hashable], source: str,
-                   storage_options: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, labels) of the images that have a label, keyed by the image's URI, its URI without
-    the protocol (a local path), or its path relative to `source`."""
-    fs, root = get_fs(source, storage_options)
-    prefix = to_url(fs, root).rstrip("/") + "/"
-    rows, found = [], []
-    for row, uri in enumerate(uris):
-        for key in (uri, uri.split("://", 1)[-1], uri[len(prefix):] if uri.startswith(prefix) else None):
-            if key is not None and key in labels:
-                rows.append(row)
-                found.append(labels[key])
-                break
-    if not rows:
-        raise ValueError(f"none of the {len(uris)} images under {redact_url(source)} has a label; key labels by "
-                         f"the image's URI or its path under the source (e.g. {uris[0][len(prefix):]!r})")
-    return np.asarray(rows), np.asarray(found)
-
-
 def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pool, test) positions: `test_fraction` of each class goes to the test split."""
     if not 0.0 < test_fraction < 1.0:
@@ -261,7 +194,7 @@ def _probe_split(
     if isinstance(labels, Mapping):
         if uris is None or not isinstance(source, str):
             raise ValueError("labels by URI need real_source as a URL; give one label per image for a tensor")
-        rows, found = _labelled_rows(uris, labels, source, storage_options)
+        rows, found = match_labels(uris, labels, source, storage_options)
     else:
         rows, found = np.arange(num_images), np.asarray(list(labels))
         if len(found) != num_images:

@@ -19,13 +19,15 @@ from gan_augment.gan.sampling import epoch_seed, generate_block, sample_seed
 
 class GeneratedPart:
     """`num_samples` samples of one generator, generated block by block into a small LRU cache
-    keyed by (run seed, block): the run seed is the epoch's (`sampling.epoch_seed`)."""
+    keyed by (run seed, block): the run seed is the epoch's (`sampling.epoch_seed`). A
+    class-conditional model's part is one class's samples (`class_index`)."""
 
     def __init__(self, model: TrainedModel, num_samples: int, seed: int, block_size: int,
-                 device: torch.device, cache_bytes: int) -> None:
+                 device: torch.device, cache_bytes: int, class_index: int | None = None) -> None:
         generator = inference_copy(model.generator, device)
         config = model.model_config
         self.generator, self.num_samples, self.seed, self.block_size = generator, num_samples, seed, block_size
+        self.class_index = class_index
         self.dataset, self.model_id = model.dataset, model.model_id
         self.shape = (config.channels, config.image_size, config.image_size)
         self.max_blocks = max(1, cache_bytes // (block_size * int(np.prod(self.shape))))
@@ -37,7 +39,7 @@ class GeneratedPart:
         if key in self.blocks:
             self.blocks.move_to_end(key)
         else:
-            self.blocks[key] = generate_block(self.generator, run_seed, block, self.block_size)
+            self.blocks[key] = generate_block(self.generator, run_seed, block, self.block_size, self.class_index)
             while len(self.blocks) > self.max_blocks:
                 self.blocks.popitem(last=False)
         return self.blocks[key]

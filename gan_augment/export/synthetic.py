@@ -35,7 +35,8 @@ ModelSource = str | TrainedModel
 class SyntheticDataset(Dataset):
     """Generated samples of one trained DCGAN, or of one generator per class.
 
-    `ds[i]` is a pure function of (model, seed, epoch, i) (the rule is in `sampling`):
+    `ds[i]` is a pure function of (model, seed, epoch, i) (the rule is in `sampling`), and of
+    its label for a class-conditional model:
     identical across processes, DataLoader workers and repeated calls, and equal to the row with
     `index` i of `export_samples(model, ..., seed=epoch_seed(seed, epoch))` after PNG
     quantisation; epoch 0 (the default) is the run with `seed` itself. Generation is
@@ -50,15 +51,21 @@ class SyntheticDataset(Dataset):
             `(image, label)` pair; samples are ordered by label, in the mapping's order. Key it
             by ImageFolder's class indices (`{real.class_to_idx["cat"]: model, ...}`) and the
             labels and `targets` are ImageFolder's.
-        num_samples: samples of a single model.
+        num_samples: samples of a single unconditional model.
         num_samples_per_model: samples of each model of a mapping: one int, or {label: int}.
+        labels: with a class-conditional model (one trained with labels), the classes to sample,
+            by name (`model.classes`; ints are taken as their string names); None is every class.
+            `ds[i]` is then an `(image, label)` pair, samples ordered by label in this order.
+        num_samples_per_class: samples of each class of a class-conditional model: one int, or
+            {label: int}. Sample j of class k is the same in any dataset that asks for class k
+            with the same seed (`SyntheticDataset(model, labels=[k], ...)[j]`).
         seed: the run's seed in [0, 2**31); each model of a mapping uses it, so the samples of
             label `k` are exactly `SyntheticDataset(model_k, n_k, seed=seed)`.
         transform: applied to each image after the conversion to `output` (torchvision
             transforms v2 accept every output kind).
         target_transform: applied to each label (e.g. `ds.class_to_idx.__getitem__` to turn
             labels into indices 0..K-1); `targets` stay untransformed, as in torchvision.
-        label: with a single model, return `(image, label)` pairs with this label.
+        label: with a single unconditional model, return `(image, label)` pairs with this label.
         output: "float" (float32 CHW in [0, 1], torchvision's convention), "signed" (float32 CHW
             in [-1, 1], the generator's tanh range), "uint8" (uint8 CHW) or "pil" (PIL image).
         device: where the generator runs; samples match an export made on the same kind of
@@ -104,6 +111,8 @@ class SyntheticDataset(Dataset):
         num_samples: int | None = None,
         *,
         num_samples_per_model: int | Mapping[Hashable, int] | None = None,
+        labels: Sequence[Hashable] | None = None,
+        num_samples_per_class: int | Mapping[Hashable, int] | None = None,
         seed: int = 0,
         transform: Callable[[Any], Any] | None = None,
         target_transform: Callable[[Any], Any] | None = None,
@@ -116,22 +125,20 @@ class SyntheticDataset(Dataset):
         storage_options: dict[str, Any] | None = None,
         cache_bytes: int = CACHE_BYTES,
     ) -> None:
-        if isinstance(model, Mapping):
-            if num_samples is not None or label is not None:
-                raise ValueError("with a mapping {label: model}, pass num_samples_per_model (the labels are the keys)")
-            models, labeled = dict(model), True
-            if not models:
-                raise ValueError("the mapping {label: model} is empty")
-            counts = num_samples_per_model if isinstance(num_samples_per_model, Mapping) else \
-                {key: num_samples_per_model for key in models}
-        else:
-            if (num_samples is None) == (num_samples_per_model is None) or isinstance(num_samples_per_model, Mapping):
-                raise ValueError("pass num_samples (or num_samples_per_model as one int) for a single model")
-            models, labeled = {label: model}, label is not None
-            counts = {label: num_samples if num_samples is not None else num_samples_per_model}
         if block_size < 1:
             raise ValueError(f"block_size={block_size} must be >= 1")
         device = torch.device(device)
+        if labels is not None or num_samples_per_class is not None:
+            if isinstance(model, Mapping) or num_samples is not None or num_samples_per_model is not None \
+                    or label is not None:
+                raise ValueError("labels= and num_samples_per_class= are for one class-conditional model; "
+                                 "pass no num_samples, num_samples_per_model or label with them")
+            loaded = as_trained_model(model, device=device, storage_options=storage_options)
+            models, counts, class_of = _conditional_request(loaded, labels, num_samples_per_class)
+            labeled = True
+        else:
+            models, counts, labeled = _unconditional_request(model, num_samples, num_samples_per_model, label)
+            class_of = {}
         parts = []
         for key, source in models.items():
             count = counts.get(key)
@@ -139,7 +146,10 @@ class SyntheticDataset(Dataset):
                 which = f" for {key!r}" if labeled else ""
                 raise ValueError(f"the number of samples{which} is {count!r}: give a positive integer")
             loaded = as_trained_model(source, device=device, storage_options=storage_options)
-            parts.append(GeneratedPart(loaded, count, seed, block_size, device, cache_bytes))
+            if loaded.classes and key not in class_of:
+                raise ValueError(f"model {loaded.model_id} is class-conditional ({len(loaded.classes)} classes): "
+                                 "ask for labels=... and num_samples_per_class=...")
+            parts.append(GeneratedPart(loaded, count, seed, block_size, device, cache_bytes, class_of.get(key)))
         self._setup(parts, list(models) if labeled else None, transform, target_transform, output, image_size,
                     channels)
         self.seed, self.block_size = seed, block_size
@@ -159,7 +169,9 @@ class SyntheticDataset(Dataset):
     ) -> SyntheticDataset:
         """Samples read back from an exported synthetic table (a .parquet file or a folder of
         parts), in file order (index order for gan-augment exports). The PNGs are decoded on
-        access; arguments are as for the constructor.
+        access; arguments are as for the constructor. A table of a class-conditional model
+        (every row has a `label`) gives `(image, label)` pairs, grouped by label in the order the
+        labels first appear (file order for gan-augment exports); `label=` overrides it.
 
         Raises:
             FileNotFoundError: nothing at `url`.
@@ -176,11 +188,21 @@ class SyntheticDataset(Dataset):
         with Image.open(io.BytesIO(png[0])) as first:
             depth = 1 if first.mode in ("L", "I", "I;16", "1") else 3
         shape = (depth, heights.pop(), widths.pop())
-        part = StoredPart(png, table.column("seed").to_pylist(), table.column("dataset")[0].as_py(),
-                           table.column("model_id")[0].as_py(), shape, redact_url(url))
+        seeds, name, model_id = table.column("seed").to_pylist(), table.column("dataset")[0].as_py(), \
+            table.column("model_id")[0].as_py()
+        row_labels = table.column("label").to_pylist() if "label" in table.column_names else [None]
+        if label is None and None not in row_labels:  # a class-conditional export: one part per class
+            groups: dict[str, list[int]] = {}
+            for row, row_label in enumerate(row_labels):
+                groups.setdefault(row_label, []).append(row)
+            parts = [StoredPart([png[r] for r in rows], [seeds[r] for r in rows], name, model_id, shape,
+                                redact_url(url)) for rows in groups.values()]
+            labels: list[Hashable] | None = list(groups)
+        else:
+            parts = [StoredPart(png, seeds, name, model_id, shape, redact_url(url))]
+            labels = None if label is None else [label]
         dataset = cls.__new__(cls)
-        dataset._setup([part], None if label is None else [label], transform, target_transform, output, image_size,
-                       channels)
+        dataset._setup(parts, labels, transform, target_transform, output, image_size, channels)
         dataset.seed, dataset.block_size = None, None
         return dataset
 
@@ -291,3 +313,39 @@ class SyntheticDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.__getitems__([index])[0]
+
+
+def _unconditional_request(model: ModelSource | Mapping[Hashable, ModelSource], num_samples: int | None,
+                           per_model: int | Mapping[Hashable, int] | None, label: Hashable | None
+                           ) -> tuple[dict[Hashable, ModelSource], Mapping[Hashable, Any], bool]:
+    """({label: model}, {label: count}, whether samples are labelled) of a request to one
+    unconditional model or to a mapping of models."""
+    if isinstance(model, Mapping):
+        if num_samples is not None or label is not None:
+            raise ValueError("with a mapping {label: model}, pass num_samples_per_model (the labels are the keys)")
+        if not model:
+            raise ValueError("the mapping {label: model} is empty")
+        counts = per_model if isinstance(per_model, Mapping) else {key: per_model for key in model}
+        return dict(model), counts, True
+    if (num_samples is None) == (per_model is None) or isinstance(per_model, Mapping):
+        raise ValueError("pass num_samples (or num_samples_per_model as one int) for a single model")
+    return {label: model}, {label: num_samples if num_samples is not None else per_model}, label is not None
+
+
+def _conditional_request(model: TrainedModel, labels: Sequence[Hashable] | None,
+                         per_class: int | Mapping[Hashable, int] | None
+                         ) -> tuple[dict[str, TrainedModel], dict[str, Any], dict[str, int]]:
+    """({label: model}, {label: count}, {label: class index}) of a request to a class-conditional model."""
+    if not model.classes:
+        raise ValueError(f"model {model.model_id} is not class-conditional: it was trained without labels; use "
+                         "num_samples (or train with labels for class-conditional samples)")
+    if per_class is None:
+        raise ValueError("pass num_samples_per_class for a class-conditional model")
+    names = list(model.classes) if labels is None else [str(label) for label in labels]
+    unknown = [name for name in names if name not in model.classes]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"labels {names} are not distinct classes of model {model.model_id} "
+                         f"(unknown: {unknown}); its classes are {model.classes}")
+    counts = {str(k): v for k, v in per_class.items()} if isinstance(per_class, Mapping) else \
+        {name: per_class for name in names}
+    return {name: model for name in names}, counts, {name: model.classes.index(name) for name in names}

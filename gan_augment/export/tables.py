@@ -6,7 +6,7 @@ written as row groups of bounded size into atomically written part files (`parqu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,12 +60,16 @@ def export_samples(
     storage_options: dict[str, Any] | None = None,
     part_bytes: int = PART_BYTES,
     progress: Progress | None = None,
+    labels: Sequence[Hashable] | None = None,
 ) -> ExportResult:
-    """Write `num_samples` generated samples of `model` as a synthetic table.
+    """Write `num_samples` generated samples of `model` as a synthetic table; of a
+    class-conditional model, `num_samples` of each class of `labels` (None: every class), class
+    after class, with the class in the `label` column.
 
     The row with `index` i holds exactly `SyntheticDataset(model, num_samples, seed=seed)[i]`
-    as PNG bytes; its `seed` column is `seed * 2**32 + i` and regenerates it on its own (see
-    `sampling` for the rule).
+    as PNG bytes (of class k: `SyntheticDataset(model, labels=[k], num_samples_per_class=
+    num_samples, seed=seed)[i]`); its `seed` column is `seed * 2**32 + i` and regenerates it on
+    its own, with its label (see `sampling` for the rule).
 
     Args:
         model: a model directory `OUT/<dataset>/model` (any fsspec URL) or a `TrainedModel`.
@@ -79,6 +83,7 @@ def export_samples(
         storage_options: fsspec options for `model` and `out`.
         part_bytes: target size of one part file.
         progress: called with (samples done, total) after every block.
+        labels: the classes to export of a class-conditional model.
 
     Raises:
         FileNotFoundError: no model at `model`.
@@ -90,32 +95,38 @@ def export_samples(
         >>> result.rows, [name.rsplit("/", 1)[1] for name in result.files]
         (300, ['part-00000.parquet'])
         >>> pq.read_table(result.files[0]).column_names
-        ['image', 'dataset', 'model_id', 'seed', 'index', 'width', 'height']
+        ['image', 'dataset', 'model_id', 'seed', 'index', 'width', 'height', 'label']
     """
     model = as_trained_model(model, device=device, storage_options=storage_options)
-    samples = SyntheticDataset(model, num_samples, seed=seed, output="uint8", device=device, block_size=block_size,
-                               image_size=image_size)
-    config = model.model_config
+    request: dict[str, Any] = dict(labels=labels, num_samples_per_class=num_samples) if model.classes else \
+        dict(num_samples=num_samples)
+    samples = SyntheticDataset(model, seed=seed, output="uint8", device=device, block_size=block_size,
+                               image_size=image_size, **request)
+    config, classes = model.model_config, samples.classes or [None]
     metadata = gan_augment_metadata(
         model.dataset, model.model_id, config.to_dict(), table="synthetic", seed=seed, num_samples=num_samples,
         block_size=block_size, device_type=torch.device(device).type,
         sample_seed="seed * 2**32 + index",
         noise="numpy.random.Generator(numpy.random.Philox(key=sample_seed)).standard_normal(latent_dim, float32)",
+        **({"classes": samples.classes} if model.classes else {}),
     )
 
     def tables(pool: ThreadPoolExecutor) -> Iterator[pa.Table]:
-        for start in range(0, num_samples, block_size):
-            indices = range(start, min(start + block_size, num_samples))
-            yield synthetic_table(
-                _encode_pngs(samples.images(indices), pool), dataset=model.dataset, model_id=model.model_id,
-                seeds=[samples.sample_seed(i) for i in indices], indices=indices,
-                width=config.image_size, height=config.image_size)
-            if progress:
-                progress(indices.stop, num_samples)
+        for position, label in enumerate(classes):  # one class after another; [None]: unconditional
+            offset = position * num_samples
+            for start in range(0, num_samples, block_size):
+                indices = range(start, min(start + block_size, num_samples))
+                rows = [offset + i for i in indices]
+                yield synthetic_table(
+                    _encode_pngs(samples.images(rows), pool), dataset=model.dataset, model_id=model.model_id,
+                    seeds=[samples.sample_seed(row) for row in rows], indices=indices,
+                    width=config.image_size, height=config.image_size, label=label)
+                if progress:
+                    progress(offset + indices.stop, len(samples))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         files = write_synthetic(out, tables(pool), metadata, storage_options, part_bytes)
-    return ExportResult(files, num_samples)
+    return ExportResult(files, len(samples))
 
 
 def export_features(

@@ -115,7 +115,8 @@ def load_latest_checkpoint(
 @dataclass
 class TrainedModel:
     """A trained DCGAN as loaded from a model directory: the EMA generator (for sampling) and
-    the discriminator (for features), both in eval mode."""
+    the discriminator (for features), both in eval mode. `classes` names the classes of a
+    class-conditional model (class index i is `classes[i]`); it is empty for an unconditional one."""
 
     generator: Generator
     discriminator: Discriminator
@@ -123,6 +124,7 @@ class TrainedModel:
     model_id: str
     dataset: str
     card: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
 
     def to(self, device: str | torch.device) -> TrainedModel:
         self.generator.to(device)
@@ -201,10 +203,14 @@ def load_model(
         generator, discriminator = Generator(config), Discriminator(config)
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
+        classes = [str(name) for name in state.get("classes", [])]
+        if len(classes) != config.num_classes:
+            raise ValueError(f"it names {len(classes)} classes for a model of {config.num_classes}")
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise UnsafeFileError(f"{redact_url(model_url)} is damaged or incompatible: {exc}") from exc
     card = read_model_card(model_dir, storage_options) or {}
-    model = TrainedModel(generator.eval(), discriminator.eval(), config, state["model_id"], state["dataset"], card)
+    model = TrainedModel(generator.eval(), discriminator.eval(), config, state["model_id"], state["dataset"], card,
+                         classes)
     return model.to(device)
 
 

@@ -26,12 +26,40 @@ def _discriminator_width(config: ModelConfig, block: int) -> int:
     return min(config.ndf * 2 ** (block - 1), 8 * config.ndf)
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; the
+    generator of Miyato & Koyama 2018): the normalisation is shared, the affine part is not."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Embedding(num_classes, channels)
+        self.shift = nn.Embedding(num_classes, channels)
+        self.reset_affine()
+
+    @torch.no_grad()
+    def reset_affine(self) -> None:
+        """DCGAN's initialisation of a norm's affine part: scales N(1, 0.02), shifts 0."""
+        nn.init.normal_(self.scale.weight, 1.0, 0.02)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        scale, shift = self.scale(labels)[:, :, None, None], self.shift(labels)[:, :, None, None]  # (B, C, 1, 1)
+        return self.norm(x) * scale + shift
+
+
+def _g_norm(config: ModelConfig, channels: int) -> nn.Module:
+    return ConditionalBatchNorm2d(channels, config.num_classes) if config.num_classes else nn.BatchNorm2d(channels)
+
+
 class Generator(nn.Module):
     """z ~ N(0, I) -> image in [-1, 1].
 
     Linear -> reshape to (C0, 4, 4) -> BatchNorm -> N x [Upsample x2 -> Conv 3x3 -> BatchNorm ->
     ReLU] -> Conv 3x3 to image channels -> Tanh. With `upsample="transpose"` each block's
-    Upsample + Conv becomes one ConvTranspose2d(4, stride 2, pad 1).
+    Upsample + Conv becomes one ConvTranspose2d(4, stride 2, pad 1). A class-conditional
+    generator (`num_classes > 0`) takes the class of each sample too, and every BatchNorm is
+    a `ConditionalBatchNorm2d`; the unconditional one's modules and weights are unchanged.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -39,7 +67,7 @@ class Generator(nn.Module):
         self.config = config
         base = _generator_width(config, 0)
         self.project = nn.Linear(config.latent_dim, base * 4 * 4, bias=False)
-        self.base_norm = nn.BatchNorm2d(base)
+        self.base_norm = _g_norm(config, base)
         blocks: list[nn.Module] = []
         for level in range(1, config.num_blocks + 1):
             c_in, c_out = _generator_width(config, level - 1), _generator_width(config, level)
@@ -49,17 +77,26 @@ class Generator(nn.Module):
                 # Upsample + 3x3 conv instead of a strided transpose avoids checkerboard
                 # artefacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
                 resample = UpsampleConv2d(c_in, c_out, bias=False)
-            blocks.append(nn.Sequential(resample, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+            blocks.append(nn.Sequential(resample, _g_norm(config, c_out), nn.ReLU(inplace=True)))
         self.blocks = nn.Sequential(*blocks)
         self.to_image = nn.Sequential(
             nn.Conv2d(_generator_width(config, config.num_blocks), config.channels, 3, 1, 1),
             nn.Tanh(),
         )
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images of noise `z` (B, Z); a class-conditional generator needs `labels` (B,), class
+        indices in [0, num_classes)."""
         h = self.project(z)  # (B, C0 * 16)
         h = h.view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
-        h = self.blocks(self.base_norm(h))  # (B, ngf, S, S)
+        if not self.config.num_classes:
+            return self.to_image(self.blocks(self.base_norm(h)))  # (B, channels, S, S)
+        if labels is None:
+            raise ValueError(f"this generator is class-conditional ({self.config.num_classes} classes): "
+                             "pass the class index of every sample")
+        h = self.base_norm(h, labels)
+        for resample, norm, activation in self.blocks:
+            h = activation(norm(resample(h), labels))
         return self.to_image(h)  # (B, channels, S, S)
 
 
@@ -100,7 +137,10 @@ class Discriminator(nn.Module):
 
     N x [Conv 4x4 stride 2 -> LeakyReLU(0.2) -> Dropout -> Norm (not in the first block)] ->
     Flatten -> Linear. `trunk` exposes the flattened last block for auxiliary heads and
-    `block_activations` every block's output for feature extraction.
+    `block_activations` every block's output for feature extraction. A class-conditional
+    discriminator (`num_classes > 0`) is a projection discriminator (Miyato & Koyama 2018): the
+    logit of an image of class y adds <embed(y), trunk> to the unconditional one; an image whose
+    class is unknown (label -1) gets the unconditional logit alone.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -130,6 +170,8 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
                 nn.Linear(512, config.projection_dim),
             )
+        self.embed: nn.Embedding | None = nn.Embedding(config.num_classes, self.trunk_dim) \
+            if config.num_classes else None
 
     def block_activations(self, x: Tensor) -> list[Tensor]:
         """Every block's output: [(B, ndf, S/2, S/2), (B, 2 ndf, S/4, S/4), ..., (B, C, 4, 4)]."""
@@ -144,8 +186,18 @@ class Discriminator(nn.Module):
             x = block(x)
         return x.flatten(1)  # (B, C * 4 * 4)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.trunk(x)).squeeze(1)  # (B,)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.logits(self.trunk(x), labels)  # (B,)
+
+    def logits(self, trunk: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The real/fake logit (B,) of trunk features (B, T); with `labels` (B,) and a
+        class-conditional D, plus the projection term of every image whose label is >= 0."""
+        logits = self.classifier(trunk).squeeze(1)  # (B,)
+        if self.embed is None or labels is None:
+            return logits
+        known = labels >= 0
+        projection = (self.embed(labels.clamp(min=0)) * trunk).sum(1)  # (B,)
+        return logits + torch.where(known, projection, torch.zeros_like(projection))
 
     def project(self, trunk: Tensor) -> Tensor:
         """Projection-head output for the trunk features of a batch."""
@@ -162,9 +214,13 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):  # the projection discriminator's class embedding
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, ConditionalBatchNorm2d):  # after its embeddings: `apply` visits children first
+        module.reset_affine()
 
 
 def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:

@@ -7,6 +7,9 @@
 - Images are generated in fixed, aligned blocks: block `b` holds indices
   `[b * block_size, (b + 1) * block_size)` and always goes through the EMA generator (eval mode,
   no grad) as one batch, whatever is asked of it (`generate_block`).
+- A class-conditional generator gets the class index of the block's label for every sample
+  of the block: sample `index` of class `k` has the noise of sample `index` (any class) and
+  class `k`, so a sample is a function of (model, seed, index, label).
 - The output in [-1, 1] is quantised to uint8 exactly as a PNG export stores it
   (`visualize.images_to_uint8`).
 - Fresh samples per epoch (`SyntheticDataset.set_epoch`) change only the run's seed: epoch `e`
@@ -85,11 +88,13 @@ def sample_noise(sample_seeds: Sequence[int], latent_dim: int) -> Tensor:
 
 
 @torch.no_grad()
-def generate_block(generator: Generator, seed: int, block: int, block_size: int = BLOCK_SIZE) -> Tensor:
-    """Block `block` of the run with `seed`: indices [block * block_size, (block + 1) * block_size).
+def generate_block(generator: Generator, seed: int, block: int, block_size: int = BLOCK_SIZE,
+                   class_index: int | None = None) -> Tensor:
+    """Block `block` of the run with `seed`: indices [block * block_size, (block + 1) * block_size),
+    all of class `class_index` for a class-conditional generator (which needs one).
 
     `generator` must be in eval mode (BatchNorm on running statistics), so each sample depends
-    only on its own noise.
+    only on its own noise (and class).
 
     Returns:
         (block_size, C, S, S) uint8 tensor on the CPU.
@@ -99,4 +104,9 @@ def generate_block(generator: Generator, seed: int, block: int, block_size: int 
     seeds = [sample_seed(seed, index) for index in range(start, start + block_size)]
     device = next(generator.parameters()).device
     z = sample_noise(seeds, generator.config.latent_dim).to(device)  # (block_size, latent_dim)
-    return images_to_uint8(generator(z)).cpu()  # (block_size, C, S, S)
+    num_classes = generator.config.num_classes
+    if (class_index is not None) != bool(num_classes) or not 0 <= (class_index or 0) < max(num_classes, 1):
+        raise ValueError(f"class_index={class_index!r} for a generator with {num_classes} classes: a "
+                         "class-conditional generator needs a class index in [0, num_classes), another none")
+    labels = None if class_index is None else torch.full((block_size,), class_index, dtype=torch.int64, device=device)
+    return images_to_uint8(generator(z, labels)).cpu()  # (block_size, C, S, S)

@@ -21,11 +21,12 @@ def encode_png(array: Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def sample_grid_png(images: Tensor) -> bytes:
-    """A square-ish grid of generated images (B, C, H, W) in [-1, 1] as PNG bytes."""
+def sample_grid_png(images: Tensor, columns: int | None = None) -> bytes:
+    """A grid of generated images (B, C, H, W) in [-1, 1] as PNG bytes: `columns` images a row,
+    square-ish when None."""
     from torchvision.utils import make_grid  # here: torchvision.utils loads all of torchvision
 
-    grid = make_grid(images_to_uint8(images).cpu(), nrow=int(math.ceil(math.sqrt(images.shape[0]))),
+    grid = make_grid(images_to_uint8(images).cpu(), nrow=columns or int(math.ceil(math.sqrt(images.shape[0]))),
                      padding=2, pad_value=0)
     if images.shape[1] == 1:
         grid = grid[:1]  # make_grid repeats grayscale to RGB; keep one channel

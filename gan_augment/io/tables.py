@@ -38,12 +38,15 @@ SYNTHETIC_SCHEMA = pa.schema([
     ("index", pa.int64()),
     ("width", pa.int32()),
     ("height", pa.int32()),
+    ("label", pa.string()),  # the class asked of a class-conditional model; null otherwise
 ])
+# Columns added later: a table written before them reads without them.
+_SYNTHETIC_ADDED = ("label",)
 _HF_FEATURES = {
     "image": {"_type": "Image"},
     **{name: {"dtype": dtype, "_type": "Value"} for name, dtype in
        [("dataset", "string"), ("model_id", "string"), ("seed", "int64"), ("index", "int64"),
-        ("width", "int32"), ("height", "int32")]},
+        ("width", "int32"), ("height", "int32"), ("label", "string")]},
 }
 
 
@@ -55,18 +58,20 @@ def synthetic_schema(metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
 
 def synthetic_table(
     png: Sequence[bytes], *, dataset: str, model_id: str, seeds: Sequence[int], indices: Sequence[int],
-    width: int, height: int,
+    width: int, height: int, label: str | None = None,
 ) -> pa.Table:
-    """One batch of synthetic rows; `png[k]` is the sample with `seeds[k]` and `indices[k]`."""
+    """One batch of synthetic rows; `png[k]` is the sample with `seeds[k]` and `indices[k]`, of
+    class `label` (a class-conditional model's samples; None for an unconditional one)."""
     n = len(png)
     images = pa.StructArray.from_arrays(
-        [pa.array(png, pa.binary()), pa.array([f"{dataset}-{i:08d}.png" for i in indices], pa.string())],
+        [pa.array(png, pa.binary()), pa.array([f"{dataset}-{'' if label is None else label + '-'}{i:08d}.png"
+                                               for i in indices], pa.string())],
         fields=list(IMAGE_TYPE),
     )
     return pa.Table.from_arrays(
         [images, pa.array([dataset] * n, pa.string()), pa.array([model_id] * n, pa.string()),
          pa.array(seeds, pa.int64()), pa.array(indices, pa.int64()),
-         pa.array([width] * n, pa.int32()), pa.array([height] * n, pa.int32())],
+         pa.array([width] * n, pa.int32()), pa.array([height] * n, pa.int32()), pa.array([label] * n, pa.string())],
         schema=SYNTHETIC_SCHEMA,
     )
 
@@ -88,7 +93,8 @@ def read_synthetic(url: str, storage_options: dict[str, Any] | None = None) -> p
         FileNotFoundError: nothing at `url`.
         ValueError: a file that is not a synthetic-samples table.
     """
-    return read_parts(url, lambda schema, file_url: require_columns(schema, SYNTHETIC_SCHEMA, "synthetic", file_url),
+    required = pa.schema([f for f in SYNTHETIC_SCHEMA if f.name not in _SYNTHETIC_ADDED])
+    return read_parts(url, lambda schema, file_url: require_columns(schema, required, "synthetic", file_url),
                       storage_options)
 
 

@@ -86,3 +86,7 @@ class RealBatches:
         if self.flip_rng is not None:
             real = random_flip(real, self.flip_rng)
         return real.contiguous(memory_format=self.memory_format)
+
+    def labels(self, index: int, labels: Tensor) -> Tensor:
+        """The entries of `labels` (N,) (one per image) for the images of batch `index`: (B,)."""
+        return labels[self.sampler.indices(index).to(labels.device)]

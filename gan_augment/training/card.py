@@ -43,12 +43,14 @@ def write_samples(
     *,
     title: str,
     storage_options: dict[str, Any] | None = None,
+    labels: Tensor | None = None,
 ) -> str:
     """Write `generator`'s images of `noise` as the grid `samples/<name>.png`, and the loss curve
-    of `history` as `samples/loss_curve.png`; returns the grid's URL."""
+    of `history` as `samples/loss_curve.png`; returns the grid's URL. A class-conditional
+    generator gets `labels`, 8 samples of each class in turn: the grid has one row per class."""
     url = samples_file(model_dir, f"{name}.png")
-    images = generator(noise)  # (N, C, S, S)
-    atomic_write_bytes(url, sample_grid_png(images), storage_options)
+    images = generator(noise, labels)  # (N, C, S, S)
+    atomic_write_bytes(url, sample_grid_png(images, columns=8 if labels is not None else None), storage_options)
     atomic_write_bytes(samples_file(model_dir, "loss_curve.png"), loss_curve_png(history, title=title),
                        storage_options)
     return url

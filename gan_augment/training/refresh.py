@@ -7,18 +7,21 @@ then costs one pass over the store (for the data fingerprint) instead of a train
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.checkpoint import read_model_card
 from gan_augment.io.fsio import basename, exists
+from gan_augment.io.labels import read_labels
 from gan_augment.layout import manifest_url, model_file, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import build_cache
+from gan_augment.training.labels import cache_labels, labels_fingerprint
 from gan_augment.training.trainer import Trainer, TrainResult, effective_model_config, resolve_steps
 
 log = logging.getLogger(__name__)
@@ -48,11 +51,13 @@ class RefreshResult:
 
 
 def stale_reason(
-    card: dict[str, Any] | None, fingerprint: str, model_config: ModelConfig, train_config: TrainConfig
+    card: dict[str, Any] | None, fingerprint: str, model_config: ModelConfig, train_config: TrainConfig,
+    labels_fingerprint: str | None = None,
 ) -> str | None:
     """Why the model described by `card` must be (re)trained, or None when it is up to date.
 
-    `model_config` is compared as the trainer records it (see `training.trainer.effective_model_config`).
+    `model_config` is compared as the trainer records it (see `training.trainer.effective_model_config`);
+    `labels_fingerprint` is that of a class-conditional run's labels (`labels.labels_fingerprint`).
     """
     if card is None:
         return "no model yet"
@@ -62,6 +67,8 @@ def stale_reason(
         return "the model config changed"
     if card.get("train_config") != train_config.to_dict():
         return "the training config changed"
+    if (card.get("labels") or {}).get("fingerprint") != labels_fingerprint:
+        return "the labels changed"
     return None
 
 
@@ -75,6 +82,7 @@ def refresh_model(
     storage_options: dict[str, Any] | None = None,
     force: bool = False,
     callback: ProgressCallback | None = None,
+    labels: str | Mapping[str, Hashable] | None = None,
 ) -> RefreshResult:
     """Train `dataset` unless the model in `out/<dataset>/model` is already up to date.
 
@@ -91,6 +99,9 @@ def refresh_model(
         force: train even when the model is up to date.
         callback: called with (fraction done in [0, 1], metrics row) at every logging step; the
             fraction counts steps, or elapsed time against `max_seconds` when that is further.
+        labels: a `uri,label` file (CSV or Parquet, as `io.labels.read_labels` reads it) or
+            {image key: label} for some or all images: the model is class-conditional (see
+            `trainer.train`), and a change of the labels retrains it.
 
     Raises:
         FileNotFoundError: no images under `source`.
@@ -102,13 +113,19 @@ def refresh_model(
     # The scan's manifest, when there is one, spares reading objects it already rejected.
     cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
                         manifest=manifest_url(out, dataset), **model_config.decode_options)
+    classes, per_image = None, None
+    if labels is not None:
+        labels = read_labels(labels, storage_options) if isinstance(labels, str) else labels
+        classes, per_image = cache_labels(cache, labels, source, storage_options)
+        model_config = dataclasses.replace(model_config, num_classes=len(classes))
     card = read_model_card(model_dir, storage_options)
     if force:
         reason = "forced"
     elif not exists(model_file(model_dir), storage_options):
         reason = "no model yet"
     else:
-        reason = stale_reason(card, cache.fingerprint, model_config, train_config)
+        reason = stale_reason(card, cache.fingerprint, model_config, train_config,
+                              labels_fingerprint(classes, per_image) if classes else None)
     if reason is None:
         assert card is not None
         log.info("%s: model is up to date (same data fingerprint and config); skipping training", dataset)
@@ -128,7 +145,7 @@ def refresh_model(
     # The Trainer itself rather than train(cache, ...): it records `source` in the model card,
     # where exports find the real images again.
     trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source,
-                      storage_options=storage_options, callback=report)
+                      storage_options=storage_options, callback=report, labels=per_image, classes=classes)
     result = trainer.run()
     card = read_model_card(model_dir, storage_options) or {}
     return RefreshResult(dataset, model_dir, "trained", reason, card, result)

@@ -48,6 +48,9 @@ class TrainingState:
         step: G steps done.
         nan_rollbacks: rollbacks after a non-finite loss so far.
         history: every logged metrics row, one list per column.
+        labels: a class-conditional run's class index of every training image (-1: none yet),
+            on the training device; pseudo-labels change it once during the run. None in an
+            unconditional run.
     """
 
     generator: Generator
@@ -59,6 +62,7 @@ class TrainingState:
     step: int = 0
     nan_rollbacks: int = 0
     history: dict[str, list[float]] = field(default_factory=empty_history)
+    labels: torch.Tensor | None = None
 
     @classmethod
     def initial(cls, model_config: ModelConfig, train_config: TrainConfig, device: torch.device,
@@ -94,6 +98,7 @@ class TrainingState:
             },
             "history": self.history,
             "nan_rollbacks": self.nan_rollbacks,
+            **({"labels": self.labels} if self.labels is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -110,6 +115,8 @@ class TrainingState:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.nan_rollbacks = state["nan_rollbacks"]
+        if self.labels is not None and "labels" in state:
+            self.labels.copy_(state["labels"])  # in place: the real batches read this tensor
 
     def weights_finite(self) -> bool:
         """Whether every weight of G and D is finite."""

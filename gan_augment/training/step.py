@@ -45,6 +45,7 @@ class DiscriminatorUpdate(NamedTuple):
     fake_logits: Tensor  # (F,)
     fake: Tensor  # G's output, (F, C, S, S), with its graph when the update was asked to keep it
     real_input: Tensor  # the reals as D saw them, (B, C, S, S): the unrolled G loss replays them
+    fake_labels: Tensor | None  # the classes G was asked for, (F,), in a class-conditional run
 
 
 class TrainingStep:
@@ -78,6 +79,9 @@ class TrainingStep:
         self.latent_dim = state.generator.config.latent_dim
         self.policies = train_config.augment_policies
         self.contrastive = train_config.contrastive_weight > 0
+        self.num_classes = state.generator.config.num_classes
+        if self.num_classes and train_config.unrolled_steps:
+            raise ValueError("unrolled_steps is not supported with a class-conditional model")
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
         self.g_forward, self.d_forward = state.generator, state.discriminator
         if train_config.compile:
@@ -96,7 +100,7 @@ class TrainingStep:
         for i in range(tc.d_steps):
             d = self.update_discriminator(state.step * tc.d_steps + i, keep_graph=i == tc.d_steps - 1)
         # (2) Update G against the D just updated, on those last fakes.
-        loss_g = self.update_generator(d.fake, d.real_input)
+        loss_g = self.update_generator(d.fake, d.real_input, d.fake_labels)
         # (3) EMA of G's weights.
         self.update_ema()
         state.step += 1
@@ -115,30 +119,37 @@ class TrainingStep:
         """
         state = self.state
         real = self.batches(index)  # (B, C, S, S)
+        real_labels = self.batches.labels(index, state.labels) if state.labels is not None else None  # (B,)
         z = torch.randn(self.tc.fakes_per_step, self.latent_dim, device=self.device, generator=state.rng)
+        # A class-conditional G is asked for every class equally often.
+        fake_labels = torch.randint(self.num_classes, (self.tc.fakes_per_step,), device=self.device,
+                                    generator=state.rng) if self.num_classes else None  # (F,)
         with self.autocast():
             with torch.set_grad_enabled(keep_graph):
-                fake = self.g_forward(z)  # (F, C, S, S)
-            loss, real_logits, fake_logits, real_input = self.d_loss(real, fake.detach())
+                fake = self.g_forward(z, fake_labels)  # (F, C, S, S)
+            loss, real_logits, fake_logits, real_input = self.d_loss(real, fake.detach(), real_labels, fake_labels)
         state.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.dist.average_gradients(state.discriminator)
         state.opt_d.step()
-        return DiscriminatorUpdate(loss, real_logits, fake_logits, fake, real_input)
+        return DiscriminatorUpdate(loss, real_logits, fake_logits, fake, real_input, fake_labels)
 
-    def d_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def d_loss(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
+               fake_labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """D's loss on a real batch and detached fakes: the GAN loss, the gradient penalty under
-        wgan-gp, and the contrastive loss in the contrastive recipe.
+        wgan-gp, and the contrastive loss in the contrastive recipe. In a class-conditional run
+        the logits are the projection discriminator's for the given classes (-1: unknown).
 
         Returns:
             (loss, real logits (B,), fake logits (F,), the reals as D saw them (B, C, S, S)).
         """
         tc = self.tc
         if self.contrastive:
-            loss_con, real_logits, fake_logits, real_input, fake_input = self.discriminate_contrastive(real, fake)
+            loss_con, real_logits, fake_logits, real_input, fake_input = self.discriminate_contrastive(
+                real, fake, real_labels, fake_labels)
         else:
             real_input, fake_input = self.augment(real), self.augment(fake)
-            real_logits, fake_logits = self.discriminate(real_input, fake_input)
+            real_logits, fake_logits = self.discriminate(real_input, fake_input, real_labels, fake_labels)
         loss = discriminator_loss(tc.loss, real_logits, fake_logits)
         if tc.loss == "wgan-gp":
             loss = loss + tc.gp_weight * gradient_penalty(self.state.discriminator, real_input, fake_input,
@@ -147,7 +158,7 @@ class TrainingStep:
             loss = loss + tc.contrastive_weight * loss_con
         return loss, real_logits, fake_logits, real_input
 
-    def update_generator(self, fake: Tensor, real_input: Tensor) -> Tensor:
+    def update_generator(self, fake: Tensor, real_input: Tensor, fake_labels: Tensor | None = None) -> Tensor:
         """One update of G: maximise log D(G(z)) (non-saturating), optionally against an
         unrolled D.
 
@@ -174,7 +185,7 @@ class TrainingStep:
                                                tc.unrolled_steps)
             else:
                 state.discriminator.requires_grad_(False)
-                loss = generator_loss(tc.loss, self.d_forward(fake_input))
+                loss = generator_loss(tc.loss, self.d_forward(fake_input, fake_labels))
         state.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.dist.average_gradients(state.generator)
@@ -200,14 +211,17 @@ class TrainingStep:
         """A random view of each image (crop, rotation, shift, contrast), for the contrastive loss."""
         return random_view(images, self.state.rng)
 
-    def discriminate(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    def discriminate(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
+                     fake_labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """D's logits on a real batch and on fakes: (B,) and (F,)."""
         if self.tc.concat_real_fake:  # the seed's concatenation layer: one pass, shared BN stats
-            logits = self.d_forward(torch.cat([real, fake]))  # (B + F,)
+            labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+            logits = self.d_forward(torch.cat([real, fake]), labels)  # (B + F,)
             return logits[: real.shape[0]], logits[real.shape[0]:]
-        return self.d_forward(real), self.d_forward(fake)
+        return self.d_forward(real, real_labels), self.d_forward(fake, fake_labels)
 
-    def discriminate_contrastive(self, real: Tensor, fake: Tensor) -> ContrastivePass:
+    def discriminate_contrastive(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
+                                 fake_labels: Tensor | None = None) -> ContrastivePass:
         """The contrastive recipe's D pass: two random views of the real batch and one of the
         fakes go through D's trunk together; NT-Xent on the projections of the real views
         (with the fakes as extra negatives) and ContraD's loss on the fakes (all of them one
@@ -217,6 +231,7 @@ class TrainingStep:
         Args:
             real: the real batch, (B, C, S, S).
             fake: detached fakes, (F, C, S, S).
+            real_labels, fake_labels: their classes in a class-conditional run, (B,) and (F,).
         """
         tc, discriminator, batch = self.tc, self.state.discriminator, real.shape[0]
         real_in, fake_in = self.augment(self.view(real)), self.augment(self.view(fake))
@@ -233,6 +248,6 @@ class TrainingStep:
         gan_real, gan_fake = real_trunk[:batch], fake_trunk
         if tc.detach_gan_head:
             gan_real, gan_fake = gan_real.detach(), gan_fake.detach()
-        real_logits = discriminator.classifier(gan_real).squeeze(1)
-        fake_logits = discriminator.classifier(gan_fake).squeeze(1)
+        real_logits = discriminator.logits(gan_real, real_labels)
+        fake_logits = discriminator.logits(gan_fake, fake_labels)
         return ContrastivePass(loss, real_logits, fake_logits, real_in, fake_in)

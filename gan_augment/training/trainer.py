@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,13 @@ from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler, RealBatches
 from gan_augment.training.card import model_card, model_id, output_files, write_samples
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
+from gan_augment.training.labels import (
+    UNLABELLED,
+    cache_labels,
+    discriminator_pool_features,
+    labels_fingerprint,
+    pseudo_labels,
+)
 from gan_augment.training.state import METRICS, Checkpoints, TrainingDivergedError, TrainingState
 from gan_augment.training.step import TrainingStep
 
@@ -109,6 +116,11 @@ class Trainer:
     Its parts: `state` (a `TrainingState`: what a run changes, and what a checkpoint holds),
     `checkpoints` (resume, save, roll back), `batches` (the real batches), `training_step`
     (a `TrainingStep`: one G step on the state); `run` is the loop that ties them together.
+
+    With `labels` (one class index per cache image, -1 for an image without a label) and
+    `classes` (their names), the model is class-conditional (`ModelConfig.num_classes`): G's
+    BatchNorms are conditional, D is a projection discriminator, and once `pseudo_label_at` of
+    the steps are done the unlabelled images get pseudo-labels (`labels.pseudo_labels`).
     """
 
     def __init__(
@@ -123,14 +135,26 @@ class Trainer:
         storage_options: dict[str, Any] | None = None,
         callback: Callable[[dict[str, float]], None] | None = None,
         distributed: DistributedContext | None = None,
+        labels: Tensor | None = None,
+        classes: list[str] | None = None,
     ) -> None:
+        if (labels is None) != (classes is None):
+            raise ValueError("pass both labels (a class index per image) and classes (their names), or neither")
+        if classes is not None:
+            model_config = dataclasses.replace(model_config, num_classes=len(classes))
+        elif model_config.num_classes:
+            raise ValueError(f"num_classes={model_config.num_classes} needs labels: pass labels= (a labels file "
+                             "with `--labels`)")
         model_config = effective_model_config(model_config, train_config)
+        self.classes, fingerprint = classes, cache.fingerprint
+        if labels is not None:
+            fingerprint = f"{cache.fingerprint}:{labels_fingerprint(classes, labels)}"
         # Data-parallel hooks (training/distributed.py); all of them are no-ops in one process.
         self.dist = distributed or DistributedContext()
         self.mc, self.tc, self.cache = model_config, train_config, cache
         self.model_dir, self.dataset, self.source = model_dir, dataset, source
         self.storage_options, self.callback = storage_options, callback
-        self.model_id = model_id(dataset, cache.fingerprint, model_config, train_config)
+        self.model_id = model_id(dataset, fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
         self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size, model_config.image_size)
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
@@ -140,7 +164,10 @@ class Trainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         self.state = TrainingState.initial(model_config, train_config, self.device, self.memory_format)
-        self.checkpoints = Checkpoints(model_dir, model_config, train_config, cache.fingerprint, dataset=dataset,
+        self.given_labels = labels
+        if labels is not None:
+            self.state.labels = labels.to(self.device).clone()
+        self.checkpoints = Checkpoints(model_dir, model_config, train_config, fingerprint, dataset=dataset,
                                        device=self.device, storage_options=storage_options, distributed=self.dist)
         # The cache lives on the training device when it is a GPU, so a batch never crosses the bus.
         images = cache.images.to(self.device) if self.device.type == "cuda" else cache.images
@@ -152,7 +179,13 @@ class Trainer:
         self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
                                           distributed=self.dist)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
-        self.fixed_noise = torch.randn(64, model_config.latent_dim, generator=fixed).to(self.device)  # (64, Z)
+        # A conditional model's grid has one row of 8 samples per class, an unconditional one 8 x 8.
+        rows = len(classes) if classes else 8
+        self.fixed_noise = torch.randn(8 * rows, model_config.latent_dim, generator=fixed).to(self.device)  # (8R, Z)
+        self.fixed_labels = torch.arange(rows, device=self.device).repeat_interleave(8) if classes else None
+        self.pseudo_label_step = None
+        if labels is not None and bool((labels == UNLABELLED).any()) and train_config.pseudo_label_at < 1.0:
+            self.pseudo_label_step = round(train_config.pseudo_label_at * self.total_steps)
         self.resumed_from: int | None = None
 
     def run(self, resume: bool = True) -> TrainResult:
@@ -175,6 +208,8 @@ class Trainer:
         sums, count, window = torch.zeros(len(METRICS), device=self.device), 0, time.perf_counter()
         row = {key: values[-1] for key, values in state.history.items() if values}
         while state.step < self.total_steps:
+            if state.step == self.pseudo_label_step:
+                self.pseudo_label()
             sums += self.training_step()
             count += 1
             if tc.max_seconds is not None and self.dist.any(time.perf_counter() - started > tc.max_seconds,
@@ -210,6 +245,27 @@ class Trainer:
         images_per_second = (state.step - start_step) * self.images_per_step / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
 
+    def pseudo_label(self) -> None:
+        """Give the unlabelled images the pseudo-labels of the current D's features (`labels`)."""
+        state = self.state
+        features = discriminator_pool_features(state.discriminator, self.cache.images, self.device)
+        labels = pseudo_labels(features, self.given_labels, self.tc.pseudo_label_threshold, self.tc.seed)
+        state.labels.copy_(labels.to(state.labels.device))
+        log.info("%s: pseudo-labelled %d of %d unlabelled images at step %d", self.dataset,
+                 int((labels >= 0).sum() - (self.given_labels >= 0).sum()), int((self.given_labels < 0).sum()),
+                 state.step)
+
+    def label_summary(self) -> dict[str, Any] | None:
+        """What the model card records of a class-conditional run's labels."""
+        if self.given_labels is None:
+            return None
+        current = self.state.labels.cpu()
+        given = int((self.given_labels >= 0).sum())
+        return {"classes": self.classes, "labelled": given, "pseudo_labelled": int((current >= 0).sum()) - given,
+                "unlabelled": int((current < 0).sum()), "fingerprint": labels_fingerprint(self.classes,
+                                                                                         self.given_labels),
+                "pseudo_label_step": self.pseudo_label_step}
+
     def _record(self, sums: Tensor, count: int, seconds: float) -> dict[str, float] | None:
         """Turn the summed step metrics into one metrics row and append it to the history; None
         when any is non-finite."""
@@ -225,7 +281,7 @@ class Trainer:
     def _write_samples(self, name: str) -> None:
         if self.dist.is_main:
             write_samples(self.model_dir, name, self.state.ema, self.fixed_noise, self.state.history,
-                          title=self.dataset, storage_options=self.storage_options)
+                          title=self.dataset, storage_options=self.storage_options, labels=self.fixed_labels)
 
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
         """Write the final samples, model.pt (the EMA of G, and D) and the model card."""
@@ -235,13 +291,16 @@ class Trainer:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
         self._write_samples("final")
         if self.dist.is_main:
+            extra = {"step": state.step, **({"classes": self.classes} if self.classes else {})}
             save_model(self.model_dir, state.ema, state.discriminator, model_id=self.model_id,
-                       dataset=self.dataset, extra={"step": state.step}, storage_options=self.storage_options)
+                       dataset=self.dataset, extra=extra, storage_options=self.storage_options)
             card = model_card(self.cache, self.mc, self.tc, model_id=self.model_id, dataset=self.dataset,
                               source=self.source, steps=state.step, images_per_step=self.images_per_step,
                               world_size=self.dist.world_size, resumed_from=self.resumed_from,
                               nan_rollbacks=state.nan_rollbacks, metrics=metrics, device=self.device, amp=self.amp,
                               files=files)
+            if self.classes:
+                card["labels"] = self.label_summary()
             write_model_card(self.model_dir, card, self.storage_options)
         return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
                            self.resumed_from, seconds, images_per_second, metrics, files)
@@ -258,6 +317,7 @@ def train(
     resume: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
     distributed: DistributedContext | None = None,
+    labels: Mapping[str, Hashable] | None = None,
 ) -> TrainResult:
     """Train a DCGAN on one dataset and write it to `out/<dataset>/model/`.
 
@@ -271,6 +331,10 @@ def train(
         callback: called with every metrics row (step, losses, D outputs, img/s).
         distributed: this process's place in a data-parallel run (`distributed.init_distributed`);
             None is a single process.
+        labels: {image key: label} for some or all images (what `io.labels.read_labels` reads
+            from a `uri,label` file; keys as there: the URI, or the path under `source`): trains a
+            class-conditional model whose classes are the labels' (as strings); the images
+            without a label get pseudo-labels partway through (`TrainConfig.pseudo_label_at`).
 
     Examples:
         >>> from gan_augment import ModelConfig, TrainConfig, load_model
@@ -295,6 +359,8 @@ def train(
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = model_dir_of(out, dataset)
+    classes, per_image = cache_labels(cache, labels, source_url, storage_options) if labels else (None, None)
     trainer = Trainer(cache, model_dir, model_config, train_config, dataset=dataset, source=source_url,
-                      storage_options=storage_options, callback=callback, distributed=distributed)
+                      storage_options=storage_options, callback=callback, distributed=distributed,
+                      labels=per_image, classes=classes)
     return trainer.run(resume=resume)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gan_augment.curate import METHODS, select_for_labelling
-from gan_augment.evaluate.evaluation import read_labels, read_listed_uris
+from gan_augment.io.labels import read_labels, read_listed_uris
 from gan_augment.io.tables import features_table, write_features, write_manifest
 
 CLUSTERS, PER_CLUSTER, DIM = 6, 40, 24

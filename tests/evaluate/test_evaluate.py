@@ -14,8 +14,9 @@ from conftest import write_png_folder
 from torch import nn
 
 from gan_augment.cli import main
-from gan_augment.evaluate.evaluation import evaluate_model, format_table, read_labels
+from gan_augment.evaluate.evaluation import evaluate_model, format_table
 from gan_augment.gan.checkpoint import load_model, read_model_card
+from gan_augment.io.labels import read_labels
 
 
 class Pooled(nn.Module):

@@ -1,0 +1,83 @@
+"""Labels files: CSV or Parquet with columns `uri,label` (what `gan-augment select` writes for
+labelling, what `evaluate --labels` and `train --labels` read), and matching their keys to the
+images of a source."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow.csv as pa_csv
+
+from gan_augment.io.fsio import get_fs, read_bytes, redact_url, to_url
+from gan_augment.io.parquet import read_table
+
+log = logging.getLogger("gan_augment")
+
+
+def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
+    if url.rstrip("/").endswith(".parquet"):
+        table = read_table(url, storage_options)
+    else:
+        try:
+            table = pa_csv.read_csv(io.BytesIO(read_bytes(url, storage_options)))
+        except Exception as exc:  # noqa: BLE001 - pyarrow reports CSV problems with several types
+            raise ValueError(f"{redact_url(url)} is not a readable CSV file: {exc}") from exc
+    missing = [name for name in ("uri", "label") if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{redact_url(url)} has no column {missing[0]!r}; a labels file has columns uri,label")
+    return table
+
+
+def read_listed_uris(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Every uri of a labels file (see `read_labels`), labelled or still waiting for its label."""
+    return [uri for uri in _read_labels_table(url, storage_options).column("uri").to_pylist() if uri]
+
+
+def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
+    """{uri: label} from a CSV or Parquet file with columns `uri` and `label` (other columns, such
+    as those of `gan-augment select`'s picks, are ignored). Rows whose label is empty are not
+    labelled yet: they are left out and counted in a log line.
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a missing column, one uri with two labels, or no labelled row at all.
+    """
+    table = _read_labels_table(url, storage_options)
+    labels: dict[str, Hashable] = {}
+    unlabelled = 0
+    for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
+        if label is None or (isinstance(label, str) and not label.strip()):
+            unlabelled += 1
+            continue
+        if labels.setdefault(uri, label) != label:
+            raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({labels[uri]!r} and {label!r})")
+    if not labels:
+        raise ValueError(f"no row of {redact_url(url)} has a label yet ({unlabelled} rows with an empty label); "
+                         "fill in the label column first")
+    if unlabelled:
+        log.info("%s: %d labelled images; %d rows with an empty label left out", redact_url(url), len(labels),
+                 unlabelled)
+    return labels
+
+
+def match_labels(uris: Sequence[str], labels: Mapping[str, Hashable], source: str,
+                   storage_options: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) of the images that have a label, keyed by the image's URI, its URI without
+    the protocol (a local path), or its path relative to `source`."""
+    fs, root = get_fs(source, storage_options)
+    prefix = to_url(fs, root).rstrip("/") + "/"
+    rows, found = [], []
+    for row, uri in enumerate(uris):
+        for key in (uri, uri.split("://", 1)[-1], uri[len(prefix):] if uri.startswith(prefix) else None):
+            if key is not None and key in labels:
+                rows.append(row)
+                found.append(labels[key])
+                break
+    if not rows:
+        raise ValueError(f"none of the {len(uris)} images under {redact_url(source)} has a label; key labels by "
+                         f"the image's URI or its path under the source (e.g. {uris[0][len(prefix):]!r})")
+    return np.asarray(rows), np.asarray(found)
