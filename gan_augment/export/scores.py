@@ -10,7 +10,9 @@ Two views of "far from what D learnt", both from the export's one forward pass:
   2000). An image alone in feature space has a large one.
 
 `outlier_score` standardises both over the reference and adds them, the logit with weight
-`LOGIT_WEIGHT` (BENCHMARKS.md, "Outliers" measured the weights). The reference is every image,
+`LOGIT_WEIGHT`: 0 for now, since on the planted case of tests/curate/test_outliers.py the logit
+ranked the planted images no higher than chance while the kNN distance did
+(`benchmarks/outliers.py` measures each column alone on trained models). The reference is every image,
 or a seeded sample of `REFERENCE_ROWS` for a larger dataset, so the cost is linear in the
 dataset; the search is plain numpy (chunked distances): scikit-learn's brute-force search is the
 same arithmetic, and numpy keeps the export free of another import.

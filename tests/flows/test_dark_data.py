@@ -45,6 +45,9 @@ def test_scans_trains_exports_and_summarises_then_skips_what_did_not_change(
     assert rows["dogs"]["images_bad"] == 1 and rows["dogs"]["error"] is None
     summary = artifacts_of(state.state_details.flow_run_id)["dark-data-summary"]
     assert summary.type == "table" and "junk" in summary.data
+    report = artifacts_of(state.state_details.flow_run_id)["dark-data-report"]  # the reports, linked at the end
+    assert os.path.join(out, "index.html") in str(report.data)
+    assert os.path.isfile(os.path.join(out, "index.html")) and os.path.isfile(os.path.join(out, "dogs", "report.html"))
 
     again = {row["dataset"]: row for row in dark_data(store, out, model=tiny_model_config, training=tiny_train_config,
                                                       num_samples=10)}

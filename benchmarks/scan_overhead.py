@@ -1,0 +1,81 @@
+"""What the perceptual hash costs a scan: this checkout against another one (a checkout of the
+commit before the hash), side by side on the same files, in alternating fresh processes.
+
+    git worktree add /tmp/base <commit before the hash>
+    OMP_NUM_THREADS=1 python benchmarks/scan_overhead.py --baseline /tmp/base [--objects 2000] [--repeats 5]
+
+Files: `scan_throughput.write_images` (48x48 RGB, half PNG, half JPEG). Two scans per side: the
+default header scan (which computes no hash: its code path only gains a null column) and
+`verify=True` with `max_seconds=None` (every pixel decoded in the scanning process, so that the
+process's CPU time holds all the work; the verify decode is where the hash is computed). CPU
+seconds (user + system of the process) are the measure: on a shared machine they count the work,
+not the waiting. Medians of --repeats, each side run alternately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import markdown_table, median, write_section  # noqa: E402
+from scan_throughput import write_images  # noqa: E402
+
+TITLE = "What the perceptual hash costs a scan"
+CHILD = """
+import json, resource, sys, time
+from gan_augment.scan.store import scan_store
+store, verify = sys.argv[1], sys.argv[2] == "verify"
+before = resource.getrusage(resource.RUSAGE_SELF)
+started = time.perf_counter()
+result = scan_store(store, rescan=True, verify=verify, max_seconds=None)
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - started, "objects": result.objects}))
+"""
+
+
+def measure(checkout: str, store: str, mode: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": checkout, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", CHILD, store, mode], env=env, cwd=checkout, capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="a checkout of the commit before the hash")
+    parser.add_argument("--objects", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    store = tempfile.mkdtemp(prefix="scan-overhead-")
+    write_images(store, args.objects)
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for mode in ("header", "verify"):
+            for side, checkout in (("baseline", args.baseline), ("this checkout", here)):
+                cpu.setdefault((mode, side), []).append(measure(checkout, store, mode)["cpu"])
+    rows = []
+    for mode in ("header", "verify"):
+        base, ours = median(cpu[(mode, "baseline")]), median(cpu[(mode, "this checkout")])
+        rows.append([mode, args.objects, f"{base:.2f}", f"{ours:.2f}", f"{ours / base:.3f}"])
+    table = markdown_table(["scan", "objects", "baseline CPU s", "with the hash CPU s", "ratio"], rows)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    command = (f"OMP_NUM_THREADS=1 python benchmarks/scan_overhead.py --baseline BASE --objects {args.objects} "
+               f"--repeats {args.repeats}")
+    print(table)
+    print(f"load average {load}")
+    if not args.no_write:
+        write_section(TITLE, f"`{command}`, BASE a checkout of 3563e48 ({os.cpu_count()} cores, load average "
+                             f"{load}; CPU seconds of the scanning process, medians)\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
