@@ -79,7 +79,7 @@ def fashion_section(results: dict) -> str:
               "column samples, every 0.2 s, the sum over the process and its decoding worker processes. The "
               "exports' last column is the high-water mark reached while writing, above the resident memory once "
               "the input was ready (the mark is reset through /proc/self/clear_refs first): a streamed export "
-              "keeps it flat in the row count. Features: `extract_features` on the first N images of the "
+              "should keep it flat in the row count. Features: `extract_features` on the first N images of the "
               "memory-mapped decoded cache of all 70,000 (left by the cache step), then `export_features`; "
               "synthetic: `export_samples` of N samples of the trained model.")
     return "\n\n".join([textwrap.fill(setup, 100), textwrap.fill(method, 100),
