@@ -9,6 +9,7 @@ and read again when the export has written its last row.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -87,17 +88,20 @@ def train(root: str, train_seconds: str) -> dict[str, object]:
 
 
 def features(root: str, rows: str) -> dict[str, object]:
-    """Features of the first `rows` images, exported; the export's memory measured apart."""
+    """Features of the first `rows` images, exported; the export's memory measured apart. The
+    images come from the memory-mapped decoded cache the cache step left (the same decode the
+    features export of a URL runs), so that each size does not decode all 70,000 again."""
     from gan_augment.export.features import extract_features
     from gan_augment.export.tables import export_features
     from gan_augment.layout import manifest_url, model_dir
-    from gan_augment.scan.listing import list_images
+    from gan_augment.scan.cache import build_cache
 
     paths = _paths(root)
-    source = os.path.join(paths["store"], DATASET)
-    uris = [obj.uri for obj in list_images(source)][:int(rows)]
-    found = extract_features(model_dir(paths["out"], DATASET), source, uris=uris,
-                             manifest=manifest_url(paths["out"], DATASET))
+    cached = build_cache(os.path.join(paths["store"], DATASET), 32, 1, manifest=manifest_url(paths["out"], DATASET),
+                         cache_dir=paths["cache"], max_memory_bytes=0)
+    count = int(rows)
+    found = extract_features(model_dir(paths["out"], DATASET), cached.images[:count], uris=cached.uris[:count],
+                             dataset=DATASET)
     start_mib = _reset_peak()
     written = export_features(found, os.path.join(paths["out"], f"features-{rows}"))
     return {"rows": written.rows, "export_peak_mib": _status_kib("VmHWM") / 1024, "export_start_mib": start_mib}
@@ -122,7 +126,8 @@ FASHION_STEPS = {
 
 
 def run_fashion(root: str, train_seconds: float, run_child: Callable[..., dict[str, object]]) -> dict[str, object]:
-    """Every step once, in order, each in a child process; what each reported."""
+    """Every step once, in order, each in a child process; what each reported. Each result is
+    kept in ROOT/results-fashion-steps.json as it comes: a rerun goes on with the steps missing."""
     started = time.perf_counter()
     count = write_fashion(root)
     print(f"{count} PNGs under {_paths(root)['store']} ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -134,8 +139,13 @@ def run_fashion(root: str, train_seconds: float, run_child: Callable[..., dict[s
     ]
     steps += [(f"features, {rows} rows", "fashion-features", (root, str(rows))) for rows in ROWS]
     steps += [(f"synthetic, {rows} rows", "fashion-synthetic", (root, str(rows))) for rows in ROWS]
-    results = {}
+    partial = os.path.join(root, "results-fashion-steps.json")
+    results = json.load(open(partial)) if os.path.exists(partial) else {}
     for label, step, args in steps:
+        if label in results:  # measured by an earlier run of the same command
+            continue
         results[label] = run_child(step, *args)
         print(f"  {label}: {results[label]}", flush=True)
+        with open(partial, "w") as f:
+            json.dump(results, f, indent=1)
     return {"images": count, "train_seconds": train_seconds, "steps": results, "load": os.getloadavg()}

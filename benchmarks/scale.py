@@ -287,8 +287,9 @@ def main() -> None:
     elif args.part == "fashion":
         from fashion_steps import run_fashion
 
+        results = run_fashion(args.root, args.train_seconds, run_child)
         with open(results_path, "w") as f:
-            json.dump(run_fashion(args.root, args.train_seconds, run_child), f, indent=1)
+            json.dump(results, f, indent=1)
     from scale_report import write_report
 
     write_report(args.root, args.sizes, args.train_seconds, not args.no_write)

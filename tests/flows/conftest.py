@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -90,16 +91,15 @@ def deployed(prefect_api_url: str, work_pools: list[str], tmp_path_factory) -> s
     return done
 
 
-@pytest.fixture(scope="session")
-def gpu_worker(prefect_api_url: str, deployed, tmp_path_factory):
-    """A process worker on the "gpu" pool, running at most one flow run at a time (as a GPU
-    worker should), polling every second."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = prefect_env(prefect_api_url, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
+@contextlib.contextmanager
+def process_worker(api_url: str, pool: str, limit: int, log_path: Path):
+    """A process worker subprocess on `pool` running at most `limit` flow runs at a time,
+    polling every second, its output in `log_path` (yielded)."""
+    env = prefect_env(api_url, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--limit",
+             str(limit)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield log_path
     finally:
@@ -109,6 +109,14 @@ def gpu_worker(prefect_api_url: str, deployed, tmp_path_factory):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@pytest.fixture(scope="session")
+def gpu_worker(prefect_api_url: str, deployed, tmp_path_factory):
+    """A process worker on the "gpu" pool, running at most one flow run at a time (as a GPU
+    worker should)."""
+    with process_worker(prefect_api_url, "gpu", 1, tmp_path_factory.mktemp("worker") / "worker.log") as log_path:
+        yield log_path
 
 
 SECRET = "block-secret-3f9c1d7e"  # moto accepts any credentials; this one must never be recorded
