@@ -95,6 +95,21 @@ def atomic_write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | 
     _commit_remote(fs, path, url, lambda target: fs.pipe_file(target, data))
 
 
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere reading it means setting it, which
+    for a moment is not thread-safe (another thread could create a file under umask 0)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
     """A binary file whose bytes appear at `url` atomically when the `with` block exits cleanly.
@@ -112,6 +127,9 @@ def atomic_open(url: str, storage_options: dict[str, Any] | None = None) -> Iter
         os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=posixpath.basename(path))
     try:
+        # mkstemp creates the file 0600; a manifest or table on a shared store must be readable
+        # as one written by open() is: 0666 less the process's umask.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -144,3 +144,13 @@ def test_wrong_schema_is_one_clear_error(tmp_path):
     write_features(str(mixed / "b.parquet"), [feature_rows(0, 2, dim=4)], 4, META)
     with pytest.raises(ValueError, match="do not share one schema"):
         read_features(str(mixed))
+
+
+def test_atomic_open_gives_a_local_file_the_mode_open_would(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with atomic_open(str(tmp_path / "manifest.parquet")) as f:
+            f.write(b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "manifest.parquet").stat().st_mode & 0o777 == 0o644
