@@ -21,8 +21,9 @@ D_NORMS = ("batch", "layer", "none")
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FITS = ("crop", "pad")
-# The decode defaults (BENCHMARKS.md, "Transparency and fit on colour sprites"): padding keeps the
-# whole object of a non-square image, and black keeps transparency reading as "nothing here".
+# The decode defaults: padding keeps the whole object of a non-square image (square images decode
+# as with cropping), and black keeps transparency reading as "nothing here", as before. Not yet
+# measured against the alternatives: benchmarks/decode_options.py does that on Wesnoth's sprites.
 DEFAULT_BACKGROUND, DEFAULT_FIT = "black", "pad"
 BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 # What a model card without `background` and `fit` was decoded with (before they existed).

@@ -49,9 +49,9 @@ def auto_epochs(num_images: int, image_size: int = 32) -> float:
     and at least 5 passes over the data.
 
     A step's work grows with the pixel area (the convolutions; the channel count changes only
-    the first and the last layer): one step at 64x64x3 costs 4.9x the CPU time of one at
-    32x32x1 (BENCHMARKS.md, "Automatic budget"), so the budget keeps the training of 5,000 to
-    10,000 images near the same time on a CPU. For 4,000 images at 32x32 that is 128 epochs,
+    the first and the last layer): one G step at 64x64x3 costs 5.7x the CPU time of one at
+    32x32x1 (BENCHMARKS.md, "Automatic budget"), so at 64x64x3 the default training costs 1.4x
+    the CPU time of 32x32x1's. For 4,000 images at 32x32 that is 128 epochs,
     where the few-label accuracy of D's features has flattened (BENCHMARKS.md). The budget is a
     step count, not a time: a GPU runs the same steps, and trains the same model, in seconds;
     pass `steps` or `epochs` to train longer there."""
