@@ -93,6 +93,9 @@ class LocalStack:
             **caller, "PREFECT_HOME": str(self.root / "home"), "PREFECT_API_URL": self.api_url,
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.root / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+            # SQLite has one writer at a time: on a loaded machine, wait for the lock (up to a
+            # minute) rather than answer 503 after the default 10 s
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
             # cron schedules would add runs of their own (an hourly scan) to what is measured
             "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(project_dir), caller.get("PYTHONPATH")])),
