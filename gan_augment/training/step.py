@@ -126,7 +126,7 @@ class TrainingStep:
                                     generator=state.rng) if self.num_classes else None  # (F,)
         with self.autocast():
             with torch.set_grad_enabled(keep_graph):
-                fake = self.g_forward(z, fake_labels)  # (F, C, S, S)
+                fake = self.g_forward(z) if fake_labels is None else self.g_forward(z, fake_labels)  # (F, C, S, S)
             loss, real_logits, fake_logits, real_input = self.d_loss(real, fake.detach(), real_labels, fake_labels)
         state.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -185,7 +185,7 @@ class TrainingStep:
                                                tc.unrolled_steps)
             else:
                 state.discriminator.requires_grad_(False)
-                loss = generator_loss(tc.loss, self.d_forward(fake_input, fake_labels))
+                loss = generator_loss(tc.loss, self.d_logits(fake_input, fake_labels))
         state.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.dist.average_gradients(state.generator)
@@ -216,9 +216,13 @@ class TrainingStep:
         """D's logits on a real batch and on fakes: (B,) and (F,)."""
         if self.tc.concat_real_fake:  # the seed's concatenation layer: one pass, shared BN stats
             labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
-            logits = self.d_forward(torch.cat([real, fake]), labels)  # (B + F,)
+            logits = self.d_logits(torch.cat([real, fake]), labels)  # (B + F,)
             return logits[: real.shape[0]], logits[real.shape[0]:]
-        return self.d_forward(real, real_labels), self.d_forward(fake, fake_labels)
+        return self.d_logits(real, real_labels), self.d_logits(fake, fake_labels)
+
+    def d_logits(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        """D's forward on `images`, with their classes in a class-conditional run."""
+        return self.d_forward(images) if labels is None else self.d_forward(images, labels)
 
     def discriminate_contrastive(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
                                  fake_labels: Tensor | None = None) -> ContrastivePass:
