@@ -21,9 +21,10 @@ D_NORMS = ("batch", "layer", "none")
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FITS = ("crop", "pad")
-# The decode defaults: padding keeps the whole object of a non-square image (square images decode
-# as with cropping), and black keeps transparency reading as "nothing here", as before. Not yet
-# measured against the alternatives: benchmarks/decode_options.py does that on Wesnoth's sprites.
+POOLINGS = ("max", "avg")
+# The decode defaults: pad keeps the whole object of a non-square image (a square one decodes as
+# with crop); black keeps transparency "nothing here", as before. benchmarks/decode_options.py
+# measures the alternatives on Wesnoth's sprites.
 DEFAULT_BACKGROUND, DEFAULT_FIT = "black", "pad"
 BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 # What a model card without `background` and `fit` was decoded with (before they existed).
@@ -194,8 +195,7 @@ class ModelConfig(_JsonConfig):
             _check(False, self, "background", self.background, "black, white or a colour #rrggbb")
 
     @property
-    def decode_options(self) -> dict[str, str]:
-        """The decode keywords of `scan.cache.build_cache` besides size and channels."""
+    def decode_options(self) -> dict[str, str]:  # build_cache's decode keywords besides size and channels
         return {"background": self.background, "fit": self.fit}
 
     @property
@@ -239,9 +239,8 @@ class TrainConfig(_JsonConfig):
         detach_gan_head: with the contrastive loss, the real/fake loss trains only D's final
             linear layer on the (detached) trunk, so D's features are shaped by the contrastive
             loss alone (ContraD); the generator still learns through the whole D.
-        fake_contrastive_weight: weight of ContraD's contrastive loss on generated images
-            (`losses.fake_contrastive`: all fakes one class, the real views its negatives);
-            0 is off.
+        fake_contrastive_weight: weight of ContraD's contrastive loss on generated images, 0 is
+            off (`losses.fake_contrastive`: all fakes one class, the real views its negatives).
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -255,11 +254,10 @@ class TrainConfig(_JsonConfig):
         keep_checkpoints: checkpoints kept besides the latest.
         nan_lr_factor: learning-rate multiplier applied after a non-finite loss rolls back.
         max_nan_rollbacks: rollbacks allowed before the run stops with an error.
-        pseudo_label_at: with labels for only some images (a class-conditional run), the
-            fraction of the steps after which the rest get pseudo-labels: a logistic regression
-            on the discriminator's features of the labelled images labels every other image it
-            is confident about; before that, and for the images it is not confident about, only
-            D's unconditional term sees them.
+        pseudo_label_at: in a class-conditional run with labels for only some images, the
+            fraction of the steps after which a logistic regression on D's features labels the
+            rest where it is confident; until then, and where it is not, they feed only D's
+            unconditional term.
         pseudo_label_threshold: the class probability a pseudo-label needs.
 
     The defaults are the recipe measured best for few-label features on small datasets
@@ -360,9 +358,6 @@ class TrainConfig(_JsonConfig):
         return tuple(p.strip() for p in self.diffaugment.split(",") if p.strip())
 
 
-POOLINGS = ("max", "avg")
-
-
 @dataclass(frozen=True)
 class FeatureProtocol(_JsonConfig):
     """How discriminator activations become one feature vector per image: the DCGAN paper's
@@ -370,8 +365,7 @@ class FeatureProtocol(_JsonConfig):
     the better few-label accuracy in every run (BENCHMARKS.md, "Few-label features").
 
     Attributes:
-        blocks: the 1-based discriminator blocks to use, in order; empty means every block
-            (the paper).
+        blocks: the 1-based discriminator blocks to use, in order; empty is every block (the paper).
         grid: each block's activation is pooled to a grid x grid map (the paper: 4).
         pooling: "max" (the paper) or "avg".
     """
