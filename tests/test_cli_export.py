@@ -45,7 +45,8 @@ def test_features_writes_one_row_per_ok_image(trained_model_dir, tmp_path, capsy
     assert "rows: 7  skipped objects: 1  feature dim: 64" in capsys.readouterr().out
     table = read_features(out)
     assert table.num_rows == 7 and table.schema.field("feature").type.list_size == 64
-    assert table.column_names == ["uri", "dataset", "model_id", "feature"]
+    assert table.column_names == ["uri", "dataset", "model_id", "feature", "phash", "logit", "knn_distance",
+                                  "outlier_score"]
 
 
 def error_line(capsys) -> str:

@@ -140,6 +140,8 @@ def find_near_duplicates(
         ValueError: neither a manifest nor a features table was found.
 
     Examples:
+        >>> from gan_augment import export_features, extract_features
+        >>> _ = export_features(extract_features(trained_model, f"{store}/shapes"), f"{out}/shapes/features")
         >>> found = find_near_duplicates(f"{out}/shapes/manifest.parquet", f"{out}/shapes/features")
         >>> found.summary()["images_compared"]
         24

@@ -65,6 +65,8 @@ def rank_outliers(features: str | pa.Table, storage_options: dict[str, Any] | No
         FileNotFoundError: no features table at the URL.
 
     Examples:
+        >>> from gan_augment import export_features, extract_features
+        >>> _ = export_features(extract_features(trained_model, f"{store}/shapes"), f"{out}/shapes/features")
         >>> outliers = rank_outliers(f"{out}/shapes/features")
         >>> len(outliers.uris), outliers.summary()["shown"]
         (24, 24)

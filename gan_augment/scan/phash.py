@@ -12,9 +12,12 @@ its own. The neighbour search over hashes is `curate.neighbours`.
 Examples:
     >>> from PIL import Image
     >>> import numpy as np
-    >>> gradient = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1)))
-    >>> hamming(perceptual_hash(gradient), perceptual_hash(gradient.resize((40, 40))))
+    >>> rng = np.random.default_rng(0)
+    >>> blobs = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).resize((64, 64)) for _ in "ab"]
+    >>> hamming(perceptual_hash(blobs[0]), perceptual_hash(blobs[0].resize((40, 40))))  # a resized copy
     0
+    >>> hamming(perceptual_hash(blobs[0]), perceptual_hash(blobs[1]))  # another image: about half the bits
+    32
 """
 
 from __future__ import annotations
