@@ -57,3 +57,15 @@ def write_section(title: str, body: str, path: str = BENCHMARKS_MD) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
         f.write(text.rstrip("\n") + "\n")
+
+
+def report_section(title: str, command: str, table: str, *, write: bool, command_note: str = "",
+                   machine_note: str = "") -> None:
+    """Print `table` and the load average; with `write`, make it the BENCHMARKS.md section `title`:
+    the command (then `command_note`), the cores and load average (then `machine_note`), the table."""
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(table)
+    print(f"load average {load}")
+    if write:
+        write_section(title, f"`{command}`{command_note} ({os.cpu_count()} cores, load average {load}"
+                             f"{machine_note})\n\n{table}\n")

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import markdown_table, median, write_section  # noqa: E402
+from common import markdown_table, median, report_section  # noqa: E402
 
 from gan_augment.curate.near_duplicates import MAX_HAMMING, find_near_duplicates  # noqa: E402
 from gan_augment.demo import load_fashion_mnist, load_mnist  # noqa: E402
@@ -105,13 +105,9 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     header = ["data set", "method", "files", "pair recall", "pair precision", "median s", "recall by copy kind"]
     table = markdown_table(header, rows)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     command = (f"OMP_NUM_THREADS=1 python benchmarks/near_duplicates.py --distinct {args.distinct} "
                f"--groups {args.groups} --repeats {args.repeats}")
-    print(table)
-    print(f"load average {load}")
-    if not args.no_write:
-        write_section(TITLE, f"`{command}` ({os.cpu_count()} cores, load average {load} while it ran)\n\n{table}\n")
+    report_section(TITLE, command, table, write=not args.no_write, machine_note=" while it ran")
 
 
 if __name__ == "__main__":

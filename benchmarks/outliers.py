@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import markdown_table, set_threads, write_section  # noqa: E402
+from common import markdown_table, report_section, set_threads  # noqa: E402
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
 from gan_augment.curate.outliers import rank_outliers  # noqa: E402
@@ -84,13 +84,9 @@ def main() -> None:
     header = ["store (tuning, then confirmation)", "images", "planted", "outlier_score top 2x",
               "knn_distance alone", "logit alone", "train s", "export s"]
     table = markdown_table(header, rows)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     command = (f"OMP_NUM_THREADS=1 python benchmarks/outliers.py --images {args.images} --planted {args.planted} "
                f"--steps {args.steps}")
-    print(table)
-    print(f"load average {load}")
-    if not args.no_write:
-        write_section(TITLE, f"`{command}` ({os.cpu_count()} cores, load average {load})\n\n{table}\n")
+    report_section(TITLE, command, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

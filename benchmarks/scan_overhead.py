@@ -23,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import markdown_table, median, write_section  # noqa: E402
+from common import markdown_table, median, report_section  # noqa: E402
 from scan_throughput import write_images  # noqa: E402
 
 TITLE = "What the perceptual hash costs a scan"
@@ -67,14 +67,10 @@ def main() -> None:
         base, ours = median(cpu[(mode, "baseline")]), median(cpu[(mode, "this checkout")])
         rows.append([mode, args.objects, f"{base:.2f}", f"{ours:.2f}", f"{ours / base:.3f}"])
     table = markdown_table(["scan", "objects", "baseline CPU s", "with the hash CPU s", "ratio"], rows)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     command = (f"OMP_NUM_THREADS=1 python benchmarks/scan_overhead.py --baseline BASE --objects {args.objects} "
                f"--repeats {args.repeats}")
-    print(table)
-    print(f"load average {load}")
-    if not args.no_write:
-        write_section(TITLE, f"`{command}`, BASE a checkout of 3563e48 ({os.cpu_count()} cores, load average "
-                             f"{load}; CPU seconds of the scanning process, medians)\n\n{table}\n")
+    report_section(TITLE, command, table, write=not args.no_write, command_note=", BASE a checkout of 3563e48",
+                   machine_note="; CPU seconds of the scanning process, medians")
 
 
 if __name__ == "__main__":
