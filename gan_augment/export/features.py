@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan_augment.config import FeatureProtocol, ModelConfig
+from gan_augment.export.heap import HeapTrimmer
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, inference_copy
 from gan_augment.gan.pixels import to_model_range
@@ -122,11 +123,13 @@ class Features:
                 ) -> Iterator[tuple[range | Sequence[int], np.ndarray, np.ndarray]]:
         """(row indices, (B, d) features, (B,) real/fake logits) per batch of `rows` (default: all, in order)."""
         rows = range(len(self)) if rows is None else rows
+        trim_heap = HeapTrimmer()
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
             batch = self.images[chunk if isinstance(chunk, range) else list(chunk)].to(self.device)
             batch = to_model_range(batch) if batch.dtype == torch.uint8 else batch.float()  # (B, C, S, S)
             features, logits = discriminator_outputs(self.discriminator, batch, self.protocol)  # (B, d), (B,)
+            trim_heap()  # what the forward freed (export.heap)
             if progress:
                 progress(min(start + self.batch_size, len(rows)), len(rows))
             yield chunk, features.cpu().numpy(), logits.cpu().numpy()

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gan_augment.export.features import Features
+from gan_augment.export.heap import HeapTrimmer
 from gan_augment.export.scores import fit_outlier_scorer
 from gan_augment.export.synthetic import SyntheticDataset
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
@@ -98,8 +99,8 @@ def export_samples(
         ['image', 'dataset', 'model_id', 'seed', 'index', 'width', 'height', 'label']
     """
     model = as_trained_model(model, device=device, storage_options=storage_options)
-    request: dict[str, Any] = dict(labels=labels, num_samples_per_class=num_samples) if model.classes else \
-        dict(num_samples=num_samples)
+    request: dict[str, Any] = {"labels": labels, "num_samples_per_class": num_samples} if model.classes else \
+        {"num_samples": num_samples}
     samples = SyntheticDataset(model, seed=seed, output="uint8", device=device, block_size=block_size,
                                image_size=image_size, **request)
     config, classes = model.model_config, samples.classes or [None]
@@ -111,6 +112,8 @@ def export_samples(
         **({"classes": samples.classes} if model.classes else {}),
     )
 
+    trim_heap = HeapTrimmer()
+
     def tables(pool: ThreadPoolExecutor) -> Iterator[pa.Table]:
         for position, label in enumerate(classes):  # one class after another; [None]: unconditional
             offset = position * num_samples
@@ -121,6 +124,7 @@ def export_samples(
                     _encode_pngs(samples.images(rows), pool), dataset=model.dataset, model_id=model.model_id,
                     seeds=[samples.sample_seed(row) for row in rows], indices=indices,
                     width=config.image_size, height=config.image_size, label=label)
+                trim_heap()  # what the generator's forward freed (export.heap)
                 if progress:
                     progress(offset + indices.stop, len(samples))
 
