@@ -1,0 +1,262 @@
+"""Is a candidate pair a copy? Aligned correlation of small grey thumbnails.
+
+The perceptual hash cannot tell a copy from a look-alike on small-image datasets (thousands of
+trousers or ones within a few bits of each other), and a crop moves it by a dozen bits. So the
+candidates the hash proposes are checked on pixels:
+
+1. Each image in a candidate pair is decoded again (`scan.objects.decode_object`, the scan's
+   rules and time limit; a bad object is reported, never raised) to a grey `SIDE` x `SIDE`
+   thumbnail of its centre square, so that a crop, however split between width and height,
+   is a shift and one scale of the other image's thumbnail.
+2. Coarse: one image's thumbnail is compared, as a whole, with windows of the other's, a grid
+   of crops up to `CROP_SCALES[-1]` of the side, both ways round, at `COARSE_SIDE` pixels.
+   Pairs whose best correlation falls below `MIN_COARSE` are no copies.
+3. Fine: the best window is refined to sub-pixel precision by Gauss-Newton on shift, scale,
+   gain and bias (Lucas & Kanade 1981, "An iterative image registration technique"), and the
+   pair is scored by the correlation of the aligned thumbnails after a high-pass filter, so
+   that the silhouette two look-alikes share counts little and their details count. A copy
+   scores above `MIN_CORRELATION`; look-alikes score below.
+
+Memory is `SIDE`^2 bytes per image in a candidate pair; time is proportional to the candidate
+pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md,
+"Near-duplicates").
+
+Examples:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.integers(0, 256, (1, SIDE, SIDE)).astype(np.uint8)
+    >>> other = rng.integers(0, 256, (1, SIDE, SIDE)).astype(np.uint8)
+    >>> scores = copy_scores(np.concatenate([image, image, other]), np.array([0, 0]), np.array([1, 2]))
+    >>> [round(float(s), 2) for s in scores]
+    [1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gan_augment.io.fsio import concurrent_fs, get_fs, parallel_map, redact_url
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
+from gan_augment.scan.listing import ImageObject
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
+
+SIDE = 32  # thumbnail pixels per side: (Fashion-)MNIST's 28 pixels hold all their detail
+COARSE_SIDE = 16  # the coarse grid compares SIDE / 2 thumbnails
+CROP_SCALES = (0.97, 0.94, 0.91, 0.88)  # window sides of the coarse grid: crops up to ~12%
+CROP_OFFSETS = 4  # window positions along each axis per scale
+ALIGN_STEPS = 4  # Gauss-Newton iterations from the grid's best window
+MIN_COARSE = 0.7
+MIN_CORRELATION = 0.94
+MIN_REFINE = 0.85
+_CHUNK = 4096  # pairs aligned at once: (CHUNK, SIDE^2, 5) float32 is 80 MiB
+
+
+def read_thumbnails(
+    uris: Sequence[str], sizes: dict[str, int], storage_options: dict[str, Any] | None = None, *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS, max_workers: int | None = None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Grey thumbnails of `uris` (the centre square, `SIDE` pixels) and why some could not be made.
+
+    Args:
+        uris: the images.
+        sizes: {uri: bytes} from the manifest; an image without one is asked for its size.
+        storage_options: fsspec options.
+        max_seconds: the most one decode may take (`isolation.run_limited`); None decodes in
+            the reading threads without a limit.
+        max_workers: concurrent reads (default `fsio.default_workers`).
+
+    Returns:
+        (len(uris), SIDE, SIDE) uint8 thumbnails (zeros where none could be made) and
+        {uri: "<status>: <why>"} for those.
+    """
+    thumbnails = np.zeros((len(uris), SIDE, SIDE), np.uint8)
+    failed: dict[str, str] = {}
+    if not uris:
+        return thumbnails, failed
+    _, workers = concurrent_fs(uris[0], storage_options, max_workers)
+
+    def decode(uri: str) -> tuple[np.ndarray | None, str | None]:
+        try:
+            fs, path = get_fs(uri, storage_options)
+            size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
+            decoded = decode_object(fs, ImageObject(uri, size, "", path), SIDE, 1, DEFAULT_MAX_PIXELS,
+                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop")
+        except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
+            return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
+        return decoded.pixels, decoded.reason
+
+    for index, (pixels, reason) in parallel_map(decode, uris, max_workers=workers):
+        if pixels is None:
+            failed[uris[index]] = reason or "unreadable"
+        else:
+            thumbnails[index] = pixels[..., 0]
+    return thumbnails, failed
+
+
+def _sample(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of (P, S, S) images at (P, M) points in [0, 1] (pixel centres at
+    (k + 0.5) / S); points outside take the nearest edge pixel. Returns (P, M)."""
+    count, side = images.shape[:2]
+    x = np.clip(x * side - 0.5, 0, side - 1)
+    y = np.clip(y * side - 0.5, 0, side - 1)
+    x0 = np.minimum(x.astype(np.int64), side - 2)
+    y0 = np.minimum(y.astype(np.int64), side - 2)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    # One flat index into all images: plain indexing, several times faster than take_along_axis.
+    flat, at = images.reshape(-1), y0 * side + x0 + (np.arange(count) * side * side)[:, None]
+    top = flat[at] * (1 - fx) + flat[at + 1] * fx
+    bottom = flat[at + side] * (1 - fx) + flat[at + side + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(side^2,) x and y of a side x side grid's pixel centres in [0, 1], row by row."""
+    centres = (np.arange(side, dtype=np.float32) + 0.5) / side
+    x, y = np.meshgrid(centres, centres)
+    return x.ravel(), y.ravel()
+
+
+def _windows(images: np.ndarray, params: np.ndarray, side: int) -> np.ndarray:
+    """(P, side^2) samples of each image's window (left, top, scale) in [0, 1] coordinates."""
+    x, y = _grid(side)
+    return _sample(images, params[:, :1] + params[:, 2:] * x, params[:, 1:2] + params[:, 2:] * y)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    """Zero mean, unit length along the last axis: dot products are correlations."""
+    centred = vectors - vectors.mean(axis=-1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
+
+
+def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
+    """(P, side^2) images less their binomial blur (sigma 1 pixel): the details, not the silhouette."""
+    images = vectors.reshape(-1, side, side)
+    kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)), mode="edge")
+    rows = sum(w * padded[:, k:k + side, :] for k, w in enumerate(kernel))
+    blurred = sum(w * rows[:, :, k:k + side] for k, w in enumerate(kernel))
+    return (images - blurred).reshape(len(images), -1)
+
+
+def _shrink(thumbnails: np.ndarray) -> np.ndarray:
+    """(N, COARSE_SIDE, COARSE_SIDE) float32 means of SIDE / COARSE_SIDE pixel blocks."""
+    factor = SIDE // COARSE_SIDE
+    return thumbnails.astype(np.float32).reshape(len(thumbnails), COARSE_SIDE, factor, COARSE_SIDE, factor).mean((2, 4))
+
+
+def crop_windows() -> np.ndarray:
+    """(K, 3) windows (left, top, scale) of the coarse grid, the whole image first."""
+    windows = [(0.0, 0.0, 1.0)]
+    for scale in CROP_SCALES:
+        for top in np.linspace(0.0, 1.0 - scale, CROP_OFFSETS):
+            windows += [(left, top, scale) for left in np.linspace(0.0, 1.0 - scale, CROP_OFFSETS)]
+    return np.array(windows, np.float32)
+
+
+def _window_matrix(windows: np.ndarray, side: int) -> np.ndarray:
+    """(side^2, K * side^2): a flat side x side image times it gives its K windows' bilinear
+    samples, high-passed (`_highpass`)."""
+    pixels = side * side
+    identity = np.eye(pixels, dtype=np.float32).reshape(pixels, side, side)  # one image per pixel
+    highpass = _highpass(identity.reshape(pixels, pixels), side)  # (pixels, pixels)
+    return np.concatenate([_windows(identity, np.broadcast_to(w, (pixels, 3)), side) @ highpass for w in windows], 1)
+
+
+def coarse_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The best coarse correlation of each pair, both ways round.
+
+    Returns:
+        (scores, containers, copies, windows): per pair, the best correlation of one image as a
+        whole with a window of the other, which image held the window, which was whole, and
+        the window (left, top, scale).
+    """
+    small, grid = _shrink(thumbnails), crop_windows()
+    pixels = COARSE_SIDE * COARSE_SIDE
+    # Every window of every image, high-passed, is one linear map of its pixels: one matrix
+    # product makes them all.
+    views = _normalised((small.reshape(len(small), -1) @ _window_matrix(grid, COARSE_SIDE))
+                        .reshape(len(small), len(grid), pixels))  # (N, K, COARSE_SIDE^2)
+    whole = views[:, 0]  # (N, D): window 0 is the whole image
+    containers, copies = np.concatenate([left, right]), np.concatenate([right, left])
+    order = np.argsort(containers, kind="stable")
+    best, window = np.empty(len(order), np.float32), np.empty(len(order), np.int64)
+    bounds = np.flatnonzero(np.diff(containers[order])) + 1
+    for part in np.split(order, bounds):
+        if not len(part):
+            continue
+        scores = views[containers[part[0]]] @ whole[copies[part]].T  # (K, P): every window against every partner
+        window[part] = scores.argmax(0)
+        best[part] = scores[window[part], np.arange(len(part))]
+    pairs = len(left)
+    first = best[:pairs] >= best[pairs:]
+    pick = np.where(first, np.arange(pairs), np.arange(pairs) + pairs)
+    return best[pick], containers[pick], copies[pick], grid[window[pick]]
+
+
+def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: int = ALIGN_STEPS) -> np.ndarray:
+    """Refine windows of `images` so that they match `target` (Gauss-Newton on left, top, scale,
+    gain and bias). images (P, s, s) and target (P, s^2) float32, windows (P, 3); returns (P, 3)."""
+    side = images.shape[1]
+    x, y = _grid(side)
+    dy, dx = np.gradient(images, axis=(1, 2))
+    # One stack, so that the image and its two gradients share every sample's indices.
+    channels = np.stack([images, dx * side, dy * side], 1).reshape(len(images) * 3, side, side)
+    params = windows.astype(np.float32)
+    gain = bias = None
+    for _ in range(steps):
+        px, py = params[:, :1] + params[:, 2:] * x, params[:, 1:2] + params[:, 2:] * y
+        seen, gx, gy = _sample(channels, np.repeat(px, 3, 0), np.repeat(py, 3, 0)).reshape(len(images), 3, -1) \
+            .transpose(1, 0, 2)  # each (P, s^2); gradients per unit of the [0, 1] coordinates
+        if gain is None:  # least-squares gain and bias of the first window
+            centred = seen - seen.mean(1, keepdims=True)
+            gain = (centred * (target - target.mean(1, keepdims=True))).sum(1, keepdims=True) / \
+                np.maximum((centred ** 2).sum(1, keepdims=True), 1e-6)
+            bias = target.mean(1, keepdims=True) - gain * seen.mean(1, keepdims=True)
+        jacobian = np.stack([gain * gx, gain * gy, gain * (gx * x + gy * y), seen, np.ones_like(seen)], 1)  # (P, 5, s^2)
+        residual = target - (gain * seen + bias)
+        hessian = (jacobian @ jacobian.transpose(0, 2, 1)).astype(np.float64) + 1e-3 * np.eye(5)
+        step = np.linalg.solve(hessian, (jacobian @ residual[..., None]).astype(np.float64))[..., 0]
+        params = params + step[:, :3].astype(np.float32)
+        params[:, 2] = params[:, 2].clip(0.5, 1.5)  # a diverging pair stays a poor match, not a NaN
+        params[:, :2] = params[:, :2].clip(-0.5, 1.0)
+        gain, bias = gain + step[:, 3:4].astype(np.float32), bias + step[:, 4:5].astype(np.float32)
+    return params
+
+
+def copy_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair (left[k], right[k]) of `thumbnails` rows, the high-pass correlation of the two
+    after alignment (1 for a copy, about 0 for unrelated images; 0 below `MIN_COARSE`)."""
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    scores = np.zeros(len(left), np.float32)
+    if not len(left):
+        return scores
+    coarse, containers, copies, windows = coarse_scores(thumbnails, left, right)
+    small = _shrink(thumbnails)
+    survivors = np.flatnonzero(coarse >= MIN_COARSE)
+    for start in range(0, len(survivors), _CHUNK):
+        part = survivors[start:start + _CHUNK]
+        # Aligned at the coarse side (a quarter of the pixels), then scored at the full one.
+        windows[part] = align(small[containers[part]], small[copies[part]].reshape(len(part), -1), windows[part])
+        scores[part], _ = _aligned_scores(thumbnails, containers[part], copies[part], windows[part], 0)
+    # The pairs that may be copies are aligned again at the full side, whose detail they need.
+    close = np.flatnonzero(scores >= MIN_REFINE)
+    for start in range(0, len(close), _CHUNK):
+        part = close[start:start + _CHUNK]
+        scores[part], _ = _aligned_scores(thumbnails, containers[part], copies[part], windows[part], ALIGN_STEPS)
+    return scores
+
+
+def _aligned_scores(thumbnails: np.ndarray, containers: np.ndarray, copies: np.ndarray, windows: np.ndarray,
+                    steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """High-pass correlations at SIDE of each container's window with its copy, after `steps`
+    Gauss-Newton steps at SIDE, and the windows."""
+    source = thumbnails[containers].astype(np.float32)
+    target = thumbnails[copies].astype(np.float32).reshape(len(copies), -1)
+    params = align(source, target, windows, steps)
+    seen = _windows(source, params, SIDE)
+    return (_normalised(_highpass(seen, SIDE)) * _normalised(_highpass(target, SIDE))).sum(1), params
