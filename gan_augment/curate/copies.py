@@ -8,14 +8,16 @@ candidates the hash proposes are checked on pixels:
    rules and time limit; a bad object is reported, never raised) to a grey `SIDE` x `SIDE`
    thumbnail of its centre square, so that a crop, however split between width and height,
    is a shift and one scale of the other image's thumbnail.
-2. Coarse: one image's thumbnail is compared, as a whole, with windows of the other's, a grid
-   of crops up to `CROP_SCALES[-1]` of the side, both ways round, at `COARSE_SIDE` pixels.
-   Pairs whose best correlation falls below `MIN_COARSE` are no copies.
-3. Fine: the best window is refined to sub-pixel precision by Gauss-Newton on shift, scale,
-   gain and bias (Lucas & Kanade 1981, "An iterative image registration technique"), and the
-   pair is scored by the correlation of the aligned thumbnails after a high-pass filter, so
-   that the silhouette two look-alikes share counts little and their details count. A copy
-   scores above `MIN_CORRELATION`; look-alikes score below.
+2. Coarse: one image's thumbnail, as a whole, is correlated with windows of the other's (a
+   grid of crops down to `CROP_SCALES[-1]` of the side, both ways round) at `COARSE_SIDE`
+   pixels, after a high-pass filter, so that the silhouette two look-alikes share counts
+   little and their details count. Pairs whose best window scores below `MIN_COARSE` are no
+   copies.
+3. Fine: the best window is refined to sub-pixel precision by Gauss-Newton on shift and scale
+   (Lucas & Kanade 1981, in Baker & Matthews' inverse-compositional form, 2004), first at
+   `COARSE_SIDE`, then, for pairs still scoring `MIN_REFINE`, at `SIDE`; the pair's score is
+   the high-pass correlation of the aligned `SIDE` thumbnails. Copies (resized, re-encoded,
+   brightened, cropped by up to 10%) score above `MIN_CORRELATION`, look-alikes below.
 
 Memory is `SIDE`^2 bytes per image in a candidate pair; time is proportional to the candidate
 pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md,
@@ -24,8 +26,8 @@ pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARK
 Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> image = rng.integers(0, 256, (1, SIDE, SIDE)).astype(np.uint8)
-    >>> other = rng.integers(0, 256, (1, SIDE, SIDE)).astype(np.uint8)
+    >>> image = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
+    >>> other = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
     >>> scores = copy_scores(np.concatenate([image, image, other]), np.array([0, 0]), np.array([1, 2]))
     >>> [round(float(s), 2) for s in scores]
     [1.0, 0.0]
@@ -44,22 +46,28 @@ from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject
 from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
 
-SIDE = 32  # thumbnail pixels per side: (Fashion-)MNIST's 28 pixels hold all their detail
+SIDE = 32  # pixels per side compared: (Fashion-)MNIST's 28 pixels hold all their detail
+# Thumbnails are kept at twice SIDE, so that a window sampled from one (a crop, scaled up) is as
+# sharp as the whole image it is compared with, shrunk to SIDE.
+THUMBNAIL_SIDE = 2 * SIDE
 COARSE_SIDE = 16  # the coarse grid compares SIDE / 2 thumbnails
 CROP_SCALES = (0.97, 0.94, 0.91, 0.88)  # window sides of the coarse grid: crops up to ~12%
 CROP_OFFSETS = 4  # window positions along each axis per scale
-ALIGN_STEPS = 4  # Gauss-Newton iterations from the grid's best window
+COARSE_STEPS = 2  # Gauss-Newton iterations at COARSE_SIDE, from the grid's best window
+ALIGN_STEPS = 4  # then at SIDE
+# Correlations chosen on Fashion-MNIST's planted copies: the least a copy scored at each stage,
+# less a margin (BENCHMARKS.md, "Near-duplicates").
 MIN_COARSE = 0.7
+MIN_REFINE = 0.7  # after the alignment at COARSE_SIDE; below MIN_CORRELATION
 MIN_CORRELATION = 0.94
-MIN_REFINE = 0.85
-_CHUNK = 4096  # pairs aligned at once: (CHUNK, SIDE^2, 5) float32 is 80 MiB
+_CHUNK = 4096  # pairs aligned at once: their (CHUNK, 3, SIDE^2) float32 Jacobian is 48 MiB
 
 
 def read_thumbnails(
     uris: Sequence[str], sizes: dict[str, int], storage_options: dict[str, Any] | None = None, *,
     max_seconds: float | None = DEFAULT_MAX_SECONDS, max_workers: int | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """Grey thumbnails of `uris` (the centre square, `SIDE` pixels) and why some could not be made.
+    """Grey thumbnails of `uris` (the centre square, `THUMBNAIL_SIDE` pixels) and why some could not be made.
 
     Args:
         uris: the images.
@@ -70,10 +78,10 @@ def read_thumbnails(
         max_workers: concurrent reads (default `fsio.default_workers`).
 
     Returns:
-        (len(uris), SIDE, SIDE) uint8 thumbnails (zeros where none could be made) and
+        (len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE) uint8 thumbnails (zeros where none could be made) and
         {uri: "<status>: <why>"} for those.
     """
-    thumbnails = np.zeros((len(uris), SIDE, SIDE), np.uint8)
+    thumbnails = np.zeros((len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE), np.uint8)
     failed: dict[str, str] = {}
     if not uris:
         return thumbnails, failed
@@ -83,7 +91,7 @@ def read_thumbnails(
         try:
             fs, path = get_fs(uri, storage_options)
             size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
-            decoded = decode_object(fs, ImageObject(uri, size, "", path), SIDE, 1, DEFAULT_MAX_PIXELS,
+            decoded = decode_object(fs, ImageObject(uri, size, "", path), THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
                                     DEFAULT_MAX_BYTES, max_seconds, fit="crop")
         except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
             return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
@@ -101,15 +109,16 @@ def _sample(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Bilinear samples of (P, S, S) images at (P, M) points in [0, 1] (pixel centres at
     (k + 0.5) / S); points outside take the nearest edge pixel. Returns (P, M)."""
     count, side = images.shape[:2]
-    x = np.clip(x * side - 0.5, 0, side - 1)
-    y = np.clip(y * side - 0.5, 0, side - 1)
-    x0 = np.minimum(x.astype(np.int64), side - 2)
-    y0 = np.minimum(y.astype(np.int64), side - 2)
-    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    x = np.clip(x * np.float32(side) - np.float32(0.5), 0, side - 1, dtype=np.float32)
+    y = np.clip(y * np.float32(side) - np.float32(0.5), 0, side - 1, dtype=np.float32)
+    x0 = np.minimum(x.astype(np.int32), side - 2)
+    y0 = np.minimum(y.astype(np.int32), side - 2)
+    fx, fy = x - x0, y - y0
     # One flat index into all images: plain indexing, several times faster than take_along_axis.
-    flat, at = images.reshape(-1), y0 * side + x0 + (np.arange(count) * side * side)[:, None]
+    flat = images.reshape(-1)
+    at = y0 * side + x0 + (np.arange(count, dtype=np.int32) * (side * side))[:, None]
     top = flat[at] * (1 - fx) + flat[at + 1] * fx
-    bottom = flat[at + side] * (1 - fx) + flat[at + side + 1] * fx
+    bottom = flat[at + side] * (1 - fx) + flat[at + (side + 1)] * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -143,10 +152,10 @@ def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
     return (images - blurred).reshape(len(images), -1)
 
 
-def _shrink(thumbnails: np.ndarray) -> np.ndarray:
-    """(N, COARSE_SIDE, COARSE_SIDE) float32 means of SIDE / COARSE_SIDE pixel blocks."""
-    factor = SIDE // COARSE_SIDE
-    return thumbnails.astype(np.float32).reshape(len(thumbnails), COARSE_SIDE, factor, COARSE_SIDE, factor).mean((2, 4))
+def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
+    """(N, side, side) float32 means of blocks of THUMBNAIL_SIDE / side pixels."""
+    factor = THUMBNAIL_SIDE // side
+    return thumbnails.astype(np.float32).reshape(len(thumbnails), side, factor, side, factor).mean((2, 4))
 
 
 def crop_windows() -> np.ndarray:
@@ -175,7 +184,7 @@ def coarse_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -
         whole with a window of the other, which image held the window, which was whole, and
         the window (left, top, scale).
     """
-    small, grid = _shrink(thumbnails), crop_windows()
+    small, grid = _shrink(thumbnails, COARSE_SIDE), crop_windows()
     pixels = COARSE_SIDE * COARSE_SIDE
     # Every window of every image, high-passed, is one linear map of its pixels: one matrix
     # product makes them all.
@@ -199,32 +208,40 @@ def coarse_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -
 
 
 def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: int = ALIGN_STEPS) -> np.ndarray:
-    """Refine windows of `images` so that they match `target` (Gauss-Newton on left, top, scale,
-    gain and bias). images (P, s, s) and target (P, s^2) float32, windows (P, 3); returns (P, 3)."""
-    side = images.shape[1]
+    """Refine windows of `images` so that they match `target`: inverse-compositional Gauss-Newton
+    (Baker & Matthews 2004, "Lucas-Kanade 20 years on") on left, top and scale, with the gain
+    and bias fitted by least squares at every step.
+
+    Args:
+        images: (P, S, S) float32, the images that hold the windows (any side S).
+        target: (P, s^2) float32, what each window should look like, sampled at s x s.
+        windows: (P, 3) starting windows (left, top, scale) in [0, 1] coordinates.
+        steps: Gauss-Newton iterations.
+
+    Returns:
+        (P, 3) refined windows.
+    """
+    side = int(round(np.sqrt(target.shape[1])))
     x, y = _grid(side)
-    dy, dx = np.gradient(images, axis=(1, 2))
-    # One stack, so that the image and its two gradients share every sample's indices.
-    channels = np.stack([images, dx * side, dy * side], 1).reshape(len(images) * 3, side, side)
-    params = windows.astype(np.float32)
-    gain = bias = None
+    # The inverse-compositional form differentiates the target, once: the Jacobian and its
+    # Hessian are fixed, and each step samples only the window.
+    dy, dx = np.gradient(target.reshape(-1, side, side), axis=(1, 2))
+    dx, dy = dx.reshape(len(target), -1) * side, dy.reshape(len(target), -1) * side  # per unit of [0, 1]
+    jacobian = np.stack([dx, dy, dx * x + dy * y], 1)  # (P, 3, s^2): d target / d (left, top, scale)
+    hessian = (jacobian @ jacobian.transpose(0, 2, 1)).astype(np.float64) + 1e-3 * np.eye(3)
+    centred = target - target.mean(1, keepdims=True)
+    params = windows.astype(np.float32).copy()
     for _ in range(steps):
-        px, py = params[:, :1] + params[:, 2:] * x, params[:, 1:2] + params[:, 2:] * y
-        seen, gx, gy = _sample(channels, np.repeat(px, 3, 0), np.repeat(py, 3, 0)).reshape(len(images), 3, -1) \
-            .transpose(1, 0, 2)  # each (P, s^2); gradients per unit of the [0, 1] coordinates
-        if gain is None:  # least-squares gain and bias of the first window
-            centred = seen - seen.mean(1, keepdims=True)
-            gain = (centred * (target - target.mean(1, keepdims=True))).sum(1, keepdims=True) / \
-                np.maximum((centred ** 2).sum(1, keepdims=True), 1e-6)
-            bias = target.mean(1, keepdims=True) - gain * seen.mean(1, keepdims=True)
-        jacobian = np.stack([gain * gx, gain * gy, gain * (gx * x + gy * y), seen, np.ones_like(seen)], 1)  # (P, 5, s^2)
-        residual = target - (gain * seen + bias)
-        hessian = (jacobian @ jacobian.transpose(0, 2, 1)).astype(np.float64) + 1e-3 * np.eye(5)
+        seen = _sample(images, params[:, :1] + params[:, 2:] * x, params[:, 1:2] + params[:, 2:] * y)  # (P, s^2)
+        seen = seen - seen.mean(1, keepdims=True)
+        gain = (seen * centred).sum(1, keepdims=True) / np.maximum((seen * seen).sum(1, keepdims=True), 1e-6)
+        residual = gain * seen - centred
         step = np.linalg.solve(hessian, (jacobian @ residual[..., None]).astype(np.float64))[..., 0]
-        params = params + step[:, :3].astype(np.float32)
-        params[:, 2] = params[:, 2].clip(0.5, 1.5)  # a diverging pair stays a poor match, not a NaN
-        params[:, :2] = params[:, :2].clip(-0.5, 1.0)
-        gain, bias = gain + step[:, 3:4].astype(np.float32), bias + step[:, 4:5].astype(np.float32)
+        # Compose with the inverse of the step's warp u -> (1 + ds) u + d(left, top).
+        grow = (1.0 + step[:, 2:]).clip(0.5, 2.0)
+        params[:, :2] -= (params[:, 2:] * step[:, :2] / grow).astype(np.float32)
+        params[:, 2:] = (params[:, 2:] / grow).astype(np.float32).clip(0.5, 1.5)
+        params[:, :2] = params[:, :2].clip(-0.5, 1.0)  # a diverging pair stays a poor match, not a NaN
     return params
 
 
@@ -236,27 +253,26 @@ def copy_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
     if not len(left):
         return scores
     coarse, containers, copies, windows = coarse_scores(thumbnails, left, right)
-    small = _shrink(thumbnails)
+    small, whole = _shrink(thumbnails, COARSE_SIDE), _shrink(thumbnails, SIDE).reshape(len(thumbnails), -1)
     survivors = np.flatnonzero(coarse >= MIN_COARSE)
     for start in range(0, len(survivors), _CHUNK):
         part = survivors[start:start + _CHUNK]
-        # Aligned at the coarse side (a quarter of the pixels), then scored at the full one.
-        windows[part] = align(small[containers[part]], small[copies[part]].reshape(len(part), -1), windows[part])
-        scores[part], _ = _aligned_scores(thumbnails, containers[part], copies[part], windows[part], 0)
-    # The pairs that may be copies are aligned again at the full side, whose detail they need.
+        # Aligned at the coarse side first (a quarter of the pixels), scored at the full side.
+        windows[part] = align(small[containers[part]], small[copies[part]].reshape(len(part), -1), windows[part],
+                              COARSE_STEPS)
+        seen = _windows(thumbnails[containers[part]].astype(np.float32), windows[part], SIDE)
+        scores[part] = _correlation(seen, whole[copies[part]], SIDE)
+    # The pairs that may be copies are aligned again at the full side, whose detail tells a copy
+    # from a look-alike; a pair below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
     close = np.flatnonzero(scores >= MIN_REFINE)
     for start in range(0, len(close), _CHUNK):
         part = close[start:start + _CHUNK]
-        scores[part], _ = _aligned_scores(thumbnails, containers[part], copies[part], windows[part], ALIGN_STEPS)
+        source, target = thumbnails[containers[part]].astype(np.float32), whole[copies[part]]
+        params = align(source, target, windows[part], ALIGN_STEPS)
+        scores[part] = _correlation(_windows(source, params, SIDE), target, SIDE)
     return scores
 
 
-def _aligned_scores(thumbnails: np.ndarray, containers: np.ndarray, copies: np.ndarray, windows: np.ndarray,
-                    steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """High-pass correlations at SIDE of each container's window with its copy, after `steps`
-    Gauss-Newton steps at SIDE, and the windows."""
-    source = thumbnails[containers].astype(np.float32)
-    target = thumbnails[copies].astype(np.float32).reshape(len(copies), -1)
-    params = align(source, target, windows, steps)
-    seen = _windows(source, params, SIDE)
-    return (_normalised(_highpass(seen, SIDE)) * _normalised(_highpass(target, SIDE))).sum(1), params
+def _correlation(seen: np.ndarray, target: np.ndarray, side: int) -> np.ndarray:
+    """(P,) correlations of two (P, side^2) stacks of images after the high-pass filter."""
+    return (_normalised(_highpass(seen, side)) * _normalised(_highpass(target, side))).sum(1)
