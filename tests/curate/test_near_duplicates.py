@@ -72,7 +72,27 @@ def test_copies_are_grouped_and_look_alikes_are_not(ones):
     assert pair_scores(_paths(hash_only.groups), planted.groups)[1] < 1.0
 
 
+def test_discriminator_features_further_filter_the_verified_pairs(ones):
+    planted, manifest = ones
+    uris = manifest.column("uri").to_pylist()
+    rng = np.random.default_rng(0)
+    own = {path: rng.normal(size=16) for path in planted.singles}
+    for group in planted.groups:  # copies look alike to the discriminator too
+        own.update({path: own.setdefault(group[0], rng.normal(size=16)) + 0.01 * rng.normal(size=16)
+                    for path in group})
+    stranger = planted.groups[2][1]
+    own[stranger] = rng.normal(size=16)  # a copy on pixels that the features call another image
+    features = np.stack([own[uri.removeprefix("file://")] for uri in uris]).astype(np.float32)
+    found = find_near_duplicates(manifest, features_table(uris, dataset="ones", model_id="m", features=features),
+                                 max_seconds=None)
+    assert found.refined and found.summary()["verified_on_pixels"]
+    expected = [[path for path in group if path != stranger] for group in planted.groups]
+    assert sorted(map(sorted, _paths(found.groups))) == sorted(map(sorted, expected))
+    assert min(found.cosine.values()) >= found.summary()["min_cosine"]
+
+
 def test_an_image_that_cannot_be_decoded_again_costs_its_pairs_not_the_search(ones):
+    # The last test of the shared store: it damages two of its files.
     planted, manifest = ones
     corrupt, missing = planted.groups[0][1], planted.groups[1][1]
     with open(corrupt, "r+b") as f:  # damaged after the scan called it ok
