@@ -19,8 +19,9 @@ candidates the hash proposes are checked on pixels:
    the high-pass correlation of the aligned `SIDE` thumbnails. Copies (resized, re-encoded,
    brightened, cropped by up to 10%) score above `MIN_CORRELATION`, look-alikes below.
 
-Memory is `SIDE`^2 bytes per image in a candidate pair; time is proportional to the candidate
-pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md,
+Memory: about 10 KiB per image in a candidate pair (`Thumbnails`), and the pairs that pass the
+coarse comparison (`curate.near_duplicates` makes candidates a block of images at a time); time
+is proportional to the candidate pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md,
 "Near-duplicates").
 
 Examples:
@@ -28,14 +29,17 @@ Examples:
     >>> rng = np.random.default_rng(0)
     >>> image = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
     >>> other = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
-    >>> scores = copy_scores(np.concatenate([image, image, other]), np.array([0, 0]), np.array([1, 2]))
-    >>> [round(float(s), 2) for s in scores]
-    [1.0, 0.0]
+    >>> thumbnails = Thumbnails.of(np.concatenate([image, image, other]))
+    >>> scores = copy_scores(thumbnails, np.array([0, 0]), np.array([1, 2]))
+    >>> round(float(scores[0]), 2), bool(scores[1] < MIN_CORRELATION)  # itself; noise
+    (1.0, True)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -169,46 +173,61 @@ def crop_windows() -> np.ndarray:
     return np.array(windows, np.float32)
 
 
-def _window_matrix(windows: np.ndarray, side: int) -> np.ndarray:
-    """(side^2, K * side^2): a flat side x side image times it gives its K windows' bilinear
-    samples, high-passed (`_highpass`)."""
-    pixels = side * side
+@functools.cache
+def _window_matrix() -> np.ndarray:
+    """(COARSE_SIDE^2, K * COARSE_SIDE^2): a flat COARSE_SIDE image times it gives the bilinear
+    samples of its K `crop_windows`, high-passed (`_highpass`)."""
+    side, pixels = COARSE_SIDE, COARSE_SIDE * COARSE_SIDE
     identity = np.eye(pixels, dtype=np.float32).reshape(pixels, side, side)  # one image per pixel
     highpass = _highpass(identity.reshape(pixels, pixels), side)  # (pixels, pixels)
-    return np.concatenate([_windows(identity, np.broadcast_to(w, (pixels, 3)), side) @ highpass for w in windows], 1)
+    return np.concatenate([_windows(identity, np.broadcast_to(w, (pixels, 3)), side) @ highpass
+                           for w in crop_windows()], 1)
 
 
-def coarse_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The best coarse correlation of each pair, both ways round.
+@dataclass(frozen=True)
+class Thumbnails:
+    """Decoded thumbnails and what every comparison derives from them, made once.
 
-    Returns:
-        (scores, containers, copies, windows): per pair, the best correlation of one image as a
-        whole with a window of the other, which image held the window, which was whole, and
-        the window (left, top, scale).
+    Attributes:
+        pixels: (N, THUMBNAIL_SIDE, THUMBNAIL_SIDE) uint8, the windows' source.
+        small: (N, COARSE_SIDE, COARSE_SIDE) float32 block means.
+        whole: (N, SIDE^2) float32 block means, what windows are aligned to.
+        coarse: (N, COARSE_SIDE^2) `small` high-passed and normalised: the whole images of the grid.
     """
-    small, grid = _shrink(thumbnails, COARSE_SIDE), crop_windows()
+
+    pixels: np.ndarray
+    small: np.ndarray
+    whole: np.ndarray
+    coarse: np.ndarray
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Thumbnails:
+        small = _shrink(pixels, COARSE_SIDE)
+        coarse = _normalised(_highpass(small.reshape(len(small), -1), COARSE_SIDE))
+        return cls(pixels, small, _shrink(pixels, SIDE).reshape(len(pixels), -1), coarse)
+
+
+def coarse_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the best coarse correlation of `copies[k]` as a whole with a window of
+    `containers[k]` (one way round), and that window (left, top, scale)."""
+    grid, sampling = crop_windows(), _window_matrix()
     pixels = COARSE_SIDE * COARSE_SIDE
-    # Every window of an image, high-passed, is one linear map of its pixels: one matrix
-    # product makes them all, for a block of images at a time (memory: K windows per image).
-    sampling = _window_matrix(grid, COARSE_SIDE)  # (pixels, K * pixels)
-    whole = _normalised(small.reshape(len(small), -1) @ sampling[:, :pixels])  # (N, pixels): window 0 is the whole
-    containers, copies = np.concatenate([left, right]), np.concatenate([right, left])
     order = np.argsort(containers, kind="stable")
-    best, window = np.empty(len(order), np.float32), np.empty(len(order), np.int64)
-    bounds = np.searchsorted(containers[order], np.arange(len(small) + 1))
-    for first in range(0, len(small), _BLOCK):
-        block = np.arange(first, min(first + _BLOCK, len(small)))
-        views = _normalised((small[block].reshape(len(block), -1) @ sampling).reshape(len(block), len(grid), pixels))
-        for image in block:
-            part = order[bounds[image]:bounds[image + 1]]
-            if len(part):
-                scores = views[image - first] @ whole[copies[part]].T  # (K, P): every window against every partner
-                window[part] = scores.argmax(0)
-                best[part] = scores[window[part], np.arange(len(part))]
-    pairs = len(left)
-    first = best[:pairs] >= best[pairs:]
-    pick = np.where(first, np.arange(pairs), np.arange(pairs) + pairs)
-    return best[pick], containers[pick], copies[pick], grid[window[pick]]
+    holders, starts = np.unique(containers[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    best, window = np.zeros(len(order), np.float32), np.zeros(len(order), np.int64)
+    for first in range(0, len(holders), _BLOCK):
+        block = holders[first:first + _BLOCK]
+        # Every window of an image, high-passed, is one linear map of its pixels: one matrix
+        # product makes them all, for a block of images at a time (memory: K windows per image).
+        views = _normalised((thumbnails.small[block].reshape(len(block), -1) @ sampling)
+                            .reshape(len(block), len(grid), pixels))  # (B, K, pixels)
+        for k in range(len(block)):
+            part = order[starts[first + k]:ends[first + k]]
+            scores = views[k] @ thumbnails.coarse[copies[part]].T  # (K, P): every window against every partner
+            window[part] = scores.argmax(0)
+            best[part] = scores[window[part], np.arange(len(part))]
+    return best, grid[window]
 
 
 def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: int = ALIGN_STEPS) -> np.ndarray:
@@ -249,31 +268,38 @@ def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: in
     return params
 
 
-def copy_scores(thumbnails: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Per pair (left[k], right[k]) of `thumbnails` rows, the high-pass correlation of the two
-    after alignment (1 for a copy, about 0 for unrelated images; 0 below `MIN_COARSE`)."""
-    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
-    scores = np.zeros(len(left), np.float32)
-    if not len(left):
-        return scores
-    coarse, containers, copies, windows = coarse_scores(thumbnails, left, right)
-    small, whole = _shrink(thumbnails, COARSE_SIDE), _shrink(thumbnails, SIDE).reshape(len(thumbnails), -1)
-    survivors = np.flatnonzero(coarse >= MIN_COARSE)
-    for start in range(0, len(survivors), _CHUNK):
-        part = survivors[start:start + _CHUNK]
+def aligned_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.ndarray,
+                   windows: np.ndarray) -> np.ndarray:
+    """Per pair, the high-pass correlation at SIDE of `copies[k]` with the window of
+    `containers[k]` that matches it, refined from the coarse `windows[k]`."""
+    scores = np.zeros(len(containers), np.float32)
+    for start in range(0, len(containers), _CHUNK):
+        held, whole = containers[start:start + _CHUNK], copies[start:start + _CHUNK]
         # Aligned at the coarse side first (a quarter of the pixels), scored at the full side.
-        windows[part] = align(small[containers[part]], small[copies[part]].reshape(len(part), -1), windows[part],
-                              COARSE_STEPS)
-        seen = _windows(thumbnails[containers[part]].astype(np.float32), windows[part], SIDE)
-        scores[part] = _correlation(seen, whole[copies[part]], SIDE)
-    # The pairs that may be copies are aligned again at the full side, whose detail tells a copy
-    # from a look-alike; a pair below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
-    close = np.flatnonzero(scores >= MIN_REFINE)
-    for start in range(0, len(close), _CHUNK):
-        part = close[start:start + _CHUNK]
-        source, target = thumbnails[containers[part]].astype(np.float32), whole[copies[part]]
-        params = align(source, target, windows[part], ALIGN_STEPS)
-        scores[part] = _correlation(_windows(source, params, SIDE), target, SIDE)
+        params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), -1),
+                       windows[start:start + _CHUNK], COARSE_STEPS)
+        source, target = thumbnails.pixels[held].astype(np.float32), thumbnails.whole[whole]
+        found = _correlation(_windows(source, params, SIDE), target, SIDE)
+        # The pairs that may be copies are aligned again at the full side, whose detail tells a
+        # copy from a look-alike; a pair below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
+        close = found >= MIN_REFINE
+        if close.any():
+            params = align(source[close], target[close], params[close], ALIGN_STEPS)
+            found[close] = _correlation(_windows(source[close], params, SIDE), target[close], SIDE)
+        scores[start:start + _CHUNK] = found
+    return scores
+
+
+def copy_scores(thumbnails: Thumbnails, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair (left[k], right[k]), both ways round, the high-pass correlation of the two after
+    alignment (1 for a copy, about 0 for unrelated images; the coarse score below `MIN_COARSE`)."""
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    coarse, windows = coarse_scores(thumbnails, np.concatenate([left, right]), np.concatenate([right, left]))
+    pairs = np.arange(len(left))
+    pick = np.where(coarse[:len(left)] >= coarse[len(left):], pairs, pairs + len(left))  # the better way round
+    scores, survivors = coarse[pick], np.flatnonzero(coarse[pick] >= MIN_COARSE)
+    held, whole = np.concatenate([left, right])[pick], np.concatenate([right, left])[pick]
+    scores[survivors] = aligned_scores(thumbnails, held[survivors], whole[survivors], windows[pick][survivors])
     return scores
 
 

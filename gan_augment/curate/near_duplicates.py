@@ -30,8 +30,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gan_augment.curate.copies import MIN_CORRELATION, copy_scores, read_thumbnails
-from gan_augment.curate.neighbours import neighbour_arrays
+from gan_augment.curate.copies import (
+    MIN_COARSE,
+    MIN_CORRELATION,
+    Thumbnails,
+    aligned_scores,
+    coarse_scores,
+    read_thumbnails,
+)
+from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
 from gan_augment.curate.selection import embed_features
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import write_table
@@ -141,22 +148,41 @@ def _hashes(manifest: pa.Table | None, features: pa.Table | None,
     return known, len(hashes) - len(known), pixels, sizes
 
 
-def _verify(uris: list[str], left: np.ndarray, right: np.ndarray, sizes: dict[str, int],
+def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
             storage_options: dict[str, Any] | None, max_seconds: float | None,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """The candidate pairs that are copies on pixels (`copies.copy_scores`), their correlations,
-    and {uri: why} for images that could not be decoded (their pairs are dropped)."""
-    involved = np.unique(np.concatenate([left, right]))  # only these images are read again
-    thumbnails, failed = read_thumbnails([uris[i] for i in involved], sizes, storage_options,
-                                         max_seconds=max_seconds)
+    """The candidate pairs (hashes within `max_hamming` bits) that are copies on pixels
+    (`curate.copies`): (left, right, correlation), and {uri: why} for the images that could not
+    be decoded again (their pairs are dropped). Candidates are made a block of images at a time
+    and only those that pass the coarse comparison are kept, so memory follows those, not all
+    candidates."""
+    involved = np.zeros(len(uris), bool)
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
+        involved[left] = involved[right] = True
+    index = np.flatnonzero(involved)  # only these images are read again
+    if not len(index):
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), {}
+    pixels, failed = read_thumbnails([uris[i] for i in index], sizes, storage_options, max_seconds=max_seconds)
     row = np.full(len(uris), -1, np.int64)
-    row[involved] = np.arange(len(involved))
-    decoded = np.array([uris[i] not in failed for i in involved], bool)
-    usable = decoded[row[left]] & decoded[row[right]]
-    left, right = left[usable], right[usable]
-    scores = copy_scores(thumbnails, row[left], row[right])
+    row[index] = np.arange(len(index))
+    row[[i for i in index if uris[i] in failed]] = -1  # not decoded: in no pair
+    thumbnails = Thumbnails.of(pixels)
+    kept = []
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming", both_ways=True):
+        usable = (row[left] >= 0) & (row[right] >= 0)
+        left, right = left[usable], right[usable]  # each pair both ways: left holds the window
+        coarse, windows = coarse_scores(thumbnails, row[left], row[right])
+        passed = coarse >= MIN_COARSE
+        kept.append((left[passed], right[passed], coarse[passed], windows[passed]))
+    left, right, coarse, windows = (np.concatenate(parts) for parts in zip(*kept))
+    # Each pair once, the way round whose coarse score was higher.
+    order = np.lexsort((-coarse, np.maximum(left, right), np.minimum(left, right)))
+    pairs = np.minimum(left, right)[order] * len(uris) + np.maximum(left, right)[order]
+    first = order[np.r_[True, pairs[1:] != pairs[:-1]]] if len(order) else order
+    left, right, windows = left[first], right[first], windows[first]
+    scores = aligned_scores(thumbnails, row[left], row[right], windows)
     copy = scores >= MIN_CORRELATION
-    return left[copy], right[copy], scores[copy], failed
+    return np.minimum(left, right)[copy], np.maximum(left, right)[copy], scores[copy], failed
 
 
 def _refine(uris: list[str], left: np.ndarray, right: np.ndarray, features: pa.Table, min_cosine: float,
@@ -226,10 +252,12 @@ def find_near_duplicates(
         max_hamming = CANDIDATE_HAMMING if verify else MAX_HAMMING
     hashes, unhashed, pixels, sizes = _hashes(manifest_table, features_table)
     uris = sorted(hashes)
-    left, right, _ = neighbour_arrays(np.array([hashes[u] for u in uris], dtype=np.int64), max_hamming, "hamming")
-    correlation, failed = np.ones(len(left), np.float32), {}
-    if verify and len(left):
-        left, right, correlation, failed = _verify(uris, left, right, sizes, storage_options, max_seconds)
+    codes = np.array([hashes[u] for u in uris], dtype=np.int64)
+    if verify:
+        left, right, correlation, failed = _verify(uris, codes, max_hamming, sizes, storage_options, max_seconds)
+    else:
+        (left, right, _), failed = neighbour_arrays(codes, max_hamming, "hamming"), {}
+        correlation = np.ones(len(left), np.float32)
     cosine = None
     if min_cosine is not None and features_table is not None and len(left):
         keep, cosine = _refine(uris, left, right, features_table, min_cosine, seed)

@@ -15,7 +15,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -76,13 +76,27 @@ def neighbour_arrays(
         keep = distance <= max_distance
         left, right = left[keep], right[keep]
         return np.minimum(left, right), np.maximum(left, right), distance[keep]
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for start in range(0, len(codes), BLOCK_ROWS):
-        block = _distances(metric, codes[start:start + BLOCK_ROWS], codes[start:])  # (R, N - start)
-        rows, columns = np.nonzero(block <= max_distance)
-        upper = columns > rows  # column c is image start + c: keep each pair once, i < j
-        rows, columns = rows[upper], columns[upper]
-        found.append((start + rows, start + columns, block[rows, columns]))
+    found = list(neighbour_blocks(encodings, max_distance, metric))
     if not found:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     return tuple(np.concatenate(parts) for parts in zip(*found))  # type: ignore[return-value]
+
+
+def neighbour_blocks(
+    encodings: np.ndarray, max_distance: float, metric: str, *, both_ways: bool = False, rows: int = BLOCK_ROWS,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`neighbour_arrays` a block of `rows` encodings at a time, so that a search with many
+    pairs never holds them all: (left, right, distance) of the pairs whose left is in the block.
+
+    Args:
+        both_ways: every pair twice, (i, j) in the block of i and (j, i) in the block of j;
+            default once, i < j.
+    """
+    codes = _prepare(metric, encodings)
+    for start in range(0, len(codes), rows):
+        others = codes if both_ways else codes[start:]
+        block = _distances(metric, codes[start:start + rows], others)  # (R, N) or (R, N - start)
+        found, columns = np.nonzero(block <= max_distance)
+        left, right = start + found, columns if both_ways else start + columns
+        keep = left != right if both_ways else left < right
+        yield left[keep], right[keep], block[found[keep], columns[keep]]
