@@ -155,7 +155,7 @@ def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)), mode="edge")
     rows = sum(w * padded[:, k:k + side, :] for k, w in enumerate(kernel))
     blurred = sum(w * rows[:, :, k:k + side] for k, w in enumerate(kernel))
-    return (images - blurred).reshape(len(images), -1)
+    return (images - blurred).reshape(len(images), side * side)
 
 
 def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
@@ -203,8 +203,8 @@ class Thumbnails:
     @classmethod
     def of(cls, pixels: np.ndarray) -> Thumbnails:
         small = _shrink(pixels, COARSE_SIDE)
-        coarse = _normalised(_highpass(small.reshape(len(small), -1), COARSE_SIDE))
-        return cls(pixels, small, _shrink(pixels, SIDE).reshape(len(pixels), -1), coarse)
+        coarse = _normalised(_highpass(small.reshape(len(small), COARSE_SIDE * COARSE_SIDE), COARSE_SIDE))
+        return cls(pixels, small, _shrink(pixels, SIDE).reshape(len(pixels), SIDE * SIDE), coarse)
 
 
 def coarse_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +276,7 @@ def aligned_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.nd
     for start in range(0, len(containers), _CHUNK):
         held, whole = containers[start:start + _CHUNK], copies[start:start + _CHUNK]
         # Aligned at the coarse side first (a quarter of the pixels), scored at the full side.
-        params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), -1),
+        params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), COARSE_SIDE * COARSE_SIDE),
                        windows[start:start + _CHUNK], COARSE_STEPS)
         source, target = thumbnails.pixels[held].astype(np.float32), thumbnails.whole[whole]
         found = _correlation(_windows(source, params, SIDE), target, SIDE)

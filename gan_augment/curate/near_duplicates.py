@@ -148,6 +148,22 @@ def _hashes(manifest: pa.Table | None, features: pa.Table | None,
     return known, len(hashes) - len(known), pixels, sizes
 
 
+def _read_candidates(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
+                     storage_options: dict[str, Any] | None, max_seconds: float | None,
+                     ) -> tuple[Thumbnails, np.ndarray, dict[str, str]]:
+    """The thumbnails of the images in candidate pairs (only these are read again), each
+    image's row among them (-1: in no pair, or not decoded) and {uri: why} for those not decoded."""
+    involved = np.zeros(len(uris), bool)
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
+        involved[left] = involved[right] = True
+    index = np.flatnonzero(involved)
+    pixels, failed = read_thumbnails([uris[i] for i in index], sizes, storage_options, max_seconds=max_seconds)
+    row = np.full(len(uris), -1, np.int64)
+    row[index] = np.arange(len(index))
+    row[[i for i in index if uris[i] in failed]] = -1
+    return Thumbnails.of(pixels), row, failed
+
+
 def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
             storage_options: dict[str, Any] | None, max_seconds: float | None,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
@@ -156,18 +172,8 @@ def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[st
     be decoded again (their pairs are dropped). Candidates are made a block of images at a time
     and only those that pass the coarse comparison are kept, so memory follows those, not all
     candidates."""
-    involved = np.zeros(len(uris), bool)
-    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
-        involved[left] = involved[right] = True
-    index = np.flatnonzero(involved)  # only these images are read again
-    if not len(index):
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), {}
-    pixels, failed = read_thumbnails([uris[i] for i in index], sizes, storage_options, max_seconds=max_seconds)
-    row = np.full(len(uris), -1, np.int64)
-    row[index] = np.arange(len(index))
-    row[[i for i in index if uris[i] in failed]] = -1  # not decoded: in no pair
-    thumbnails = Thumbnails.of(pixels)
-    kept = []
+    thumbnails, row, failed = _read_candidates(uris, codes, max_hamming, sizes, storage_options, max_seconds)
+    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty((0, 3), np.float32))]
     for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming", both_ways=True):
         usable = (row[left] >= 0) & (row[right] >= 0)
         left, right = left[usable], right[usable]  # each pair both ways: left holds the window
@@ -178,7 +184,7 @@ def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[st
     # Each pair once, the way round whose coarse score was higher.
     order = np.lexsort((-coarse, np.maximum(left, right), np.minimum(left, right)))
     pairs = np.minimum(left, right)[order] * len(uris) + np.maximum(left, right)[order]
-    first = order[np.r_[True, pairs[1:] != pairs[:-1]]] if len(order) else order
+    first = order[np.r_[True, pairs[1:] != pairs[:-1]][:len(order)]]
     left, right, windows = left[first], right[first], windows[first]
     scores = aligned_scores(thumbnails, row[left], row[right], windows)
     copy = scores >= MIN_CORRELATION
@@ -256,8 +262,8 @@ def find_near_duplicates(
     if verify:
         left, right, correlation, failed = _verify(uris, codes, max_hamming, sizes, storage_options, max_seconds)
     else:
-        (left, right, _), failed = neighbour_arrays(codes, max_hamming, "hamming"), {}
-        correlation = np.ones(len(left), np.float32)
+        left, right, _ = neighbour_arrays(codes, max_hamming, "hamming")
+        correlation, failed = np.ones(len(left), np.float32), {}
     cosine = None
     if min_cosine is not None and features_table is not None and len(left):
         keep, cosine = _refine(uris, left, right, features_table, min_cosine, seed)
