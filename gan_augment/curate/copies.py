@@ -5,7 +5,7 @@ trousers or ones within a few bits of each other), and a crop moves it by a doze
 candidates the hash proposes are checked on pixels:
 
 1. Each image in a candidate pair is decoded again (`scan.objects.decode_object`, the scan's
-   rules and time limit; a bad object is reported, never raised) to a grey `SIDE` x `SIDE`
+   rules and time limit; a bad object is reported, never raised) to a grey `THUMBNAIL_SIDE`
    thumbnail of its centre square, so that a crop, however split between width and height,
    is a shift and one scale of the other image's thumbnail.
 2. Coarse: one image's thumbnail, as a whole, is correlated with windows of the other's (a
@@ -21,8 +21,8 @@ candidates the hash proposes are checked on pixels:
 
 Memory: about 10 KiB per image in a candidate pair (`Thumbnails`), and the pairs that pass the
 coarse comparison (`curate.near_duplicates` makes candidates a block of images at a time); time
-is proportional to the candidate pairs. Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md,
-"Near-duplicates").
+is proportional to the candidate pairs. Thresholds were chosen on Fashion-MNIST and confirmed
+on MNIST (BENCHMARKS.md, "Near-duplicates").
 
 Examples:
     >>> import numpy as np
@@ -59,8 +59,8 @@ CROP_SCALES = (0.96, 0.92, 0.88)  # window sides of the coarse grid: crops up to
 CROP_OFFSETS = 3  # window positions along each axis per scale
 COARSE_STEPS = 2  # Gauss-Newton iterations at COARSE_SIDE, from the grid's best window
 ALIGN_STEPS = 4  # then at SIDE
-# Correlations chosen on Fashion-MNIST's planted copies: the least a copy scored at each stage,
-# less a margin (BENCHMARKS.md, "Near-duplicates").
+# Correlations chosen on Fashion-MNIST's planted copies: the gates just below the least a copy
+# scored at their stage, the final one where look-alikes stop passing (BENCHMARKS.md).
 MIN_COARSE = 0.7
 MIN_REFINE = 0.7  # after the alignment at COARSE_SIDE; below MIN_CORRELATION
 MIN_CORRELATION = 0.94
