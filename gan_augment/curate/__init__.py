@@ -5,11 +5,12 @@ Each analysis is one module that reads what the earlier stages wrote under `<out
 (`to_table()` and `summary()` on its result), so that a report can loop over them.
 
     selection        which images to label first under a labelling budget (`select_for_labelling`)
-    near_duplicates  near-copies: perceptual hashes, refined by discriminator features (`find_near_duplicates`)
+    near_duplicates  near-copies: perceptual-hash candidates verified on pixels (`find_near_duplicates`)
     outliers         the images the discriminator finds most unusual (`rank_outliers`)
     report           `OUT/<dataset>/report.html` over all of them, and `OUT/index.html` (`write_reports`)
 
-`neighbours` is the one neighbour search the analyses share; `html` renders the report's pieces.
+`neighbours` is the one neighbour search the analyses share; `copies` tells a copy from a look-alike
+on pixels; `html` renders the report's pieces.
 """
 
 from gan_augment.curate.near_duplicates import NearDuplicates, find_near_duplicates

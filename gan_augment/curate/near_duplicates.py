@@ -1,17 +1,24 @@
 """Near-copies among a dataset's images: resized, re-encoded, slightly cropped or brightened.
 
-Two encoders, one search (`curate.neighbours`):
-1. Perceptual hashes (`scan.phash`): images within `MAX_HAMMING` bits of each other are
-   candidates. The hash comes from the manifest when the scan decoded the pixels (`scan
-   --verify`), else from the features table, whose export decoded every image.
-2. With discriminator features, a candidate pair stays only when its standardised features
-   (`selection.embed_features`) have a cosine similarity of at least `MIN_COSINE`: the hash
-   sees coarse shape, the trained discriminator sees what tells this dataset's images apart.
+Three steps, one search (`curate.neighbours`):
+1. Candidates: perceptual hashes (`scan.phash`) within `CANDIDATE_HAMMING` bits. The hash
+   comes from the manifest when the scan decoded the pixels (`scan --verify`), else from the
+   features table, whose export decoded every image. The threshold is wide, because a crop of
+   a few percent moves the hash by a dozen bits or more.
+2. Verification (`curate.copies`): the images in candidate pairs are decoded again to small
+   grey thumbnails, and a pair stays only when its aligned high-pass correlation is at least
+   `copies.MIN_CORRELATION`: on small-image datasets the hash alone cannot tell a copy from
+   one of the many look-alikes within a few bits of it. An image that cannot be read or
+   decoded is in no pair, and is counted. With discriminator features, a pair also needs a
+   cosine similarity of its standardised features (`selection.embed_features`) of at least
+   `MIN_COSINE`.
+3. Groups, without chaining: images are visited largest first (most pixels, then by uri); an
+   image not yet in a group keeps one, and every image not yet grouped that is itself a
+   verified copy of it joins it. So every member is a verified copy of its group's kept
+   image, recorded with its Hamming distance, correlation and cosine similarity to it.
 
-Groups are the connected components of the remaining pairs. Each keeps its largest image (most
-pixels, then first by uri); every other member is recorded as a near-duplicate of it, with its
-Hamming distance and cosine similarity to it. Exact copies are the manifest's `duplicate` rows
-already and are not searched again. Thresholds: BENCHMARKS.md, "Near-duplicates".
+Exact copies are the manifest's `duplicate` rows already and are not searched again.
+Thresholds were chosen on Fashion-MNIST and confirmed on MNIST: BENCHMARKS.md, "Near-duplicates".
 """
 
 from __future__ import annotations
@@ -23,14 +30,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gan_augment.curate.neighbours import neighbour_pairs
+from gan_augment.curate.copies import (
+    MIN_COARSE,
+    MIN_CORRELATION,
+    Thumbnails,
+    aligned_scores,
+    coarse_scores,
+    read_thumbnails,
+)
+from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
 from gan_augment.curate.selection import embed_features
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import write_table
 from gan_augment.io.tables import features_matrix, read_features, read_manifest
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.phash import hamming
 
-MAX_HAMMING = 10
+CANDIDATE_HAMMING = 24  # bits: on Fashion-MNIST, 99% of planted pairs (crops included) are within it
+MAX_HAMMING = 10  # bits, without verification: whole-frame copies only (imagededup's default)
 MIN_COSINE = 0.9
 
 
@@ -46,6 +63,10 @@ class NearDuplicates:
         unhashed: ok images without a hash (a header-only scan and no features export yet).
         refined: whether discriminator features refined the hash candidates.
         pixels: {uri: width * height} where known.
+        correlation: {uri: aligned correlation with the kept image} when pixels verified the pairs.
+        unreadable: {uri: why} for images in candidate pairs that could not be decoded again.
+        verified: whether the candidates were verified on pixels (`curate.copies`).
+        max_hamming: the candidates' Hamming threshold.
     """
 
     groups: list[list[str]]
@@ -55,23 +76,31 @@ class NearDuplicates:
     unhashed: int
     refined: bool
     pixels: dict[str, int] = field(default_factory=dict)
+    correlation: dict[str, float] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    verified: bool = False
+    max_hamming: int = MAX_HAMMING
 
     title = "Near-duplicates"
 
     def to_table(self) -> pa.Table:
-        """uri, near_duplicate_of, group, hamming, cosine: one row per image that duplicates another."""
-        rows = [(uri, members[0], number, self.hamming[uri], self.cosine.get(uri))
+        """uri, near_duplicate_of, group, hamming, cosine, correlation: one row per image that
+        duplicates another."""
+        rows = [(uri, members[0], number, self.hamming[uri], self.cosine.get(uri), self.correlation.get(uri))
                 for number, members in enumerate(self.groups) for uri in members[1:]]
-        columns = list(zip(*rows)) if rows else [[]] * 5
+        columns = list(zip(*rows)) if rows else [[]] * 6
         return pa.table({"uri": pa.array(columns[0], pa.string()),
                          "near_duplicate_of": pa.array(columns[1], pa.string()),
                          "group": pa.array(columns[2], pa.int32()), "hamming": pa.array(columns[3], pa.int32()),
-                         "cosine": pa.array(columns[4], pa.float32())})
+                         "cosine": pa.array(columns[4], pa.float32()),
+                         "correlation": pa.array(columns[5], pa.float32())})
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "near_duplicates": sum(len(g) - 1 for g in self.groups),
                 "images_compared": self.hashed, "images_without_hash": self.unhashed,
-                "refined_by_discriminator": self.refined, "max_hamming": MAX_HAMMING,
+                "verified_on_pixels": self.verified, "images_not_decoded": len(self.unreadable),
+                "refined_by_discriminator": self.refined, "max_hamming": self.max_hamming,
+                "min_correlation": MIN_CORRELATION if self.verified else None,
                 "min_cosine": MIN_COSINE if self.refined else None}
 
     def examples(self, limit: int = 24) -> list[list[tuple[str, str]]]:
@@ -80,8 +109,10 @@ class NearDuplicates:
         for members in sorted(self.groups, key=lambda g: (-len(g), g[0]))[:limit]:
             row = [(members[0], "kept")]
             for uri in members[1:]:
-                close = f"{self.hamming[uri]} bits" + (f", cos {self.cosine[uri]:.2f}" if uri in self.cosine else "")
-                row.append((uri, close))
+                close = [f"{self.hamming[uri]} bits"]
+                close += [f"r {self.correlation[uri]:.2f}"] if uri in self.correlation else []
+                close += [f"cos {self.cosine[uri]:.2f}"] if uri in self.cosine else []
+                row.append((uri, ", ".join(close)))
             rows.append(row)
         return rows
 
@@ -99,42 +130,114 @@ def _as_table(source: str | pa.Table | None, read: Any, storage_options: dict[st
         return None
 
 
-def _hashes(manifest: pa.Table | None, features: pa.Table | None) -> tuple[dict[str, int], int, dict[str, int]]:
-    """({uri: hash} of the ok images, how many ok images have none, {uri: pixels})."""
+def _hashes(manifest: pa.Table | None, features: pa.Table | None,
+            ) -> tuple[dict[str, int], int, dict[str, int], dict[str, int]]:
+    """({uri: hash} of the ok images, how many ok images have none, {uri: pixels}, {uri: bytes})."""
     from_features = {}
     if features is not None:
         from_features = {u: h for u, h in zip(features.column("uri").to_pylist(),
                                               features.column("phash").to_pylist()) if h is not None}
     if manifest is None:
-        return from_features, (features.num_rows if features is not None else 0) - len(from_features), {}
-    rows = [r for r in manifest.select(["uri", "status", "phash", "width", "height"]).to_pylist()
+        return from_features, (features.num_rows if features is not None else 0) - len(from_features), {}, {}
+    rows = [r for r in manifest.select(["uri", "status", "phash", "width", "height", "size_bytes"]).to_pylist()
             if r["status"] == "ok"]
     hashes = {r["uri"]: r["phash"] if r["phash"] is not None else from_features.get(r["uri"]) for r in rows}
     pixels = {r["uri"]: (r["width"] or 0) * (r["height"] or 0) for r in rows}
+    sizes = {r["uri"]: r["size_bytes"] for r in rows if r["size_bytes"] is not None}
     known = {uri: h for uri, h in hashes.items() if h is not None}
-    return known, len(hashes) - len(known), pixels
+    return known, len(hashes) - len(known), pixels, sizes
+
+
+def _read_candidates(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
+                     storage_options: dict[str, Any] | None, max_seconds: float | None,
+                     ) -> tuple[Thumbnails, np.ndarray, dict[str, str]]:
+    """The thumbnails of the images in candidate pairs (only these are read again), each
+    image's row among them (-1: in no pair, or not decoded) and {uri: why} for those not decoded."""
+    involved = np.zeros(len(uris), bool)
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
+        involved[left] = involved[right] = True
+    index = np.flatnonzero(involved)
+    pixels, failed = read_thumbnails([uris[i] for i in index], sizes, storage_options, max_seconds=max_seconds)
+    row = np.full(len(uris), -1, np.int64)
+    row[index] = np.arange(len(index))
+    row[[i for i in index if uris[i] in failed]] = -1
+    return Thumbnails.of(pixels), row, failed
+
+
+def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
+            storage_options: dict[str, Any] | None, max_seconds: float | None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+    """The candidate pairs (hashes within `max_hamming` bits) that are copies on pixels
+    (`curate.copies`): (left, right, correlation), and {uri: why} for the images that could not
+    be decoded again (their pairs are dropped). Candidates are made a block of images at a time
+    and only those that pass the coarse comparison are kept, so memory follows those, not all
+    candidates."""
+    thumbnails, row, failed = _read_candidates(uris, codes, max_hamming, sizes, storage_options, max_seconds)
+    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty((0, 3), np.float32))]
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming", both_ways=True):
+        usable = (row[left] >= 0) & (row[right] >= 0)
+        left, right = left[usable], right[usable]  # each pair both ways: left holds the window
+        coarse, windows = coarse_scores(thumbnails, row[left], row[right])
+        passed = coarse >= MIN_COARSE
+        kept.append((left[passed], right[passed], coarse[passed], windows[passed]))
+    left, right, coarse, windows = (np.concatenate(parts) for parts in zip(*kept))
+    # Each pair once, the way round whose coarse score was higher.
+    order = np.lexsort((-coarse, np.maximum(left, right), np.minimum(left, right)))
+    pairs = np.minimum(left, right)[order] * len(uris) + np.maximum(left, right)[order]
+    first = order[np.r_[True, pairs[1:] != pairs[:-1]][:len(order)]]
+    left, right, windows = left[first], right[first], windows[first]
+    scores = aligned_scores(thumbnails, row[left], row[right], windows)
+    copy = scores >= MIN_CORRELATION
+    return np.minimum(left, right)[copy], np.maximum(left, right)[copy], scores[copy], failed
+
+
+def _refine(uris: list[str], left: np.ndarray, right: np.ndarray, features: pa.Table, min_cosine: float,
+            seed: int) -> tuple[np.ndarray, Any]:
+    """Which pairs keep a cosine similarity of at least `min_cosine` (a pair one of whose images
+    has no features, not exported yet, keeps its verdict), and a function (i, j) -> cosine."""
+    feature_uris, matrix = features_matrix(features)
+    row_of = {uri: row for row, uri in enumerate(feature_uris)}
+    embedded = embed_features(matrix, seed)
+    rows = np.array([row_of.get(uri, -1) for uri in uris], np.int64)
+    known = (rows[left] >= 0) & (rows[right] >= 0)
+    unit = embedded / np.maximum(np.linalg.norm(embedded, axis=1, keepdims=True), 1e-12)
+    similarity = np.einsum("ij,ij->i", unit[rows[left]], unit[rows[right]])
+    keep = ~known | (similarity >= min_cosine)
+
+    def cosine(i: int, j: int) -> float | None:
+        return float(unit[rows[i]] @ unit[rows[j]]) if rows[i] >= 0 and rows[j] >= 0 else None
+
+    return keep, cosine
 
 
 def find_near_duplicates(
     manifest: str | pa.Table | None = None,
     features: str | pa.Table | None = None,
     *,
-    max_hamming: int = MAX_HAMMING,
+    max_hamming: int | None = None,
+    verify: bool = True,
     min_cosine: float | None = MIN_COSINE,
     seed: int = 0,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
     storage_options: dict[str, Any] | None = None,
 ) -> NearDuplicates:
-    """Group a dataset's near-copies by perceptual hash, refined by discriminator features.
+    """Group a dataset's near-copies: hash candidates, verified on pixels, refined by
+    discriminator features.
 
     Args:
         manifest: the dataset's manifest (URL or table): only its `ok` images are compared,
             and its hashes (a `scan --verify`) are used first.
         features: its features table (`OUT/<dataset>/features`): hashes of images the manifest
             has none for, and the features that refine candidates.
-        max_hamming: the most bits two near-copies' hashes differ in.
+        max_hamming: the most bits two candidates' hashes differ in; default CANDIDATE_HAMMING
+            when verifying, else MAX_HAMMING.
+        verify: decode the candidates again and keep the pairs that are copies on pixels
+            (`curate.copies`); False trusts the hash (and the features) alone.
         min_cosine: the least cosine similarity of their standardised features; None does not refine.
         seed: the seed of the feature embedding's sample (large datasets).
-        storage_options: fsspec options for both URLs.
+        max_seconds: the most one image's decode may take (`isolation.run_limited`); None
+            decodes in the reading threads, without a limit.
+        storage_options: fsspec options for both URLs and the images.
 
     Raises:
         ValueError: neither a manifest nor a features table was found.
@@ -151,47 +254,50 @@ def find_near_duplicates(
     if manifest_table is None and features_table is None:
         where = ", ".join(redact_url(s) for s in (manifest, features) if isinstance(s, str)) or "nothing given"
         raise ValueError(f"no manifest and no features table ({where}): scan the store (gan-augment scan) first")
-    hashes, unhashed, pixels = _hashes(manifest_table, features_table)
+    if max_hamming is None:
+        max_hamming = CANDIDATE_HAMMING if verify else MAX_HAMMING
+    hashes, unhashed, pixels, sizes = _hashes(manifest_table, features_table)
     uris = sorted(hashes)
-    pairs = neighbour_pairs(np.array([hashes[u] for u in uris], dtype=np.int64), max_hamming, "hamming")
-    embedded, rows = None, []
-    if min_cosine is not None and features_table is not None and pairs:
-        feature_uris, matrix = features_matrix(features_table)
-        row_of = {uri: row for row, uri in enumerate(feature_uris)}
-        embedded, rows = embed_features(matrix, seed), [row_of.get(uri, -1) for uri in uris]
-        known = [(i, j) for i, j, _ in pairs if rows[i] >= 0 and rows[j] >= 0]
-        scored = neighbour_pairs(embedded, np.inf, "cosine", [(rows[i], rows[j]) for i, j in known])
-        dropped = {pair for pair, (_, _, d) in zip(known, scored) if d > 1.0 - min_cosine}
-        # A pair one of whose images has no features (not exported yet) keeps the hash's verdict.
-        pairs = [(i, j, d) for i, j, d in pairs if (i, j) not in dropped]
-    groups = []
-    for members in _components(len(uris), [(i, j) for i, j, _ in pairs]):
-        keeper = min(members, key=lambda m: (-pixels.get(uris[m], 0), uris[m]))
-        groups.append([keeper] + sorted(m for m in members if m != keeper))
-    distance, cosine = {}, {}
+    codes = np.array([hashes[u] for u in uris], dtype=np.int64)
+    if verify:
+        left, right, correlation, failed = _verify(uris, codes, max_hamming, sizes, storage_options, max_seconds)
+    else:
+        left, right, _ = neighbour_arrays(codes, max_hamming, "hamming")
+        correlation, failed = np.ones(len(left), np.float32), {}
+    cosine = None
+    if min_cosine is not None and features_table is not None and len(left):
+        keep, cosine = _refine(uris, left, right, features_table, min_cosine, seed)
+        left, right, correlation = left[keep], right[keep], correlation[keep]
+    order = sorted(range(len(uris)), key=lambda m: (-pixels.get(uris[m], 0), uris[m]))
+    groups, scores = _lead(order, left.tolist(), right.tolist(), correlation.tolist())
+    distance, similarity, matched = {}, {}, {}
     for members in groups:
         keeper = members[0]
         for m in members[1:]:
             distance[uris[m]] = hamming(hashes[uris[m]], hashes[uris[keeper]])
-            if embedded is not None and rows[m] >= 0 and rows[keeper] >= 0:
-                cosine[uris[m]] = 1.0 - neighbour_pairs(embedded, np.inf, "cosine", [(rows[m], rows[keeper])])[0][2]
-    return NearDuplicates([[uris[m] for m in members] for members in groups], distance, cosine, len(hashes),
-                          unhashed, embedded is not None, pixels)
+            if verify:
+                matched[uris[m]] = scores[min(m, keeper), max(m, keeper)]
+            if cosine is not None and (value := cosine(m, keeper)) is not None:
+                similarity[uris[m]] = value
+    return NearDuplicates([[uris[m] for m in members] for members in groups], distance, similarity, len(hashes),
+                          unhashed, cosine is not None, pixels, matched, failed, verify, max_hamming)
 
 
-def _components(count: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected components (of more than one member) of a graph on `count` nodes (union-find)."""
-    parent = list(range(count))
-
-    def root(node: int) -> int:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for i, j in pairs:
-        parent[root(i)] = root(j)
-    members: dict[int, list[int]] = defaultdict(list)
-    for node in range(count):
-        members[root(node)].append(node)
-    return sorted((group for group in members.values() if len(group) > 1), key=lambda g: g[0])
+def _lead(order: list[int], left: list[int], right: list[int], scores: list[float],
+          ) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
+    """Groups of more than one member, without chains: in `order`, an image not yet grouped
+    keeps a group, which every not yet grouped image paired with it joins. Also {(i, j): score}."""
+    paired: dict[int, list[int]] = defaultdict(list)
+    for i, j in zip(left, right):
+        paired[i].append(j)
+        paired[j].append(i)
+    grouped, groups = set(), []
+    for keeper in order:
+        if keeper in grouped:
+            continue
+        grouped.add(keeper)
+        members = sorted(m for m in paired.get(keeper, ()) if m not in grouped)
+        grouped.update(members)
+        if members:
+            groups.append([keeper] + members)
+    return groups, {(i, j): s for i, j, s in zip(left, right, scores)}

@@ -15,7 +15,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -53,24 +53,50 @@ def neighbour_pairs(
         metric: "hamming" or "cosine".
         candidates: compare only these pairs (a refinement of an earlier search); default all.
     """
+    if candidates is not None and not candidates:
+        return []
+    pairs = None if candidates is None else tuple(np.array(side) for side in zip(*candidates))
+    left, right, distance = neighbour_arrays(encodings, max_distance, metric, pairs)
+    return [(int(i), int(j), float(d)) for i, j, d in zip(left, right, distance)]
+
+
+def neighbour_arrays(
+    encodings: np.ndarray, max_distance: float, metric: str,
+    candidates: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`neighbour_pairs` as three arrays (left, right, distance), left < right: no Python
+    object per pair, for searches that return hundreds of thousands of them."""
     codes = _prepare(metric, encodings)
     if candidates is not None:
-        if not candidates:
-            return []
-        left, right = (np.array(side) for side in zip(*candidates))
+        left, right = (np.asarray(side, np.int64) for side in candidates)
         if metric == "hamming":
             distance = np.bitwise_count(codes[left] ^ codes[right]).astype(np.float64)
         else:
             distance = 1.0 - np.einsum("ij,ij->i", codes[left], codes[right])
         keep = distance <= max_distance
-        return [(int(min(i, j)), int(max(i, j)), float(d)) for i, j, d in
-                zip(left[keep], right[keep], distance[keep])]
-    pairs = []
-    for start in range(0, len(codes), BLOCK_ROWS):
-        block = _distances(metric, codes[start:start + BLOCK_ROWS], codes[start:])  # (R, N - start)
-        rows, columns = np.nonzero(block <= max_distance)
-        for r, c in zip(rows, columns):
-            i, j = start + int(r), start + int(c)
-            if i < j:
-                pairs.append((i, j, float(block[r, c])))
-    return pairs
+        left, right = left[keep], right[keep]
+        return np.minimum(left, right), np.maximum(left, right), distance[keep]
+    found = list(neighbour_blocks(encodings, max_distance, metric))
+    if not found:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    return tuple(np.concatenate(parts) for parts in zip(*found))  # type: ignore[return-value]
+
+
+def neighbour_blocks(
+    encodings: np.ndarray, max_distance: float, metric: str, *, both_ways: bool = False, rows: int = BLOCK_ROWS,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`neighbour_arrays` a block of `rows` encodings at a time, so that a search with many
+    pairs never holds them all: (left, right, distance) of the pairs whose left is in the block.
+
+    Args:
+        both_ways: every pair twice, (i, j) in the block of i and (j, i) in the block of j;
+            default once, i < j.
+    """
+    codes = _prepare(metric, encodings)
+    for start in range(0, len(codes), rows):
+        others = codes if both_ways else codes[start:]
+        block = _distances(metric, codes[start:start + rows], others)  # (R, N) or (R, N - start)
+        found, columns = np.nonzero(block <= max_distance)
+        left, right = start + found, columns if both_ways else start + columns
+        keep = left != right if both_ways else left < right
+        yield left[keep], right[keep], block[found[keep], columns[keep]]

@@ -59,11 +59,12 @@ class Inputs:
     card: dict[str, Any] | None
     samples_png: bytes | None
     loss_png: bytes | None
+    storage_options: dict[str, Any] | None = None  # also how the images are read, as for thumbnails
 
 
 # Each analysis: (inputs it needs, how to run it). The report loops over them.
 ANALYSES: list[tuple[str, Callable[[Inputs], Any]]] = [
-    ("near_duplicates", lambda i: find_near_duplicates(i.manifest, i.features)),
+    ("near_duplicates", lambda i: find_near_duplicates(i.manifest, i.features, storage_options=i.storage_options)),
     ("outliers", lambda i: rank_outliers(i.features) if i.features is not None else None),
 ]
 
@@ -89,6 +90,7 @@ def read_inputs(out: str, dataset: str, storage_options: dict[str, Any] | None =
         card if isinstance(card, dict) else None,
         _optional(lambda: read_bytes(samples_file(model, "final.png"), storage_options), "sample grid"),
         _optional(lambda: read_bytes(samples_file(model, "loss_curve.png"), storage_options), "loss curve"),
+        storage_options,
     )
 
 

@@ -1,0 +1,308 @@
+"""Is a candidate pair a copy? Aligned correlation of small grey thumbnails.
+
+The perceptual hash cannot tell a copy from a look-alike on small-image datasets (thousands of
+trousers or ones within a few bits of each other), and a crop moves it by a dozen bits. So the
+candidates the hash proposes are checked on pixels:
+
+1. Each image in a candidate pair is decoded again (`scan.objects.decode_object`, the scan's
+   rules and time limit; a bad object is reported, never raised) to a grey `THUMBNAIL_SIDE`
+   thumbnail of its centre square, so that a crop, however split between width and height,
+   is a shift and one scale of the other image's thumbnail.
+2. Coarse: one image's thumbnail, as a whole, is correlated with windows of the other's (a
+   grid of crops down to `CROP_SCALES[-1]` of the side, both ways round) at `COARSE_SIDE`
+   pixels, after a high-pass filter, so that the silhouette two look-alikes share counts
+   little and their details count. Pairs whose best window scores below `MIN_COARSE` are no
+   copies.
+3. Fine: the best window is refined to sub-pixel precision by Gauss-Newton on shift and scale
+   (Lucas & Kanade 1981, in Baker & Matthews' inverse-compositional form, 2004), first at
+   `COARSE_SIDE`, then, for pairs still scoring `MIN_REFINE`, at `SIDE`; the pair's score is
+   the high-pass correlation of the aligned `SIDE` thumbnails. Copies (resized, re-encoded,
+   brightened, cropped by up to 10%) score above `MIN_CORRELATION`, look-alikes below.
+
+Memory: about 10 KiB per image in a candidate pair (`Thumbnails`), and the pairs that pass the
+coarse comparison (`curate.near_duplicates` makes candidates a block of images at a time); time
+is proportional to the candidate pairs. Thresholds were chosen on Fashion-MNIST and confirmed
+on MNIST (BENCHMARKS.md, "Near-duplicates").
+
+Examples:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
+    >>> other = rng.integers(0, 256, (1, THUMBNAIL_SIDE, THUMBNAIL_SIDE)).astype(np.uint8)
+    >>> thumbnails = Thumbnails.of(np.concatenate([image, image, other]))
+    >>> scores = copy_scores(thumbnails, np.array([0, 0]), np.array([1, 2]))
+    >>> round(float(scores[0]), 2), bool(scores[1] < MIN_CORRELATION)  # itself; noise
+    (1.0, True)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gan_augment.io.fsio import concurrent_fs, get_fs, parallel_map, redact_url
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
+from gan_augment.scan.listing import ImageObject
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
+
+SIDE = 32  # pixels per side compared: (Fashion-)MNIST's 28 pixels hold all their detail
+# Thumbnails are kept at twice SIDE, so that a window sampled from one (a crop, scaled up) is as
+# sharp as the whole image it is compared with, shrunk to SIDE.
+THUMBNAIL_SIDE = 2 * SIDE
+COARSE_SIDE = 16  # the coarse grid compares SIDE / 2 thumbnails
+CROP_SCALES = (0.96, 0.92, 0.88)  # window sides of the coarse grid: crops up to ~12%
+CROP_OFFSETS = 3  # window positions along each axis per scale
+COARSE_STEPS = 2  # Gauss-Newton iterations at COARSE_SIDE, from the grid's best window
+ALIGN_STEPS = 4  # then at SIDE
+# Correlations chosen on Fashion-MNIST's planted copies: the gates just below the least a copy
+# scored at their stage, the final one where look-alikes stop passing (BENCHMARKS.md).
+MIN_COARSE = 0.7
+MIN_REFINE = 0.7  # after the alignment at COARSE_SIDE; below MIN_CORRELATION
+MIN_CORRELATION = 0.94
+_BLOCK = 256  # images whose coarse windows are held at once: (BLOCK, K, COARSE_SIDE^2) float32
+_CHUNK = 512  # pairs aligned at once: their arrays stay in cache (4096 took twice as long)
+
+
+def read_thumbnails(
+    uris: Sequence[str], sizes: dict[str, int], storage_options: dict[str, Any] | None = None, *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS, max_workers: int | None = None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Grey thumbnails of `uris` (the centre square, `THUMBNAIL_SIDE` pixels) and why some could not be made.
+
+    Args:
+        uris: the images.
+        sizes: {uri: bytes} from the manifest; an image without one is asked for its size.
+        storage_options: fsspec options.
+        max_seconds: the most one decode may take (`isolation.run_limited`); None decodes in
+            the reading threads without a limit.
+        max_workers: concurrent reads (default `fsio.default_workers`).
+
+    Returns:
+        (len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE) uint8 thumbnails (zeros where none could be made) and
+        {uri: "<status>: <why>"} for those.
+    """
+    thumbnails = np.zeros((len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE), np.uint8)
+    failed: dict[str, str] = {}
+    if not uris:
+        return thumbnails, failed
+    _, workers = concurrent_fs(uris[0], storage_options, max_workers)
+
+    def decode(uri: str) -> tuple[np.ndarray | None, str | None]:
+        try:
+            fs, path = get_fs(uri, storage_options)
+            size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
+            decoded = decode_object(fs, ImageObject(uri, size, "", path), THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
+                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop")
+        except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
+            return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
+        return decoded.pixels, decoded.reason
+
+    for index, (pixels, reason) in parallel_map(decode, uris, max_workers=workers):
+        if pixels is None:
+            failed[uris[index]] = reason or "unreadable"
+        else:
+            thumbnails[index] = pixels[..., 0]
+    return thumbnails, failed
+
+
+def _axis(starts: np.ndarray, scales: np.ndarray, side: int, source: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where `side` pixel centres of windows (start, scale) in [0, 1] fall on a `source`-pixel
+    axis: the (P, side) pixel before each and the weight of the one after; outside, the edge."""
+    centres = (np.arange(side, dtype=np.float32) + 0.5) / side
+    at = np.clip((starts[:, None] + scales[:, None] * centres) * source - 0.5, 0, source - 1, dtype=np.float32)
+    before = np.minimum(at.astype(np.int64), source - 2)
+    return before, at - before
+
+
+def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(side^2,) x and y of a side x side grid's pixel centres in [0, 1], row by row."""
+    centres = (np.arange(side, dtype=np.float32) + 0.5) / side
+    x, y = np.meshgrid(centres, centres)
+    return x.ravel(), y.ravel()
+
+
+def _windows(images: np.ndarray, params: np.ndarray, side: int) -> np.ndarray:
+    """(P, side^2) bilinear samples of each (P, S, S) image's window (left, top, scale) in [0, 1]
+    coordinates, pixel centres at (k + 0.5) / S, row by row."""
+    count, source = images.shape[:2]
+    params = np.asarray(params, np.float32)
+    columns, right = _axis(params[:, 0], params[:, 2], side, source)  # (P, side) each
+    rows, below = _axis(params[:, 1], params[:, 2], side, source)
+    # A window's rows and columns are separate: interpolate whole rows, then columns in them.
+    image = np.arange(count)[:, None]
+    lines = images[image, rows] * (1 - below)[..., None] + images[image, rows + 1] * below[..., None]  # (P, side, S)
+    line = np.arange(side)[None, :, None]
+    before, after = lines[image[..., None], line, columns[:, None]], lines[image[..., None], line, columns[:, None] + 1]
+    return (before * (1 - right)[:, None] + after * right[:, None]).reshape(count, side * side)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    """Zero mean, unit length along the last axis: dot products are correlations."""
+    centred = vectors - vectors.mean(axis=-1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
+
+
+def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
+    """(P, side^2) images less their binomial blur (sigma 1 pixel): the details, not the silhouette."""
+    images = vectors.reshape(-1, side, side)
+    kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)), mode="edge")
+    rows = sum(w * padded[:, k:k + side, :] for k, w in enumerate(kernel))
+    blurred = sum(w * rows[:, :, k:k + side] for k, w in enumerate(kernel))
+    return (images - blurred).reshape(len(images), side * side)
+
+
+def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
+    """(N, side, side) float32 means of blocks of THUMBNAIL_SIDE / side pixels."""
+    factor = THUMBNAIL_SIDE // side
+    return thumbnails.astype(np.float32).reshape(len(thumbnails), side, factor, side, factor).mean((2, 4))
+
+
+def crop_windows() -> np.ndarray:
+    """(K, 3) windows (left, top, scale) of the coarse grid, the whole image first."""
+    windows = [(0.0, 0.0, 1.0)]
+    for scale in CROP_SCALES:
+        for top in np.linspace(0.0, 1.0 - scale, CROP_OFFSETS):
+            windows += [(left, top, scale) for left in np.linspace(0.0, 1.0 - scale, CROP_OFFSETS)]
+    return np.array(windows, np.float32)
+
+
+@functools.cache
+def _window_matrix() -> np.ndarray:
+    """(COARSE_SIDE^2, K * COARSE_SIDE^2): a flat COARSE_SIDE image times it gives the bilinear
+    samples of its K `crop_windows`, high-passed (`_highpass`)."""
+    side, pixels = COARSE_SIDE, COARSE_SIDE * COARSE_SIDE
+    identity = np.eye(pixels, dtype=np.float32).reshape(pixels, side, side)  # one image per pixel
+    highpass = _highpass(identity.reshape(pixels, pixels), side)  # (pixels, pixels)
+    return np.concatenate([_windows(identity, np.broadcast_to(w, (pixels, 3)), side) @ highpass
+                           for w in crop_windows()], 1)
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """Decoded thumbnails and what every comparison derives from them, made once.
+
+    Attributes:
+        pixels: (N, THUMBNAIL_SIDE, THUMBNAIL_SIDE) uint8, the windows' source.
+        small: (N, COARSE_SIDE, COARSE_SIDE) float32 block means.
+        whole: (N, SIDE^2) float32 block means, what windows are aligned to.
+        coarse: (N, COARSE_SIDE^2) `small` high-passed and normalised: the whole images of the grid.
+    """
+
+    pixels: np.ndarray
+    small: np.ndarray
+    whole: np.ndarray
+    coarse: np.ndarray
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Thumbnails:
+        small = _shrink(pixels, COARSE_SIDE)
+        coarse = _normalised(_highpass(small.reshape(len(small), COARSE_SIDE * COARSE_SIDE), COARSE_SIDE))
+        return cls(pixels, small, _shrink(pixels, SIDE).reshape(len(pixels), SIDE * SIDE), coarse)
+
+
+def coarse_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the best coarse correlation of `copies[k]` as a whole with a window of
+    `containers[k]` (one way round), and that window (left, top, scale)."""
+    grid, sampling = crop_windows(), _window_matrix()
+    pixels = COARSE_SIDE * COARSE_SIDE
+    order = np.argsort(containers, kind="stable")
+    holders, starts = np.unique(containers[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    best, window = np.zeros(len(order), np.float32), np.zeros(len(order), np.int64)
+    for first in range(0, len(holders), _BLOCK):
+        block = holders[first:first + _BLOCK]
+        # Every window of an image, high-passed, is one linear map of its pixels: one matrix
+        # product makes them all, for a block of images at a time (memory: K windows per image).
+        views = _normalised((thumbnails.small[block].reshape(len(block), -1) @ sampling)
+                            .reshape(len(block), len(grid), pixels))  # (B, K, pixels)
+        for k in range(len(block)):
+            part = order[starts[first + k]:ends[first + k]]
+            scores = views[k] @ thumbnails.coarse[copies[part]].T  # (K, P): every window against every partner
+            window[part] = scores.argmax(0)
+            best[part] = scores[window[part], np.arange(len(part))]
+    return best, grid[window]
+
+
+def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: int = ALIGN_STEPS) -> np.ndarray:
+    """Refine windows of `images` so that they match `target`: inverse-compositional Gauss-Newton
+    (Baker & Matthews 2004, "Lucas-Kanade 20 years on") on left, top and scale, with the gain
+    and bias fitted by least squares at every step.
+
+    Args:
+        images: (P, S, S) float32, the images that hold the windows (any side S).
+        target: (P, s^2) float32, what each window should look like, sampled at s x s.
+        windows: (P, 3) starting windows (left, top, scale) in [0, 1] coordinates.
+        steps: Gauss-Newton iterations.
+
+    Returns:
+        (P, 3) refined windows.
+    """
+    side = int(round(np.sqrt(target.shape[1])))
+    x, y = _grid(side)
+    # The inverse-compositional form differentiates the target, once: the Jacobian and its
+    # Hessian are fixed, and each step samples only the window.
+    dy, dx = np.gradient(target.reshape(-1, side, side), axis=(1, 2))
+    dx, dy = dx.reshape(len(target), -1) * side, dy.reshape(len(target), -1) * side  # per unit of [0, 1]
+    jacobian = np.stack([dx, dy, dx * x + dy * y], 1)  # (P, 3, s^2): d target / d (left, top, scale)
+    hessian = (jacobian @ jacobian.transpose(0, 2, 1)).astype(np.float64) + 1e-3 * np.eye(3)
+    centred = target - target.mean(1, keepdims=True)
+    params = windows.astype(np.float32).copy()
+    for _ in range(steps):
+        seen = _windows(images, params, side)  # (P, s^2)
+        seen = seen - seen.mean(1, keepdims=True)
+        gain = (seen * centred).sum(1, keepdims=True) / np.maximum((seen * seen).sum(1, keepdims=True), 1e-6)
+        residual = gain * seen - centred
+        step = np.linalg.solve(hessian, (jacobian @ residual[..., None]).astype(np.float64))[..., 0]
+        # Compose with the inverse of the step's warp u -> (1 + ds) u + d(left, top).
+        grow = (1.0 + step[:, 2:]).clip(0.5, 2.0)
+        params[:, :2] -= (params[:, 2:] * step[:, :2] / grow).astype(np.float32)
+        params[:, 2:] = (params[:, 2:] / grow).astype(np.float32).clip(0.5, 1.5)
+        params[:, :2] = params[:, :2].clip(-0.5, 1.0)  # a diverging pair stays a poor match, not a NaN
+    return params
+
+
+def aligned_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.ndarray,
+                   windows: np.ndarray) -> np.ndarray:
+    """Per pair, the high-pass correlation at SIDE of `copies[k]` with the window of
+    `containers[k]` that matches it, refined from the coarse `windows[k]`."""
+    scores = np.zeros(len(containers), np.float32)
+    for start in range(0, len(containers), _CHUNK):
+        held, whole = containers[start:start + _CHUNK], copies[start:start + _CHUNK]
+        # Aligned at the coarse side first (a quarter of the pixels), scored at the full side.
+        params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), COARSE_SIDE * COARSE_SIDE),
+                       windows[start:start + _CHUNK], COARSE_STEPS)
+        source, target = thumbnails.pixels[held].astype(np.float32), thumbnails.whole[whole]
+        found = _correlation(_windows(source, params, SIDE), target, SIDE)
+        # The pairs that may be copies are aligned again at the full side, whose detail tells a
+        # copy from a look-alike; a pair below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
+        close = found >= MIN_REFINE
+        if close.any():
+            params = align(source[close], target[close], params[close], ALIGN_STEPS)
+            found[close] = _correlation(_windows(source[close], params, SIDE), target[close], SIDE)
+        scores[start:start + _CHUNK] = found
+    return scores
+
+
+def copy_scores(thumbnails: Thumbnails, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair (left[k], right[k]), both ways round, the high-pass correlation of the two after
+    alignment (1 for a copy, about 0 for unrelated images; the coarse score below `MIN_COARSE`)."""
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    coarse, windows = coarse_scores(thumbnails, np.concatenate([left, right]), np.concatenate([right, left]))
+    pairs = np.arange(len(left))
+    pick = np.where(coarse[:len(left)] >= coarse[len(left):], pairs, pairs + len(left))  # the better way round
+    scores, survivors = coarse[pick], np.flatnonzero(coarse[pick] >= MIN_COARSE)
+    held, whole = np.concatenate([left, right])[pick], np.concatenate([right, left])[pick]
+    scores[survivors] = aligned_scores(thumbnails, held[survivors], whole[survivors], windows[pick][survivors])
+    return scores
+
+
+def _correlation(seen: np.ndarray, target: np.ndarray, side: int) -> np.ndarray:
+    """(P,) correlations of two (P, side^2) stacks of images after the high-pass filter."""
+    return (_normalised(_highpass(seen, side)) * _normalised(_highpass(target, side))).sum(1)
