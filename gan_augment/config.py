@@ -210,15 +210,13 @@ class TrainConfig(_JsonConfig):
 
     Attributes:
         steps: generator steps, each after `d_steps` discriminator steps; None derives them
-            from `epochs`, or from the dataset size when both are None (see
-            `training.trainer.resolve_steps`).
+            from `epochs`, or from the dataset size (`training.trainer.resolve_steps`).
         epochs: passes over the data, used when `steps` is None.
         max_seconds: stop early, cleanly (checkpoint, samples, model), once training has run
             this long; None is no limit. A run stopped this way is not reproducible.
         batch_size: real images per D step.
         fake_batch_size: generated images per D step; None is `batch_size`.
-        lr: the generator's Adam learning rate (Radford et al. 2015: 2e-4).
-        beta1, beta2: the generator's Adam betas (Radford et al. 2015: 0.5, 0.999).
+        lr, beta1, beta2: the generator's Adam settings (Radford et al. 2015: 2e-4, 0.5, 0.999).
         d_lr, d_beta1: the discriminator's Adam learning rate and first beta (its beta2 is
             `beta2`); the contrastive loss wants SimCLR's faster 1e-3 and 0.9.
         loss: "bce" (non-saturating), "wgan-gp" or "hinge".
@@ -231,8 +229,7 @@ class TrainConfig(_JsonConfig):
             (Zhao et al. 2020), e.g. "color,translation,cutout"; "" is off.
         flip: random horizontal flips of real images.
         contrastive_weight: weight of the SimCLR-style loss on D's projection head over two
-            random views (`augment.random_view`) of the real batch (Jeong & Shin 2021,
-            ContraD); 0 is off, which is the seed's plain GAN.
+            random views of the real batch (ContraD, Jeong & Shin 2021); 0 is the plain GAN.
         contrastive_temperature: NT-Xent temperature.
         fake_negatives: with the contrastive loss, generated images join the negatives of
             every real view: the generator supplies ever harder near-misses of the data.
@@ -256,9 +253,10 @@ class TrainConfig(_JsonConfig):
         max_nan_rollbacks: rollbacks allowed before the run stops with an error.
         pseudo_label_at: in a class-conditional run with labels for only some images, the
             fraction of the steps after which a logistic regression on D's features labels the
-            rest where it is confident; until then, and where it is not, they feed only D's
-            unconditional term.
+            rest where it is confident; the others feed only D's unconditional term.
         pseudo_label_threshold: the class probability a pseudo-label needs.
+        class_weight: in a class-conditional run, the weight of the auxiliary class loss (AC-GAN):
+            D's class head learns the labelled reals, G is asked for fakes it assigns to their class.
 
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
@@ -300,8 +298,9 @@ class TrainConfig(_JsonConfig):
     max_nan_rollbacks: int = 3
     pseudo_label_at: float = 0.5
     pseudo_label_threshold: float = 0.9
+    class_weight: float = 1.0
 
-    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold")
+    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -333,6 +332,7 @@ class TrainConfig(_JsonConfig):
         _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
         _check_float(self, "pseudo_label_at", 0.0, 1.0)
         _check_float(self, "pseudo_label_threshold", 0.0, 1.0)
+        _check_float(self, "class_weight", 0.0, math.inf)
         _check_choice(self, "loss", LOSSES)
         _check_choice(self, "device", DEVICES)
         for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",

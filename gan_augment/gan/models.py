@@ -58,15 +58,20 @@ class Generator(nn.Module):
     Linear -> reshape to (C0, 4, 4) -> BatchNorm -> N x [Upsample x2 -> Conv 3x3 -> BatchNorm ->
     ReLU] -> Conv 3x3 to image channels -> Tanh. With `upsample="transpose"` each block's
     Upsample + Conv becomes one ConvTranspose2d(4, stride 2, pad 1). A class-conditional
-    generator (`num_classes > 0`) takes the class of each sample too, and every BatchNorm is
-    a `ConditionalBatchNorm2d`; the unconditional one's modules and weights are unchanged.
+    generator (`num_classes > 0`) takes the class of each sample too, one-hot beside the noise,
+    and every BatchNorm is a `ConditionalBatchNorm2d`; the unconditional one's modules and
+    weights are unchanged.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         base = _generator_width(config, 0)
-        self.project = nn.Linear(config.latent_dim, base * 4 * 4, bias=False)
+        # A class-conditional G reads its class twice: one-hot beside the noise (Mirza & Osindero
+        # 2014), which lets the first layer draw each class's own 4x4 layout, and in every
+        # BatchNorm. With the BatchNorms alone the samples ignored their class (BENCHMARKS.md,
+        # "Class-conditional samples from few labels").
+        self.project = nn.Linear(config.latent_dim + config.num_classes, base * 4 * 4, bias=False)
         self.base_norm = _g_norm(config, base)
         blocks: list[nn.Module] = []
         for level in range(1, config.num_blocks + 1):
@@ -87,13 +92,14 @@ class Generator(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images of noise `z` (B, Z); a class-conditional generator needs `labels` (B,), class
         indices in [0, num_classes)."""
-        h = self.project(z)  # (B, C0 * 16)
-        h = h.view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         if not self.config.num_classes:
+            h = self.project(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
             return self.to_image(self.blocks(self.base_norm(h)))  # (B, channels, S, S)
         if labels is None:
             raise ValueError(f"this generator is class-conditional ({self.config.num_classes} classes): "
                              "pass the class index of every sample")
+        one_hot = F.one_hot(labels, self.config.num_classes).to(z.dtype)  # (B, K)
+        h = self.project(torch.cat([z, one_hot], 1)).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = self.base_norm(h, labels)
         for resample, norm, activation in self.blocks:
             h = activation(norm(resample(h), labels))
@@ -140,7 +146,8 @@ class Discriminator(nn.Module):
     `block_activations` every block's output for feature extraction. A class-conditional
     discriminator (`num_classes > 0`) is a projection discriminator (Miyato & Koyama 2018): the
     logit of an image of class y adds <embed(y), trunk> to the unconditional one; an image whose
-    class is unknown (label -1) gets the unconditional logit alone.
+    class is unknown (label -1) gets the unconditional logit alone. It also has a linear class
+    head on the trunk (`classify`), the auxiliary classifier of AC-GAN (Odena et al. 2017).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -172,6 +179,8 @@ class Discriminator(nn.Module):
             )
         self.embed: nn.Embedding | None = nn.Embedding(config.num_classes, self.trunk_dim) \
             if config.num_classes else None
+        self.class_head: nn.Linear | None = nn.Linear(self.trunk_dim, config.num_classes) \
+            if config.num_classes else None
 
     def block_activations(self, x: Tensor) -> list[Tensor]:
         """Every block's output: [(B, ndf, S/2, S/2), (B, 2 ndf, S/4, S/4), ..., (B, C, 4, 4)]."""
@@ -198,6 +207,12 @@ class Discriminator(nn.Module):
         known = labels >= 0
         projection = (self.embed(labels.clamp(min=0)) * trunk).sum(1)  # (B,)
         return logits + torch.where(known, projection, torch.zeros_like(projection))
+
+    def classify(self, trunk: Tensor) -> Tensor:
+        """Class logits (B, K) of trunk features (B, T) (a class-conditional D only)."""
+        if self.class_head is None:
+            raise ValueError("this discriminator has no class head (num_classes=0)")
+        return self.class_head(trunk)
 
     def project(self, trunk: Tensor) -> Tensor:
         """Projection-head output for the trunk features of a batch."""

@@ -196,7 +196,8 @@ class Checkpoints:
             The step resumed from, or None when the run starts over.
         """
         checkpoint = self.latest() if resume else None
-        reason = self.incompatibility(checkpoint) if checkpoint is not None else None
+        reason = self.incompatibility(checkpoint) or _shape_mismatch(state, checkpoint) \
+            if checkpoint is not None else None
         self.dist.barrier()  # every rank has read the same checkpoints before rank 0 may delete them
         if checkpoint is not None and reason is None:
             state.load_state_dict(checkpoint)
@@ -234,3 +235,13 @@ class Checkpoints:
                     self.dataset, state.step, state.opt_d.param_groups[0]["lr"], rollbacks,
                     self.tc.max_nan_rollbacks)
         state.start_ranks(self.dist, self.tc.seed)
+
+
+def _shape_mismatch(state: TrainingState, checkpoint: dict[str, Any]) -> str | None:
+    """Why the checkpoint's networks cannot load into `state`'s (same config, other layers: a
+    checkpoint of an earlier version of a network), or None."""
+    for name in ("generator", "discriminator"):
+        ours, theirs = getattr(state, name).state_dict(), checkpoint[name]
+        if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
+            return f"its {name} has other layers (an earlier version's)"
+    return None

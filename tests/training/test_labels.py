@@ -9,6 +9,7 @@ import torch
 from conftest import CONDITIONAL_LABELS, TINY_MODEL, TINY_TRAIN, write_png_folder
 
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.export.synthetic import SyntheticDataset
 from gan_augment.gan.checkpoint import load_model
 from gan_augment.scan.cache import ImageCache
 from gan_augment.training.labels import cache_labels, class_names, pseudo_labels
@@ -74,3 +75,21 @@ def test_num_classes_without_labels_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="needs labels"):
         Trainer(cache, str(tmp_path / "m"), ModelConfig(**TINY_MODEL, num_classes=2), TrainConfig(**TINY_TRAIN),
                 dataset="d")
+
+
+def test_a_conditional_generator_draws_the_class_it_is_asked_for(tmp_path):
+    """Two classes anyone tells apart, dark and bright images: after a short training on their
+    labels, samples asked for "bright" are far brighter than samples asked for "dark"."""
+    rng = np.random.default_rng(0)
+    pixels = np.concatenate([rng.integers(0, 60, (32, 1, 16, 16)), rng.integers(190, 256, (32, 1, 16, 16))])
+    cache = ImageCache(torch.from_numpy(pixels.astype(np.uint8)), [f"{i}.png" for i in range(64)], "fp", {})
+    classes, given = cache_labels(cache, {f"{i}.png": "dark" if i < 32 else "bright" for i in range(64)})
+    trainer = Trainer(cache, str(tmp_path / "model"), ModelConfig(**TINY_MODEL),
+                      TrainConfig(**{**TINY_TRAIN, "steps": 40}, device="cpu"), dataset="d", labels=given,
+                      classes=classes)
+    trainer.run(resume=False)
+    samples = SyntheticDataset(load_model(trainer.model_dir), num_samples_per_class=16, seed=0, output="uint8")
+    images = samples.images(range(len(samples))).float()  # (32, 1, 16, 16), class after class
+    brightness = {label: images[[i for i, t in enumerate(samples.targets) if t == label]].mean().item()
+                  for label in ("dark", "bright")}
+    assert brightness["bright"] - brightness["dark"] > 60, brightness

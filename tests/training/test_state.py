@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gan_augment.config import TrainConfig
-from gan_augment.gan.checkpoint import list_checkpoints
+from gan_augment.gan.checkpoint import list_checkpoints, save_checkpoint
 from gan_augment.training.state import Checkpoints, TrainingDivergedError, TrainingState
 
 CPU = torch.device("cpu")
@@ -86,3 +86,21 @@ def test_roll_back_returns_to_the_last_checkpoint_with_lower_learning_rates(tmp_
     assert state.opt_d.param_groups[0]["lr"] == pytest.approx(config.d_lr * 0.5)
     with pytest.raises(TrainingDivergedError, match="diverged"):
         checkpoints.roll_back(state)
+
+
+
+def test_a_checkpoint_of_other_layers_under_the_same_config_starts_over(tmp_path, tiny_model_config):
+    """A checkpoint of an earlier version of a network (same config, another layer's shape) is
+    not loaded half-way: the run starts over from its own fresh weights."""
+    config = TrainConfig(keep_checkpoints=1)
+    checkpoints = _checkpoints(tmp_path, tiny_model_config, config)
+    state = TrainingState.initial(tiny_model_config, config, CPU)
+    checkpoints.resume(state)
+    _advance(state)
+    old = checkpoints.checkpoint(state)
+    old["generator"]["project.weight"] = old["generator"]["project.weight"][:, :-1]  # one input fewer
+    save_checkpoint(checkpoints.url, old, keep=1)
+    fresh = TrainingState.initial(tiny_model_config, config, CPU)
+    before = [v.clone() for v in fresh.generator.state_dict().values()]
+    assert checkpoints.resume(fresh) is None and fresh.step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.generator.state_dict().values()))

@@ -47,7 +47,7 @@ def test_the_gan_loss_trains_only_the_head_on_a_detached_trunk(image_folder, tin
     step = _step(image_folder, tiny_model_config, fake_batch_size=4)
     real = step.batches(0)
     fake = step.state.generator(torch.randn(4, tiny_model_config.latent_dim))
-    _, real_logits, fake_logits, _, _ = step.discriminate_contrastive(real, fake.detach())
+    _, real_logits, fake_logits, *_ = step.discriminate_contrastive(real, fake.detach())
     (real_logits.sum() + fake_logits.sum()).backward()
     d = step.state.discriminator
     assert d.classifier.weight.grad is not None and d.classifier.weight.grad.abs().sum() > 0
