@@ -101,8 +101,9 @@ def export_samples(
     model = as_trained_model(model, device=device, storage_options=storage_options)
     request: dict[str, Any] = {"labels": labels, "num_samples_per_class": num_samples} if model.classes else \
         {"num_samples": num_samples}
+    # Each block is read once, in order: a cache of one block is all the export needs.
     samples = SyntheticDataset(model, seed=seed, output="uint8", device=device, block_size=block_size,
-                               image_size=image_size, **request)
+                               image_size=image_size, cache_bytes=0, **request)
     config, classes = model.model_config, samples.classes or [None]
     metadata = gan_augment_metadata(
         model.dataset, model.model_id, config.to_dict(), table="synthetic", seed=seed, num_samples=num_samples,
