@@ -52,6 +52,9 @@ def _add_scan_command(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--verify", action="store_true",
                       help="read every object whole and decode all its pixels, so that ok means decodable "
                            "(costs a full read and decode; objects already decoded are not read again)")
+    scan.add_argument("--no-phash", dest="phash", action="store_false",
+                      help="with --verify, do not compute the perceptual hash of each image (near-duplicates "
+                           "then hash at the features export)")
     scan.add_argument("--max-seconds", type=float, metavar="S",
                       help="the most one object's probe or decode may take before it is recorded too_slow "
                            "(default 30; 0 judges objects in this process without a limit)")

@@ -34,7 +34,7 @@ def run_scan(args: argparse.Namespace) -> int:
     result = scan_store(args.store, out=args.out, datasets=args.dataset or None, rescan=args.rescan,
                         storage_options=parse_storage_options(args.storage_options),
                         out_storage_options=parse_storage_options(args.out_storage_options),
-                        hash_contents=args.hash, max_workers=args.workers, verify=args.verify,
+                        hash_contents=args.hash, max_workers=args.workers, verify=args.verify, phash=args.phash,
                         **_time_limit(args.max_seconds))
     rejected = {name: {status: count for status, count in sorted(scan.status_counts.items())
                        if status in (args.fail_on or ())}

@@ -179,13 +179,14 @@ def probe_image(
     return found
 
 
-def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
+def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, phash: bool = True) -> Probe:
     """Judge a whole object by decoding every pixel: `probe_image`'s verdict, or `corrupt`
     when the pixels do not decode (damage past the header shows only then).
 
     The full-resolution decode, EXIF orientation and mode conversion are the strictest form of
     what training does (`decode_image` may decode a JPEG at a reduced DCT scale), so an object
-    that passes decodes in every later stage. The decoded pixels also give the perceptual hash.
+    that passes decodes in every later stage. The decoded pixels also give the perceptual hash
+    (unless not `phash`).
     """
     probe = probe_image(data, len(data), max_pixels=max_pixels)
     if probe.status != "ok":
@@ -194,10 +195,10 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             pixels = to_channels(ImageOps.exif_transpose(img), 3)
-            phash = perceptual_hash(pixels)
+            hashed = perceptual_hash(pixels) if phash else None
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the object is judged
         return replace(probe, status="corrupt", error=f"cannot decode ({_describe(exc)})")
-    return replace(probe, phash=phash)
+    return replace(probe, phash=hashed)
 
 
 def to_channels(img: Image.Image, channels: int, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:

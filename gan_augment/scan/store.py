@@ -213,6 +213,7 @@ def scan_store(
     max_workers: int | None = None,
     verify: bool = False,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    phash: bool = True,
 ) -> ScanResult:
     """Scan every dataset of an image store and write one manifest per dataset.
 
@@ -243,6 +244,8 @@ def scan_store(
             (rows already decoded are reused; with `rescan`, every object is decoded again).
         max_seconds: the most one object's probe or decode may take; it is then `too_slow`.
             None judges objects in this process without a limit.
+        phash: with `verify`, record each image's perceptual hash (the near-duplicate search
+            reads it); False verifies only.
 
     Raises:
         FileNotFoundError: the store (or a dataset in `datasets`) does not exist or holds no dataset.
@@ -264,7 +267,7 @@ def scan_store(
         names, ignored = list_top_level(url, storage_options)
     if out is not None and out_storage_options is None and _same_protocol(url, out):
         out_storage_options = storage_options
-    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents, verify, max_seconds)
+    limits = ScanLimits(head_bytes, max_pixels, max_bytes, hash_contents, verify, max_seconds, phash)
     previous_root = previous if previous is not None else out
     scans: dict[str, DatasetScan] = {}
     for objects, skipped in _listed_batches(url, storage_options, names, listed=datasets is None):

@@ -53,3 +53,17 @@ def test_verify_and_the_cache_decode_give_the_same_hash_of_the_whole_image():
     assert pixels.shape == (16, 16, 1) and probe.status == "ok"
     assert probe.phash is not None and hamming(probe.phash, phash) <= 2
     assert decode_hashed(data, 16, 1, phash=False)[1] is None
+
+
+def test_a_verifying_scan_records_the_hash_unless_told_not_to(tmp_path):
+    from gan_augment.scan.store import scan_store
+
+    folder = tmp_path / "store" / "scenes"
+    folder.mkdir(parents=True)
+    for seed in range(3):
+        (folder / f"{seed}.jpg").write_bytes(jpeg(scene(seed), 90))
+    for phash, out in ((True, "hashed"), (False, "plain")):
+        manifest = scan_store(str(tmp_path / "store"), out=str(tmp_path / out), verify=True, phash=phash,
+                              max_seconds=None).datasets["scenes"].manifest
+        assert manifest.column("status").to_pylist() == ["ok"] * 3
+        assert manifest.column("phash").null_count == (0 if phash else 3)
