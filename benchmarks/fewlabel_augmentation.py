@@ -45,9 +45,10 @@ class SmallCNN(torch.nn.Module):
 
 
 def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, test: torch.Tensor,
-              y_test: np.ndarray, seed: int, augment: bool = False, steps: int = 400, batch: int = 64) -> float:
+              y_test: np.ndarray, seed: int, augment: bool = False, steps: int = 400, batch: int = 64,
+              synthetic_share: float = 0.5) -> float:
     """Test accuracy of `fit_cnn`'s SmallCNN."""
-    return cnn_accuracy(fit_cnn(real, labels, synthetic, seed, augment, steps, batch), test, y_test)
+    return cnn_accuracy(fit_cnn(real, labels, synthetic, seed, augment, steps, batch, synthetic_share), test, y_test)
 
 
 def cnn_accuracy(cnn: torch.nn.Module, images: torch.Tensor, labels: np.ndarray) -> float:
@@ -58,9 +59,9 @@ def cnn_accuracy(cnn: torch.nn.Module, images: torch.Tensor, labels: np.ndarray)
 
 
 def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, seed: int,
-            augment: bool = False, steps: int = 400, batch: int = 64) -> SmallCNN:
-    """SmallCNN after `steps` Adam steps, in eval mode; with `synthetic`, half of each batch
-    is synthetic (drawn through a DataLoader over ConcatDataset([real, synthetic]) with weights);
+            augment: bool = False, steps: int = 400, batch: int = 64, synthetic_share: float = 0.5) -> SmallCNN:
+    """SmallCNN after `steps` Adam steps, in eval mode; with `synthetic`, `synthetic_share` of
+    each batch (in expectation) is synthetic (drawn through a DataLoader over ConcatDataset([real, synthetic]) with weights);
     with `augment`, every training image gets a `random_view` (crop, rotation, shift, contrast)."""
     views = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -73,8 +74,8 @@ def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDatase
                                                  generator=torch.Generator().manual_seed(seed))
     else:
         dataset = torch.utils.data.ConcatDataset([real_set, synthetic])
-        weights = torch.cat([torch.full((len(real_set),), 0.5 / len(real_set)),
-                             torch.full((len(synthetic),), 0.5 / len(synthetic))])
+        weights = torch.cat([torch.full((len(real_set),), (1 - synthetic_share) / len(real_set)),
+                             torch.full((len(synthetic),), synthetic_share / len(synthetic))])
         sampler = torch.utils.data.WeightedRandomSampler(weights, steps * batch,
                                                          generator=torch.Generator().manual_seed(seed))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler)

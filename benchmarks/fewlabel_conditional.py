@@ -101,7 +101,8 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0
 
 
-def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class: int, threads: int) -> dict:
+def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class: int, threads: int,
+                synthetic_share: float = 0.5) -> dict:
     """Everything for one data set; returns its rows and notes."""
     setup_process(threads)
     root = tempfile.mkdtemp(prefix=f"conditional-{name}-")
@@ -139,7 +140,8 @@ def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class
     }
     accuracies = {}
     for title, arm in arms.items():
-        accuracies[title] = [train_cnn(*arm[:3], test_images, y_test, seed, arm[3], steps=cnn_steps)
+        accuracies[title] = [train_cnn(*arm[:3], test_images, y_test, seed, arm[3], steps=cnn_steps,
+                                       synthetic_share=synthetic_share)
                              for seed in range(cnn_seeds)]
         print(name, title, accuracies[title], flush=True)
     judge = fit_cnn(as_float(pool.images), torch.as_tensor(y_pool), None, seed=0, steps=cnn_steps)
@@ -168,12 +170,12 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:
         f"{100 * r['pseudo_share']:.1f}% of the unlabelled pool pseudo-labelled, {100 * r['pseudo_correct']:.1f}% "
         f"of those correctly." for r in results)
     return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-steps {args.cnn_steps} "
-            f"--cnn-seeds {args.cnn_seeds} --threads {args.threads}`\n\n{WHAT}\n\n"
+            f"--cnn-seeds {args.cnn_seeds} --threads {args.threads} --synthetic-share {args.synthetic_share}`\n\n{WHAT}\n\n"
             f"{machine_line(args.threads)} One class-conditional model per data set "
             f"(the default recipe, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
             f"pseudo-labels at half of the steps with a 0.9 threshold), {args.per_class} samples per class. A small "
-            f"CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, half of every batch "
-            f"is synthetic. Mean ± spread over CNN seeds. {notes}\n\n{table}")
+            f"CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, "
+            f"{args.synthetic_share:.0%} of every batch is synthetic. Mean ± spread over CNN seeds. {notes}\n\n{table}")
 
 
 def main() -> None:
@@ -183,11 +185,13 @@ def main() -> None:
     parser.add_argument("--cnn-steps", type=int, default=400)
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--synthetic-share", type=float, default=0.5, help="share of each CNN batch that is synthetic")
     parser.add_argument("--datasets", default="mnist,fashion")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     jobs = [dict(name=name, steps=args.steps, cnn_seeds=args.cnn_seeds, cnn_steps=args.cnn_steps,
-                 per_class=args.per_class, threads=args.threads) for name in args.datasets.split(",")]
+                 per_class=args.per_class, threads=args.threads, synthetic_share=args.synthetic_share)
+            for name in args.datasets.split(",")]
     # Processes, not a Pool: decoding the PNGs starts worker processes of its own.
     with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_run, jobs))
