@@ -52,7 +52,8 @@ class ScanLimits:
         max_seconds: the most one object's probe or decode may take (it then is `too_slow`);
             None runs them in the calling thread without a limit.
         phash: with `verify`, also the perceptual hash of each decoded image (near-duplicates);
-            False verifies only (about 15% less CPU on small images).
+            False verifies only (the hash cost a verifying scan of 48x48 images 25% more CPU:
+            BENCHMARKS.md, "What the perceptual hash costs a scan").
     """
 
     head_bytes: int = DEFAULT_HEAD_BYTES
@@ -152,7 +153,7 @@ def _whole(fn: Callable[..., Probe], data: bytes, rules: dict[str, Any]) -> Prob
     """Judge an object read whole: `probe_image` (header and structure) or `verify_image` (every pixel)."""
     if fn is verify_image:
         probe, seconds = judge_limited(verify_image, data, max_pixels=rules["max_pixels"],
-                                       phash=rules.get("phash", True), max_seconds=rules["max_seconds"])
+                                       phash=rules["phash"], max_seconds=rules["max_seconds"])
         if probe.status == "ok" and len(data) > rules["max_bytes"]:
             probe = Probe("too_large", f"{len(data)} bytes exceed the limit of {rules['max_bytes']}",
                           probe.format, probe.mode, probe.width, probe.height)
