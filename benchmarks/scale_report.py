@@ -48,10 +48,12 @@ def stores_section(results: list[dict]) -> str:
              f"bad (truncated, empty, random bytes), {100 * kinds['copy'] / total:.0f}% exact copies, and every "
              "object shares its pixels with many others under another comment chunk (near duplicates no "
              "content hash finds). The stores lie on a local disk, in the page cache after being written.")
+    starts = [run["startup_seconds"] for size in results for run in size["runs"]["scan"] + size["runs"]["rescan"]]
+    startup = f"{min(starts):.1f}-{max(starts):.1f} s in this run"
     method = ("Each step runs in a fresh process: the bare walk (os.scandir over the tree, the first 64 KiB of "
               "every file read, one thread: the bytes the scan reads, nothing judged), `scan_store(store, "
               "out=out)` with no manifest yet, and the same again on the unchanged store. Seconds are the "
-              "scan_store call alone (the imports, 1.5-10 s on this loaded machine, are start-up); peak RSS is "
+              f"scan_store call alone (the imports, {startup}, are start-up); peak RSS is "
               "the scanning process's high-water mark. Sizes up to 100,000 are medians of 3 interleaved "
               "repeats (a first scan that read nothing, because a stray earlier run had written manifests into "
               "its output, is left out), 1,000,000 is one run. The DuckDB query is one `SELECT count(*), count(DISTINCT dataset), "
@@ -75,6 +77,8 @@ def fashion_section(results: dict) -> str:
              f"one dataset of {results['images']:,} objects. The model is the default DCGAN at 32x32x1 with the "
              f"default training (its automatic budget, 7.3 epochs for 70,000 images), capped at "
              f"{results['train_seconds']:.0f} s by `TrainConfig(max_seconds=...)`.")
+    starts = [run["startup_seconds"] for size in results for run in size["runs"]["scan"] + size["runs"]["rescan"]]
+    startup = f"{min(starts):.1f}-{max(starts):.1f} s in this run"
     method = ("Each step runs in a fresh process. Peak RSS is that process's high-water mark (VmHWM); the next "
               "column samples, every 0.2 s, the sum over the process and its decoding worker processes. The "
               "exports' last column is the high-water mark reached while writing, above the resident memory once "

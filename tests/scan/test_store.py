@@ -216,6 +216,26 @@ def test_object_version_and_listing(tmp_path):
         list_images(str(tmp_path / "b"))
 
 
+def test_the_local_listing_gives_what_fsspec_find_gives(tmp_path):
+    """The local fast path builds the same objects, change tokens included (a re-scan compares
+    them with the previous manifest's), in the same order, as the listing of any fsspec store."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from gan_augment.scan.listing import _from_listing, _walk_local
+
+    root = tmp_path / "ds"
+    for relative in ("b.png", "a/z.jpg", "a/b/c.png", ".hidden/x.png", "notes.txt", "a b/é.png"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"x" * len(relative))
+    (root / "empty").mkdir()
+    fs, base = LocalFileSystem(), f"file://{root}/"
+    fast = _walk_local(str(root), base)
+    assert fast == _from_listing(fs.find(str(root), detail=True), str(root), base)
+    assert [relative for relative, _ in fast] == [".hidden/x.png", "a b/é.png", "a/b/c.png", "a/z.jpg", "b.png",
+                                                  "notes.txt"]
+    assert all(obj.version.startswith("mtime:") and obj.size > 0 for _, obj in fast)
+
+
 def test_hashing_on_request_and_scan_limits(tmp_path):
     folder = tmp_path / "store" / "ds"
     folder.mkdir(parents=True)
