@@ -179,7 +179,8 @@ def export_features(
                 columns["phash"] = [features.phashes[row] for row in rows]
             if scorer is not None:
                 columns["knn_distance"] = scorer.knn_distance(batch, np.asarray(rows))
-                columns["outlier_score"] = scorer.score(columns["knn_distance"], logits)
+                principal = scorer.principal_distance(batch, np.asarray(rows))
+                columns["outlier_score"] = scorer.score(columns["knn_distance"], principal, logits)
             yield features_table([features.uris[row] for row in rows], dataset=features.dataset,
                                  model_id=model.model_id, features=batch, columns=columns)
 
