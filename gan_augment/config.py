@@ -257,6 +257,11 @@ class TrainConfig(_JsonConfig):
         pseudo_label_threshold: the class probability a pseudo-label needs.
         class_weight: in a class-conditional run, the weight of the auxiliary class loss (AC-GAN):
             D's class head learns the labelled reals, G is asked for fakes it assigns to their class.
+        skip_near_duplicates: leave out of training the images that the dataset's
+            `near_duplicates.parquet` (written by `gan-augment report`) lists as near-copies of
+            another image still in the dataset, as exact duplicates are; off by default, since
+            leaving them out changed the few-label probe by less than its spread (BENCHMARKS.md,
+            "Training without near-duplicates").
 
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.
@@ -299,8 +304,9 @@ class TrainConfig(_JsonConfig):
     pseudo_label_at: float = 0.5
     pseudo_label_threshold: float = 0.9
     class_weight: float = 1.0
+    skip_near_duplicates: bool = False
 
-    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight")
+    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight", "skip_near_duplicates")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -336,7 +342,7 @@ class TrainConfig(_JsonConfig):
         _check_choice(self, "loss", LOSSES)
         _check_choice(self, "device", DEVICES)
         for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",
-                     "compile"):
+                     "compile", "skip_near_duplicates"):
             _check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
         unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
         _check(not unknown, self, "diffaugment", self.diffaugment,

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +192,20 @@ def _commit_mapped(tmp_path: str, count: int, cache_dir: str, key: str, meta: di
     return cache
 
 
+def _without_near_duplicates(candidates: list[ImageObject], near_duplicates: Mapping[str, str],
+                             skipped: dict[str, str]) -> list[ImageObject]:
+    """`candidates` less the near-copies whose original is among them (recorded in `skipped`)."""
+    listed = {obj.uri for obj in candidates}
+    kept = []
+    for obj in candidates:
+        original = near_duplicates.get(obj.uri)
+        if original is not None and original in listed and original != obj.uri:
+            skipped[obj.uri] = f"near_duplicate: a near-copy of {original}"
+        else:
+            kept.append(obj)
+    return kept
+
+
 def build_cache(
     source: str,
     image_size: int,
@@ -207,6 +221,7 @@ def build_cache(
     found_in: str = "training",
     background: str = DEFAULT_BACKGROUND,
     fit: str = DEFAULT_FIT,
+    near_duplicates: Mapping[str, str] | None = None,
 ) -> ImageCache:
     """Read and decode every image under `source` once, in parallel, into an ImageCache.
 
@@ -231,6 +246,8 @@ def build_cache(
         found_in: the stage recorded with decode failures written back ("training", "features").
         background, fit: transparency's colour and how a non-square image becomes square
             (`ModelConfig.background`, `ModelConfig.fit`; pass `**model_config.decode_options`).
+        near_duplicates: {uri: the uri it is a near-copy of} (`near_duplicates.parquet`); such an
+            image is left out, as "near_duplicate", while the one it copies is still in.
 
     Raises:
         FileNotFoundError: no images under `source`.
@@ -238,6 +255,8 @@ def build_cache(
     """
     objects = list_images(source, storage_options)
     candidates, skipped = apply_verdicts(objects, _manifest_rows(manifest, storage_options))
+    if near_duplicates:
+        candidates = _without_near_duplicates(candidates, near_duplicates, skipped)
     if not candidates:
         raise ValueError(f"none of the {len(objects)} images under {redact_url(source)} is usable: "
                          f"the manifest marks them all bad ({next(iter(skipped.values()))})")

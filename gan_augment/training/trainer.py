@@ -18,9 +18,10 @@ from torch import Tensor
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.checkpoint import save_model, write_model_card
 from gan_augment.gan.devices import has_native_bf16, select_device
-from gan_augment.io.fsio import basename
+from gan_augment.io.fsio import basename, redact_url
+from gan_augment.io.parquet import read_table
 from gan_augment.io.progress import Progress
-from gan_augment.layout import manifest_url, validate_dataset_name
+from gan_augment.layout import manifest_url, near_duplicates_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler, RealBatches
@@ -306,6 +307,20 @@ class Trainer:
                            self.resumed_from, seconds, images_per_second, metrics, files)
 
 
+def near_copies(out: str, dataset: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """{uri: the uri it is a near-copy of} from the dataset's `near_duplicates.parquet` (written
+    by `gan-augment report`); {} where there is none yet, with a warning, since the option then
+    leaves nothing out."""
+    url = near_duplicates_url(out, dataset)
+    try:
+        table = read_table(url, storage_options, columns=["uri", "near_duplicate_of"])
+    except FileNotFoundError:
+        log.warning("skip_near_duplicates: no near-duplicate table at %s yet (gan-augment report writes it); "
+                    "training on every image", redact_url(url))
+        return {}
+    return dict(zip(table.column("uri").to_pylist(), table.column("near_duplicate_of").to_pylist()))
+
+
 def train(
     source: str | ImageCache,
     out: str,
@@ -353,9 +368,11 @@ def train(
     else:
         # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
         manifest = manifest_url(out, dataset or basename(source))
+        copies = (near_copies(out, dataset or basename(source), storage_options)
+                  if train_config.skip_near_duplicates else None)
         with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
             cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,
-                                manifest=manifest, **model_config.decode_options)
+                                manifest=manifest, near_duplicates=copies, **model_config.decode_options)
         source_url = source
     dataset = validate_dataset_name(dataset or basename(source_url))
     model_dir = model_dir_of(out, dataset)

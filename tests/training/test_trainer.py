@@ -154,3 +154,30 @@ def test_empty_source_is_a_clear_error(tmp_path, tiny_model_config, tiny_train_c
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no images"):
         train(str(tmp_path / "empty"), str(tmp_path / "out"), tiny_model_config, tiny_train_config)
+
+
+
+def test_near_duplicates_are_left_out_on_request(image_folder, tmp_path, tiny_model_config, tiny_train_config, caplog):
+    from gan_augment.curate.near_duplicates import NearDuplicates
+    from gan_augment.layout import near_duplicates_url
+
+    uri = f"file://{image_folder}/img-{{:03d}}.png".format
+    # img-001 and img-002 copy img-000; img-004 copies img-099, which is not in the dataset.
+    found = NearDuplicates([[uri(0), uri(1), uri(2)], [uri(99), uri(4)]], {uri(1): 3, uri(2): 5, uri(4): 2}, {},
+                           hashed=24, unhashed=0, refined=False)
+    skipping = dataclasses.replace(tiny_train_config, skip_near_duplicates=True)
+
+    def card(out: str, config: TrainConfig, table: bool) -> dict:
+        if table:
+            found.write(near_duplicates_url(out, "blobs"))
+        train(image_folder, out, tiny_model_config, config)
+        return json.loads(open(os.path.join(out, "blobs", "model", "model.json")).read())
+
+    with caplog.at_level("WARNING"):
+        no_table = card(str(tmp_path / "a"), skipping, table=False)
+    assert no_table["num_images"] == 24 and "no near-duplicate table" in caplog.text
+    skipped = card(str(tmp_path / "b"), skipping, table=True)
+    assert (skipped["num_images"], skipped["skipped_images"]) == (22, 2)
+    assert skipped["train_config"]["skip_near_duplicates"] is True
+    plain = card(str(tmp_path / "c"), tiny_train_config, table=True)
+    assert plain["num_images"] == 24 and "skip_near_duplicates" not in plain["train_config"]
