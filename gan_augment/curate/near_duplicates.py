@@ -31,12 +31,11 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.curate.copies import (
-    MIN_COARSE,
     MIN_CORRELATION,
     Thumbnails,
     aligned_scores,
-    coarse_scores,
     read_thumbnails,
+    screen,
 )
 from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
 from gan_augment.curate.selection import embed_features
@@ -170,25 +169,20 @@ def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[st
     """The candidate pairs (hashes within `max_hamming` bits) that are copies on pixels
     (`curate.copies`): (left, right, correlation), and {uri: why} for the images that could not
     be decoded again (their pairs are dropped). Candidates are made a block of images at a time
-    and only those that pass the coarse comparison are kept, so memory follows those, not all
-    candidates."""
+    and only those that pass the cheap stages (`copies.screen`) are kept, so memory follows
+    those, not all candidates."""
     thumbnails, row, failed = _read_candidates(uris, codes, max_hamming, sizes, storage_options, max_seconds)
-    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty((0, 3), np.float32))]
-    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming", both_ways=True):
+    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 3), np.float32))]
+    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
         usable = (row[left] >= 0) & (row[right] >= 0)
-        left, right = left[usable], right[usable]  # each pair both ways: left holds the window
-        coarse, windows = coarse_scores(thumbnails, row[left], row[right])
-        passed = coarse >= MIN_COARSE
-        kept.append((left[passed], right[passed], coarse[passed], windows[passed]))
-    left, right, coarse, windows = (np.concatenate(parts) for parts in zip(*kept))
-    # Each pair once, the way round whose coarse score was higher.
-    order = np.lexsort((-coarse, np.maximum(left, right), np.minimum(left, right)))
-    pairs = np.minimum(left, right)[order] * len(uris) + np.maximum(left, right)[order]
-    first = order[np.r_[True, pairs[1:] != pairs[:-1]][:len(order)]]
-    left, right, windows = left[first], right[first], windows[first]
-    scores = aligned_scores(thumbnails, row[left], row[right], windows)
+        left, right = left[usable], right[usable]
+        _, passed, flip, windows = screen(thumbnails, row[left], row[right])
+        # The image that holds the window first, the way round the coarse grid preferred.
+        kept.append((np.where(flip, right, left)[passed], np.where(flip, left, right)[passed], windows[passed]))
+    held, whole, windows = (np.concatenate(parts) for parts in zip(*kept))
+    scores = aligned_scores(thumbnails, row[held], row[whole], windows)
     copy = scores >= MIN_CORRELATION
-    return np.minimum(left, right)[copy], np.maximum(left, right)[copy], scores[copy], failed
+    return np.minimum(held, whole)[copy], np.maximum(held, whole)[copy], scores[copy], failed
 
 
 def _refine(uris: list[str], left: np.ndarray, right: np.ndarray, features: pa.Table, min_cosine: float,
