@@ -113,7 +113,7 @@ def read_thumbnails(
             fs, path = get_fs(uri, storage_options)
             size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
             decoded = decode_object(fs, ImageObject(uri, size, "", path), THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
-                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop")
+                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop", phash=False)  # hashed in the scan
         except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
             return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
         return decoded.pixels, decoded.reason
@@ -186,7 +186,10 @@ def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
 def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
     """(N, side, side) float32 means of blocks of THUMBNAIL_SIDE / side pixels."""
     factor = THUMBNAIL_SIDE // side
-    return thumbnails.astype(np.float32).reshape(len(thumbnails), side, factor, side, factor).mean((2, 4))
+    # Block means as a product from either side with a (side, THUMBNAIL_SIDE) averaging matrix:
+    # a strided mean over two axes of 5-D view had cost 20 ms for 1,300 thumbnails.
+    average = np.kron(np.eye(side, dtype=np.float32), np.full((1, factor), 1 / factor, np.float32))
+    return average @ thumbnails.astype(np.float32) @ average.T
 
 
 def crop_windows() -> np.ndarray:

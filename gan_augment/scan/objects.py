@@ -194,10 +194,9 @@ class DecodedImage:
 
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
                   max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
-                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT) -> DecodedImage:
+                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT, phash: bool = True) -> DecodedImage:
     """Read one object whole and decode it (`images.decode_hashed`: pixels with `background` and
-    `fit`, and the perceptual hash)
-    within `max_seconds`; never raises."""
+    `fit`, and, with `phash`, the perceptual hash) within `max_seconds`; never raises."""
     if obj.size == 0:  # judged from the listing alone, as the scan does
         return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
     if obj.size > max_bytes:
@@ -209,7 +208,7 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
     content_hash = md5_hash(data)
     try:
         timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds,
-                            background=background, fit=fit)
+                            background=background, fit=fit, phash=phash)
     except ImageRejected as exc:
         return DecodedImage(obj.uri, None, str(exc), content_hash)
     except CallTimedOut:
