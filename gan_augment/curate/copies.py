@@ -119,11 +119,19 @@ def read_thumbnails(
             return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
         return decoded.pixels, decoded.reason
 
-    for index, (pixels, reason) in parallel_map(decode, uris, max_workers=workers):
-        if pixels is None:
-            failed[uris[index]] = reason or "unreadable"
-        else:
-            thumbnails[index] = pixels[..., 0]
+    def decode_batch(rows: range) -> list[tuple[int, np.ndarray | None, str | None]]:
+        return [(row, *decode(uris[row])) for row in rows]
+
+    # A few batches of images per worker: a task per small image had cost the pool's
+    # bookkeeping about 25 us beside a decode of 150 us (local 64 x 64 images).
+    size = -(-len(uris) // (4 * workers))
+    batches = [range(start, min(start + size, len(uris))) for start in range(0, len(uris), size)]
+    for _, decoded in parallel_map(decode_batch, batches, max_workers=workers):
+        for row, pixels, reason in decoded:
+            if pixels is None:
+                failed[uris[row]] = reason or "unreadable"
+            else:
+                thumbnails[row] = pixels[..., 0]
     return thumbnails, failed
 
 
