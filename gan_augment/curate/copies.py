@@ -171,7 +171,7 @@ def _windows(images: np.ndarray, params: np.ndarray, side: int) -> np.ndarray:
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     """Zero mean, unit length along the last axis: dot products are correlations."""
     centred = vectors - vectors.mean(axis=-1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=-1, keepdims=True)
+    norms = np.sqrt(np.einsum("...i,...i->...", centred, centred))[..., None]  # no squares array, as norm makes
     return centred / np.where(norms > 0, norms, 1.0)
 
 
