@@ -8,7 +8,9 @@ Three steps, one search (`curate.neighbours`):
 2. Verification (`curate.copies`): the images in candidate pairs are decoded again to small
    grey thumbnails, and a pair stays only when its aligned high-pass correlation is at least
    `copies.MIN_CORRELATION`: on small-image datasets the hash alone cannot tell a copy from
-   one of the many look-alikes within a few bits of it. An image that cannot be read or
+   one of the many look-alikes within a few bits of it. Cheap stages first: a canonical
+   window per image, compared by one dot product a pair, then a coarse grid of crops, so
+   that only a few pairs in a hundred are aligned. An image that cannot be read or
    decoded is in no pair, and is counted. With discriminator features, a pair also needs a
    cosine similarity of its standardised features (`selection.embed_features`) of at least
    `MIN_COSINE`.
