@@ -34,8 +34,8 @@ corpora, both dark, do not measure this).
 Memory: about 15 KiB per image in a candidate pair (`Thumbnails`), and the pairs that pass the
 coarse comparison (`curate.near_duplicates` makes candidates a block of images at a time).
 Time: the decode again of every image in a candidate pair, then each stage in proportion to
-the pairs it sees (on Fashion-MNIST's 1,300 files: 168,279, 13,541, 8,326 and 1,115). Thresholds were chosen on Fashion-MNIST and confirmed
-on MNIST (BENCHMARKS.md, "Near-duplicates").
+the pairs it sees (on Fashion-MNIST's 1,300 files: 168,279, 13,541, 8,326 and 1,115).
+Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md, "Near-duplicates").
 
 Examples:
     >>> import numpy as np
