@@ -34,7 +34,7 @@ corpora, both dark, do not measure this).
 Memory: about 15 KiB per image in a candidate pair (`Thumbnails`), and the pairs that pass the
 coarse comparison (`curate.near_duplicates` makes candidates a block of images at a time).
 Time: the decode again of every image in a candidate pair, then each stage in proportion to
-the pairs it sees (on Fashion-MNIST's 1,300 files: 168,279, 13,541, 8,326 and 1,115).
+the pairs it sees (on Fashion-MNIST's 1,300 files: 168,279, 13,541, 8,326 and 1,045).
 Thresholds were chosen on Fashion-MNIST and confirmed on MNIST (BENCHMARKS.md, "Near-duplicates").
 
 Examples:
@@ -73,13 +73,13 @@ CANONICAL_SPREAD = 4.0  # the prefilter window's side, in standard deviations of
 CROP_SCALES = (0.96, 0.92, 0.88)  # window sides of the coarse grid: crops up to ~12%
 CROP_OFFSETS = 3  # window positions along each axis per scale
 COARSE_STEPS = 1  # Gauss-Newton iterations at COARSE_SIDE, from the grid's best window (a second
-# overshot: the least first score of a planted Fashion-MNIST copy fell from 0.84 to 0.73)
+# overshot: the least first score of a planted Fashion-MNIST copy had fallen from 0.84 to 0.73)
 ALIGN_STEPS = 2  # then at SIDE (4 moved no planted copy's score by more than 0.002, nor which pairs pass)
 # Correlations chosen on Fashion-MNIST's planted copies: the gates just below the least a copy
 # scored at their stage, the final one where look-alikes stop passing (BENCHMARKS.md).
 MIN_CANONICAL = 0.62  # the least planted copy scored 0.664
 MIN_COARSE = 0.7
-MIN_REFINE = 0.8  # after the alignment at COARSE_SIDE (the least planted copy: 0.839); below MIN_CORRELATION
+MIN_REFINE = 0.8  # after the alignment at COARSE_SIDE (the least planted copy: 0.846); below MIN_CORRELATION
 MIN_CORRELATION = 0.94
 _BLOCK = 256  # images whose coarse windows are held at once: (BLOCK, K, COARSE_SIDE^2) float32
 _CHUNK = 512  # pairs aligned at once: their arrays stay in cache (4096 took twice as long)
@@ -370,12 +370,13 @@ def aligned_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.nd
     scores = np.zeros(len(containers), np.float32)
     for start in range(0, len(containers), _CHUNK):
         held, whole = containers[start:start + _CHUNK], copies[start:start + _CHUNK]
-        # Aligned at the coarse side first (a quarter of the pixels), scored at the full side on
-        # the SIDE thumbnails (a quarter of the source pixels, a little blurred by the sampling).
+        # Aligned at the coarse side first (a quarter of the pixels), then scored at the full
+        # side by the window of the high-passed SIDE thumbnail (`detail`, made once an image,
+        # not a filter a pair; a quarter of the source pixels, a little blurred by the sampling).
         params = align(thumbnails.small[held], thumbnails.small[whole].reshape(len(whole), COARSE_SIDE * COARSE_SIDE),
                        windows[start:start + _CHUNK], COARSE_STEPS)
-        found = _correlation(_windows(thumbnails.whole[held].reshape(-1, SIDE, SIDE), params, SIDE),
-                             thumbnails.detail[whole])
+        seen = _windows(thumbnails.detail[held].reshape(-1, SIDE, SIDE), params, SIDE)
+        found = (_normalised(seen) * thumbnails.detail[whole]).sum(1)
         # The pairs that may be copies are aligned again at the full side, sampled from the
         # sharper THUMBNAIL_SIDE pixels, whose detail tells a copy from a look-alike; a pair
         # below MIN_REFINE (< MIN_CORRELATION) keeps its first score.
