@@ -179,7 +179,7 @@ def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[st
         usable = (row[left] >= 0) & (row[right] >= 0)
         left, right = left[usable], right[usable]
         _, passed, flip, windows = screen(thumbnails, row[left], row[right])
-        # The image that holds the window first, the way round the coarse grid preferred.
+        # The image that holds the window first: the one whose canonical window is the narrower.
         kept.append((np.where(flip, right, left)[passed], np.where(flip, left, right)[passed], windows[passed]))
     held, whole, windows = (np.concatenate(parts) for parts in zip(*kept))
     scores = aligned_scores(thumbnails, row[held], row[whole], windows)
