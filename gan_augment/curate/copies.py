@@ -193,13 +193,13 @@ def _highpass(vectors: np.ndarray, side: int) -> np.ndarray:
     return (images - blur @ images @ blur.T).reshape(len(images), side * side)  # separable: two products
 
 
-def _shrink(thumbnails: np.ndarray, side: int) -> np.ndarray:
-    """(N, side, side) float32 means of blocks of THUMBNAIL_SIDE / side pixels."""
-    factor = THUMBNAIL_SIDE // side
-    # Block means as a product from either side with a (side, THUMBNAIL_SIDE) averaging matrix:
-    # a strided mean over two axes of 5-D view had cost 20 ms for 1,300 thumbnails.
+def _shrink(images: np.ndarray, side: int) -> np.ndarray:
+    """(N, side, side) float32 means of blocks of S / side pixels of (N, S, S) images."""
+    factor = images.shape[1] // side
+    # Block means as a product from either side with a (side, S) averaging matrix: a strided
+    # mean over two axes of a 5-D view had cost 20 ms for 1,300 thumbnails.
     average = np.kron(np.eye(side, dtype=np.float32), np.full((1, factor), 1 / factor, np.float32))
-    return average @ thumbnails.astype(np.float32) @ average.T
+    return average @ images.astype(np.float32, copy=False) @ average.T
 
 
 def crop_windows() -> np.ndarray:
@@ -225,7 +225,7 @@ def _window_matrix() -> np.ndarray:
 def canonical_windows(pixels: np.ndarray) -> np.ndarray:
     """(N, 3) windows (left, top, scale) of (N, S, S) images: each centred on its intensity
     centroid and `CANONICAL_SPREAD` standard deviations of its intensity about it wide."""
-    images = pixels.astype(np.float32)
+    images = pixels.astype(np.float32, copy=False)
     centres = (np.arange(images.shape[1], dtype=np.float32) + 0.5) / images.shape[1]
     columns, rows = images.sum(1), images.sum(2)  # (N, S) each: the intensity along x, along y
     mass = np.maximum(columns.sum(1), 1e-6)
@@ -259,11 +259,13 @@ class Thumbnails:
 
     @classmethod
     def of(cls, pixels: np.ndarray) -> Thumbnails:
-        small = _shrink(pixels, COARSE_SIDE)
+        values = pixels.astype(np.float32)  # once, for every derived array
+        whole = _shrink(values, SIDE)
+        small = _shrink(whole, COARSE_SIDE)  # block means of block means: the same as from `values`
         coarse = _normalised(_highpass(small.reshape(len(small), COARSE_SIDE * COARSE_SIDE), COARSE_SIDE))
-        frames = canonical_windows(pixels)
-        canonical = _windows(pixels, frames, CANONICAL_SIDE)
-        whole = _shrink(pixels, SIDE).reshape(len(pixels), SIDE * SIDE)
+        frames = canonical_windows(values)
+        canonical = _windows(values, frames, CANONICAL_SIDE)
+        whole = whole.reshape(len(pixels), SIDE * SIDE)
         return cls(pixels, small, whole, coarse, _normalised(_highpass(whole, SIDE)), frames,
                    _normalised(_highpass(canonical, CANONICAL_SIDE)))
 
