@@ -316,11 +316,15 @@ def coarse_scores(thumbnails: Thumbnails, containers: np.ndarray, copies: np.nda
         block = holders[first:first + _BLOCK]
         # Every window of an image, high-passed, is one linear map of its pixels: one matrix
         # product makes them all, for a block of images at a time (memory: K windows per image).
-        views = _normalised((thumbnails.small[block].reshape(len(block), -1) @ sampling)
-                            .reshape(len(block), len(grid), pixels))  # (B, K, pixels)
+        views = (thumbnails.small[block].reshape(len(block), -1) @ sampling).reshape(len(block), len(grid), pixels)
+        # The partners' `coarse` vectors have zero mean, so a window's own mean does not change
+        # its product with them: only its length about that mean is needed, not a normalised copy.
+        squares = np.einsum("bkp,bkp->bk", views, views) - views.sum(2) ** 2 / pixels  # (B, K)
+        inverse = 1 / np.sqrt(np.where(squares > 0, squares, 1.0))
         for k in range(len(block)):
             part = order[starts[first + k]:ends[first + k]]
-            scores = views[k] @ thumbnails.coarse[copies[part]].T  # (K, P): every window against every partner
+            # (K, P): every window against every partner
+            scores = (views[k] @ thumbnails.coarse[copies[part]].T) * inverse[k][:, None]
             window[part] = scores.argmax(0)
             best[part] = scores[window[part], np.arange(len(part))]
     return best, grid[window]
