@@ -26,6 +26,7 @@ they say what each costs whatever else the machine runs.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import shutil
@@ -48,7 +49,9 @@ TITLE = "Near-duplicates"
 
 
 def cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have finished."""
+    """CPU seconds of this process and of its children that have finished. Finished workers
+    are reaped first: a pool's workers not yet waited for would count in the next reading."""
+    multiprocessing.active_children()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
