@@ -62,6 +62,7 @@ from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject
 from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
+from gan_augment.scan.phash import centred_windows
 
 SIDE = 32  # pixels per side compared: (Fashion-)MNIST's 28 pixels hold all their detail
 # Thumbnails are kept at twice SIDE, so that a window sampled from one (a crop, scaled up) is as
@@ -224,15 +225,9 @@ def _window_matrix() -> np.ndarray:
 
 def canonical_windows(pixels: np.ndarray) -> np.ndarray:
     """(N, 3) windows (left, top, scale) of (N, S, S) images: each centred on its intensity
-    centroid and `CANONICAL_SPREAD` standard deviations of its intensity about it wide."""
-    images = pixels.astype(np.float32, copy=False)
-    centres = (np.arange(images.shape[1], dtype=np.float32) + 0.5) / images.shape[1]
-    columns, rows = images.sum(1), images.sum(2)  # (N, S) each: the intensity along x, along y
-    mass = np.maximum(columns.sum(1), 1e-6)
-    x, y = columns @ centres / mass, rows @ centres / mass
-    variance = (columns @ centres ** 2 + rows @ centres ** 2) / mass - x ** 2 - y ** 2  # about the centroid
-    side = CANONICAL_SPREAD * np.sqrt(np.maximum(variance, 1e-6) / 2)  # a blank image: a point, all one value
-    return np.stack([x - side / 2, y - side / 2, side], 1)
+    centroid and `CANONICAL_SPREAD` standard deviations of its intensity about it wide
+    (`phash.centred_windows`, which the canonical hash's window is too)."""
+    return centred_windows(pixels, CANONICAL_SPREAD)
 
 
 @dataclass(frozen=True)
