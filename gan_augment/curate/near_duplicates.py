@@ -15,7 +15,7 @@ Three steps, one search (`curate.neighbours`):
    `copies.MIN_CORRELATION`: on small-image datasets the hash alone cannot tell a copy from
    one of the many look-alikes within a few bits of it. Cheap stages first: a canonical
    window per image, compared by one dot product a pair, then a coarse grid of crops, so
-   that only a few pairs in a hundred are aligned. An image that cannot be read or
+   that fewer pairs are aligned. An image that cannot be read or
    decoded is in no pair, and is counted. With discriminator features, a pair also needs a
    cosine similarity of its standardised features (`selection.embed_features`) of at least
    `MIN_COSINE`.
@@ -55,7 +55,7 @@ from gan_augment.scan.phash import hamming
 
 # Bits between candidates' hashes, chosen on Fashion-MNIST's planted pairs (crops included):
 # 597 of its 600 have pHashes within MAX_HAMMING or canonical hashes within CANONICAL_HAMMING
-# (2,755 candidates of 844,350 pairs); 593 have pHashes within CANDIDATE_HAMMING (168,279).
+# (3,825 candidates of 844,350 pairs); 593 have pHashes within CANDIDATE_HAMMING (168,279).
 CANONICAL_HAMMING = 14
 CANDIDATE_HAMMING = 24
 MAX_HAMMING = 10  # bits, without verification: whole-frame copies only (imagededup's default)
