@@ -51,9 +51,10 @@ class ScanLimits:
             (`images.verify_image`), so that `ok` is known to decode, not only to have a sound header.
         max_seconds: the most one object's probe or decode may take (it then is `too_slow`);
             None runs them in the calling thread without a limit.
-        phash: with `verify`, also the perceptual hash of each decoded image (near-duplicates);
-            False verifies only (the hash cost a verifying scan of 48x48 images 25% more CPU:
-            BENCHMARKS.md, "What the perceptual hash costs a scan").
+        phash: with `verify`, also the perceptual hashes of each decoded image, of the whole
+            and of its canonical window (near-duplicates); False verifies only (the first alone
+            cost a verifying scan of 48x48 images 25% more CPU, BENCHMARKS.md, "What the
+            perceptual hash costs a scan"; both, 51% on 64x64 images, "Near-duplicates").
     """
 
     head_bytes: int = DEFAULT_HEAD_BYTES
