@@ -13,9 +13,10 @@ another (resize 0.5-2x, JPEG q30-95, crop 3-10%, brightness +-15%, PNG<->JPEG, a
 Recall and precision are over pairs of images (`testing.planted.pair_scores`): ours over the
 groups `find_near_duplicates` returns, imagededup's over the pairs its `find_duplicates` returns.
 Time: ours is `scan_store(verify=True, max_seconds=None)` (listing, full read, verification of
-every pixel and the hash, in the scanning threads) plus `find_near_duplicates(max_seconds=None)`
-(hash candidates within CANDIDATE_HAMMING bits, their images decoded again in the reading
-threads, as the scan here, and verified on pixels, `curate.copies`); "hash only" is the same
+every pixel and both hashes, in the scanning threads) plus `find_near_duplicates(max_seconds=None)`
+(candidates whose pHashes are within MAX_HAMMING bits or whose canonical hashes are within
+CANONICAL_HAMMING, their images decoded again in the reading threads, as the scan here, and
+verified on pixels, `curate.copies`); "hash only" is the same
 scan plus the search with `verify=False` at MAX_HAMMING bits. imagededup's is
 `PHash().encode_images` plus `find_duplicates` at MAX_HAMMING bits (its default). All side by
 side in one run, interleaved, medians of --repeats. CPU seconds are the process's and its finished
