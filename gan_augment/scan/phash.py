@@ -9,6 +9,11 @@ are not the DC term. The DCT is two products with a fixed 32x32 matrix (numpy on
 already holds decoded pixels (`images.verify_image`, `images.decode_image`), never by a read of
 its own. The neighbour search over hashes is `curate.neighbours`.
 
+`canonical_hash` is the same hash of a window centred on the image's intensity centroid and
+`CANONICAL_SPREAD` standard deviations of it wide: a crop moves and scales the content and that
+window alike, so a cropped copy's canonical hash stays near its original's (the near-duplicate
+search makes candidates from both).
+
 Examples:
     >>> from PIL import Image
     >>> import numpy as np
@@ -30,7 +35,8 @@ from PIL import Image
 HASH_SIDE = 32  # the image is resized to HASH_SIDE x HASH_SIDE before the DCT
 HASH_LOW = 8  # HASH_LOW x HASH_LOW low frequencies give the 64 bits
 # The canonical hash's window side, in standard deviations of the intensity about its centroid
-# (chosen on Fashion-MNIST's planted copies: 3 held as many as 4 within fewer bits).
+# (chosen on Fashion-MNIST's planted copies, sampled from the search's thumbnails: within 14
+# bits, 3 kept 586 of 600 planted pairs among 2,017 candidates, 4 kept 590 among 5,450).
 CANONICAL_SPREAD = 3.0
 
 
