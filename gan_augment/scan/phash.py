@@ -12,7 +12,9 @@ its own. The neighbour search over hashes is `curate.neighbours`.
 `canonical_hash` is the same hash of a window centred on the image's intensity centroid and
 `CANONICAL_SPREAD` standard deviations of it wide: a crop moves and scales the content and that
 window alike, so a cropped copy's canonical hash stays near its original's (the near-duplicate
-search makes candidates from both).
+search makes candidates from both). The window follows bright content on a dark background; on
+a bright one it spans about the whole image and follows a crop less (not measured: the planted
+corpora are dark).
 
 Examples:
     >>> from PIL import Image
