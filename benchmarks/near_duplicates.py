@@ -13,18 +13,23 @@ another (resize 0.5-2x, JPEG q30-95, crop 3-10%, brightness +-15%, PNG<->JPEG, a
 Recall and precision are over pairs of images (`testing.planted.pair_scores`): ours over the
 groups `find_near_duplicates` returns, imagededup's over the pairs its `find_duplicates` returns.
 Time: ours is `scan_store(verify=True, max_seconds=None)` (listing, full read, verification of
-every pixel and the hash, in the scanning threads) plus `find_near_duplicates(max_seconds=None)`
-(hash candidates within CANDIDATE_HAMMING bits, their images decoded again in the reading
-threads, as the scan here, and verified on pixels, `curate.copies`); "hash only" is the same
+every pixel and both hashes, in the scanning threads) plus `find_near_duplicates(max_seconds=None)`
+(candidates whose pHashes are within MAX_HAMMING bits or whose canonical hashes are within
+CANONICAL_HAMMING, their images decoded again in the reading threads, as the scan here, and
+verified on pixels, `curate.copies`); "hash only" is the same
 scan plus the search with `verify=False` at MAX_HAMMING bits. imagededup's is
 `PHash().encode_images` plus `find_duplicates` at MAX_HAMMING bits (its default). All side by
-side in one run, interleaved, medians of --repeats.
+side in one run, interleaved, medians of --repeats. CPU seconds are the process's and its finished
+children's (imagededup hashes and searches in a process per core; ours runs in one process), so
+they say what each costs whatever else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -44,25 +49,36 @@ from gan_augment.testing.planted import COPY_KINDS, PlantedStore, pair_scores, w
 TITLE = "Near-duplicates"
 
 
-def ours(store: str, out: str, name: str, verify: bool) -> tuple[list[list[str]], float, float]:
-    """(groups, seconds in all, seconds of the search alone) of a verifying scan and the search."""
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have finished. Finished workers
+    are reaped first: a pool's workers not yet waited for would count in the next reading."""
+    multiprocessing.active_children()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def ours(store: str, out: str, name: str, verify: bool) -> tuple[list[list[str]], float, float, float]:
+    """(groups, seconds in all, seconds of the search alone, CPU seconds) of a verifying scan and the search."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     manifest = scan_store(store, out=out, verify=True, rescan=True, max_seconds=None).datasets[name].manifest
     searched = time.perf_counter()
     found = find_near_duplicates(manifest, verify=verify, max_seconds=None)
     ended = time.perf_counter()
-    return [[uri.removeprefix("file://") for uri in group] for group in found.groups], ended - started, ended - searched
+    groups = [[uri.removeprefix("file://") for uri in group] for group in found.groups]
+    return groups, ended - started, ended - searched, cpu_seconds() - cpu
 
 
-def imagededup(folder: str) -> tuple[list[list[str]], float]:
+def imagededup(folder: str) -> tuple[list[list[str]], float, float]:
+    """(pairs, seconds, CPU seconds) of imagededup's PHash: hashes, then its duplicates."""
     from imagededup.methods import PHash
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     hasher = PHash(verbose=False)
     duplicates = hasher.find_duplicates(encoding_map=hasher.encode_images(image_dir=folder),
                                         max_distance_threshold=MAX_HAMMING)
-    seconds = time.perf_counter() - started
-    return [[os.path.join(folder, a), os.path.join(folder, b)] for a, found in duplicates.items() for b in found], seconds
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    pairs = [[os.path.join(folder, a), os.path.join(folder, b)] for a, found in duplicates.items() for b in found]
+    return pairs, seconds, cpu
 
 
 def per_kind_recall(found: list[list[str]], planted: PlantedStore) -> dict[str, float]:
@@ -80,15 +96,18 @@ def run(name: str, images: np.ndarray, args: argparse.Namespace, root: str) -> l
     out = os.path.join(root, name, "out")
     methods = ("gan-augment", "gan-augment, hash only", "imagededup PHash")
     times: dict[str, list[float]] = {method: [] for method in methods}
+    cpu: dict[str, list[float]] = {method: [] for method in methods}
     search: dict[str, list[float]] = {method: [] for method in methods[:2]}
     found: dict[str, list[list[str]]] = {}
     for _ in range(args.repeats):  # interleaved, so that a change of load hits all alike
         for method, verify in zip(methods[:2], (True, False)):
-            found[method], seconds, searching = ours(store, out, name, verify)
+            found[method], seconds, searching, used = ours(store, out, name, verify)
             times[method].append(seconds)
             search[method].append(searching)
-        found[methods[2]], seconds = imagededup(planted.folder)
+            cpu[method].append(used)
+        found[methods[2]], seconds, used = imagededup(planted.folder)
         times[methods[2]].append(seconds)
+        cpu[methods[2]].append(used)
     files = len(os.listdir(planted.folder))
     rows = []
     for method in methods:
@@ -96,7 +115,7 @@ def run(name: str, images: np.ndarray, args: argparse.Namespace, root: str) -> l
         kinds = per_kind_recall(found[method], planted)
         searching = f"{median(search[method]):.2f}" if method in search else ""
         rows.append([name, method, files, f"{recall:.3f}", f"{precision:.3f}", f"{median(times[method]):.2f}",
-                     searching, ", ".join(f"{k} {v:.2f}" for k, v in kinds.items())])
+                     searching, f"{median(cpu[method]):.2f}", ", ".join(f"{k} {v:.2f}" for k, v in kinds.items())])
     return rows
 
 
@@ -113,7 +132,7 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     header = ["data set", "method", "files", "pair recall", "pair precision", "median s", "of which search s",
-              "recall by copy kind"]
+              "median CPU s", "recall by copy kind"]
     table = markdown_table(header, rows)
     command = (f"OMP_NUM_THREADS=1 python benchmarks/near_duplicates.py --distinct {args.distinct} "
                f"--groups {args.groups} --repeats {args.repeats}")

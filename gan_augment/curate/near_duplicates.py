@@ -1,14 +1,21 @@
 """Near-copies among a dataset's images: resized, re-encoded, slightly cropped or brightened.
 
 Three steps, one search (`curate.neighbours`):
-1. Candidates: perceptual hashes (`scan.phash`) within `CANDIDATE_HAMMING` bits. The hash
-   comes from the manifest when the scan decoded the pixels (`scan --verify`), else from the
-   features table, whose export decoded every image. The threshold is wide, because a crop of
-   a few percent moves the hash by a dozen bits or more.
+1. Candidates: hashes (`scan.phash`) within a few bits. A verifying scan (`scan --verify`)
+   stores two per image: the pHash of the whole image, which re-encoding, resizing and
+   brightening move little, and that of its canonical window (`phash.canonical_hash`), which a
+   crop moves little too (a JPEG of a thin digit, more). When every image has both, a pair is
+   a candidate whose pHashes are within `MAX_HAMMING` bits or whose canonical hashes are
+   within `CANONICAL_HAMMING`. Otherwise (a manifest from before the canonical hash, or hashes
+   from the features table, whose export decoded every image) the pHashes within
+   `CANDIDATE_HAMMING` bits: wide, because a crop of a few percent moves the pHash by a dozen
+   bits or more.
 2. Verification (`curate.copies`): the images in candidate pairs are decoded again to small
    grey thumbnails, and a pair stays only when its aligned high-pass correlation is at least
    `copies.MIN_CORRELATION`: on small-image datasets the hash alone cannot tell a copy from
-   one of the many look-alikes within a few bits of it. An image that cannot be read or
+   one of the many look-alikes within a few bits of it. Cheap stages first: a canonical
+   window per image, compared by one dot product a pair, then a coarse grid of crops, so
+   that fewer pairs are aligned. An image that cannot be read or
    decoded is in no pair, and is counted. With discriminator features, a pair also needs a
    cosine similarity of its standardised features (`selection.embed_features`) of at least
    `MIN_COSINE`.
@@ -24,6 +31,7 @@ Thresholds were chosen on Fashion-MNIST and confirmed on MNIST: BENCHMARKS.md, "
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +39,11 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.curate.copies import (
-    MIN_COARSE,
     MIN_CORRELATION,
     Thumbnails,
     aligned_scores,
-    coarse_scores,
     read_thumbnails,
+    screen,
 )
 from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
 from gan_augment.curate.selection import embed_features
@@ -46,7 +53,11 @@ from gan_augment.io.tables import features_matrix, read_features, read_manifest
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.phash import hamming
 
-CANDIDATE_HAMMING = 24  # bits: on Fashion-MNIST, 99% of planted pairs (crops included) are within it
+# Bits between candidates' hashes, chosen on Fashion-MNIST's planted pairs (crops included):
+# 597 of its 600 have pHashes within MAX_HAMMING or canonical hashes within CANONICAL_HAMMING
+# (3,825 candidates of 844,350 pairs); 593 have pHashes within CANDIDATE_HAMMING (168,279).
+CANONICAL_HAMMING = 14
+CANDIDATE_HAMMING = 24
 MAX_HAMMING = 10  # bits, without verification: whole-frame copies only (imagededup's default)
 MIN_COSINE = 0.9
 
@@ -67,6 +78,8 @@ class NearDuplicates:
         unreadable: {uri: why} for images in candidate pairs that could not be decoded again.
         verified: whether the candidates were verified on pixels (`curate.copies`).
         max_hamming: the candidates' Hamming threshold.
+        hamming_canonical: {uri: bits of its canonical hash from its kept image's} when the
+            canonical hashes made candidates too.
     """
 
     groups: list[list[str]]
@@ -80,26 +93,30 @@ class NearDuplicates:
     unreadable: dict[str, str] = field(default_factory=dict)
     verified: bool = False
     max_hamming: int = MAX_HAMMING
+    hamming_canonical: dict[str, int] = field(default_factory=dict)
 
     title = "Near-duplicates"
 
     def to_table(self) -> pa.Table:
-        """uri, near_duplicate_of, group, hamming, cosine, correlation: one row per image that
-        duplicates another."""
-        rows = [(uri, members[0], number, self.hamming[uri], self.cosine.get(uri), self.correlation.get(uri))
+        """uri, near_duplicate_of, group, hamming, cosine, correlation, hamming_canonical: one row
+        per image that duplicates another."""
+        rows = [(uri, members[0], number, self.hamming[uri], self.cosine.get(uri), self.correlation.get(uri),
+                 self.hamming_canonical.get(uri))
                 for number, members in enumerate(self.groups) for uri in members[1:]]
-        columns = list(zip(*rows)) if rows else [[]] * 6
+        columns = list(zip(*rows)) if rows else [[]] * 7
         return pa.table({"uri": pa.array(columns[0], pa.string()),
                          "near_duplicate_of": pa.array(columns[1], pa.string()),
                          "group": pa.array(columns[2], pa.int32()), "hamming": pa.array(columns[3], pa.int32()),
                          "cosine": pa.array(columns[4], pa.float32()),
-                         "correlation": pa.array(columns[5], pa.float32())})
+                         "correlation": pa.array(columns[5], pa.float32()),
+                         "hamming_canonical": pa.array(columns[6], pa.int32())})
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "near_duplicates": sum(len(g) - 1 for g in self.groups),
                 "images_compared": self.hashed, "images_without_hash": self.unhashed,
                 "verified_on_pixels": self.verified, "images_not_decoded": len(self.unreadable),
                 "refined_by_discriminator": self.refined, "max_hamming": self.max_hamming,
+                "max_hamming_canonical": CANONICAL_HAMMING if self.hamming_canonical else None,
                 "min_correlation": MIN_CORRELATION if self.verified else None,
                 "min_cosine": MIN_COSINE if self.refined else None}
 
@@ -148,13 +165,39 @@ def _hashes(manifest: pa.Table | None, features: pa.Table | None,
     return known, len(hashes) - len(known), pixels, sizes
 
 
-def _read_candidates(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
-                     storage_options: dict[str, Any] | None, max_seconds: float | None,
+def _canonical_hashes(manifest: pa.Table | None, uris: list[str]) -> dict[str, int] | None:
+    """{uri: the hash of its canonical window} from the manifest, or None unless every one of
+    `uris` has one (a scan before them, or hashes from the features table)."""
+    if manifest is None or "phash_canonical" not in manifest.column_names:
+        return None
+    known = {uri: value for uri, value in zip(manifest.column("uri").to_pylist(),
+                                             manifest.column("phash_canonical").to_pylist()) if value is not None}
+    return {uri: known[uri] for uri in uris} if all(uri in known for uri in uris) else None
+
+
+def _candidate_blocks(codes: np.ndarray, windows: np.ndarray | None, max_hamming: int,
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(left, right), left < right, of the candidate pairs whose left is in a block of images:
+    whole-image hashes within `max_hamming` bits or, with `windows`, canonical hashes within
+    CANONICAL_HAMMING."""
+    whole = neighbour_blocks(codes, max_hamming, "hamming")
+    if windows is None:
+        yield from ((left, right) for left, right, _ in whole)
+        return
+    count = len(codes)
+    # Both searches make blocks of the same rows: their pairs are merged a block at a time.
+    for (left, right, _), (more, others, _) in zip(whole, neighbour_blocks(windows, CANONICAL_HAMMING, "hamming")):
+        pairs = np.union1d(left * count + right, more * count + others)
+        yield pairs // count, pairs % count
+
+
+def _read_candidates(uris: list[str], codes: np.ndarray, windows: np.ndarray | None, max_hamming: int,
+                     sizes: dict[str, int], storage_options: dict[str, Any] | None, max_seconds: float | None,
                      ) -> tuple[Thumbnails, np.ndarray, dict[str, str]]:
     """The thumbnails of the images in candidate pairs (only these are read again), each
     image's row among them (-1: in no pair, or not decoded) and {uri: why} for those not decoded."""
     involved = np.zeros(len(uris), bool)
-    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming"):
+    for left, right in _candidate_blocks(codes, windows, max_hamming):
         involved[left] = involved[right] = True
     index = np.flatnonzero(involved)
     pixels, failed = read_thumbnails([uris[i] for i in index], sizes, storage_options, max_seconds=max_seconds)
@@ -164,31 +207,27 @@ def _read_candidates(uris: list[str], codes: np.ndarray, max_hamming: int, sizes
     return Thumbnails.of(pixels), row, failed
 
 
-def _verify(uris: list[str], codes: np.ndarray, max_hamming: int, sizes: dict[str, int],
-            storage_options: dict[str, Any] | None, max_seconds: float | None,
+def _verify(uris: list[str], codes: np.ndarray, windows: np.ndarray | None, max_hamming: int,
+            sizes: dict[str, int], storage_options: dict[str, Any] | None, max_seconds: float | None,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """The candidate pairs (hashes within `max_hamming` bits) that are copies on pixels
+    """The candidate pairs (`_candidate_blocks`) that are copies on pixels
     (`curate.copies`): (left, right, correlation), and {uri: why} for the images that could not
     be decoded again (their pairs are dropped). Candidates are made a block of images at a time
-    and only those that pass the coarse comparison are kept, so memory follows those, not all
-    candidates."""
-    thumbnails, row, failed = _read_candidates(uris, codes, max_hamming, sizes, storage_options, max_seconds)
-    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty((0, 3), np.float32))]
-    for left, right, _ in neighbour_blocks(codes, max_hamming, "hamming", both_ways=True):
+    and only those that pass the cheap stages (`copies.screen`) are kept, so memory follows
+    those, not all candidates."""
+    thumbnails, row, failed = _read_candidates(uris, codes, windows, max_hamming, sizes, storage_options,
+                                               max_seconds)
+    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 3), np.float32))]
+    for left, right in _candidate_blocks(codes, windows, max_hamming):
         usable = (row[left] >= 0) & (row[right] >= 0)
-        left, right = left[usable], right[usable]  # each pair both ways: left holds the window
-        coarse, windows = coarse_scores(thumbnails, row[left], row[right])
-        passed = coarse >= MIN_COARSE
-        kept.append((left[passed], right[passed], coarse[passed], windows[passed]))
-    left, right, coarse, windows = (np.concatenate(parts) for parts in zip(*kept))
-    # Each pair once, the way round whose coarse score was higher.
-    order = np.lexsort((-coarse, np.maximum(left, right), np.minimum(left, right)))
-    pairs = np.minimum(left, right)[order] * len(uris) + np.maximum(left, right)[order]
-    first = order[np.r_[True, pairs[1:] != pairs[:-1]][:len(order)]]
-    left, right, windows = left[first], right[first], windows[first]
-    scores = aligned_scores(thumbnails, row[left], row[right], windows)
+        left, right = left[usable], right[usable]
+        _, passed, flip, windows = screen(thumbnails, row[left], row[right])
+        # The image that holds the window first: the one whose canonical window is the narrower.
+        kept.append((np.where(flip, right, left)[passed], np.where(flip, left, right)[passed], windows[passed]))
+    held, whole, windows = (np.concatenate(parts) for parts in zip(*kept))
+    scores = aligned_scores(thumbnails, row[held], row[whole], windows)
     copy = scores >= MIN_CORRELATION
-    return np.minimum(left, right)[copy], np.maximum(left, right)[copy], scores[copy], failed
+    return np.minimum(held, whole)[copy], np.maximum(held, whole)[copy], scores[copy], failed
 
 
 def _refine(uris: list[str], left: np.ndarray, right: np.ndarray, features: pa.Table, min_cosine: float,
@@ -229,8 +268,8 @@ def find_near_duplicates(
             and its hashes (a `scan --verify`) are used first.
         features: its features table (`OUT/<dataset>/features`): hashes of images the manifest
             has none for, and the features that refine candidates.
-        max_hamming: the most bits two candidates' hashes differ in; default CANDIDATE_HAMMING
-            when verifying, else MAX_HAMMING.
+        max_hamming: the most bits two candidates' whole-image hashes differ in; default
+            MAX_HAMMING, but CANDIDATE_HAMMING when verifying without canonical hashes.
         verify: decode the candidates again and keep the pairs that are copies on pixels
             (`curate.copies`); False trusts the hash (and the features) alone.
         min_cosine: the least cosine similarity of their standardised features; None does not refine.
@@ -254,13 +293,16 @@ def find_near_duplicates(
     if manifest_table is None and features_table is None:
         where = ", ".join(redact_url(s) for s in (manifest, features) if isinstance(s, str)) or "nothing given"
         raise ValueError(f"no manifest and no features table ({where}): scan the store (gan-augment scan) first")
-    if max_hamming is None:
-        max_hamming = CANDIDATE_HAMMING if verify else MAX_HAMMING
     hashes, unhashed, pixels, sizes = _hashes(manifest_table, features_table)
     uris = sorted(hashes)
+    canonical = _canonical_hashes(manifest_table, uris) if verify else None
+    if max_hamming is None:
+        max_hamming = CANDIDATE_HAMMING if verify and canonical is None else MAX_HAMMING
     codes = np.array([hashes[u] for u in uris], dtype=np.int64)
+    windows = None if canonical is None else np.array([canonical[u] for u in uris], dtype=np.int64)
     if verify:
-        left, right, correlation, failed = _verify(uris, codes, max_hamming, sizes, storage_options, max_seconds)
+        left, right, correlation, failed = _verify(uris, codes, windows, max_hamming, sizes, storage_options,
+                                                   max_seconds)
     else:
         left, right, _ = neighbour_arrays(codes, max_hamming, "hamming")
         correlation, failed = np.ones(len(left), np.float32), {}
@@ -270,17 +312,20 @@ def find_near_duplicates(
         left, right, correlation = left[keep], right[keep], correlation[keep]
     order = sorted(range(len(uris)), key=lambda m: (-pixels.get(uris[m], 0), uris[m]))
     groups, scores = _lead(order, left.tolist(), right.tolist(), correlation.tolist())
-    distance, similarity, matched = {}, {}, {}
+    distance, similarity, matched, from_window = {}, {}, {}, {}
     for members in groups:
         keeper = members[0]
         for m in members[1:]:
             distance[uris[m]] = hamming(hashes[uris[m]], hashes[uris[keeper]])
+            if canonical is not None:
+                from_window[uris[m]] = hamming(canonical[uris[m]], canonical[uris[keeper]])
             if verify:
                 matched[uris[m]] = scores[min(m, keeper), max(m, keeper)]
             if cosine is not None and (value := cosine(m, keeper)) is not None:
                 similarity[uris[m]] = value
     return NearDuplicates([[uris[m] for m in members] for members in groups], distance, similarity, len(hashes),
-                          unhashed, cosine is not None, pixels, matched, failed, verify, max_hamming)
+                          unhashed, cosine is not None, pixels, matched, failed, verify, max_hamming,
+                          from_window)
 
 
 def _lead(order: list[int], left: list[int], right: list[int], scores: list[float],

@@ -202,6 +202,7 @@ _MANIFEST_ADDED = [
     pa.field("checked", pa.string()),  # one of MANIFEST_CHECKS; null in older manifests (header)
     pa.field("found_in", pa.string()),  # the stage that gave the verdict: scan, training, features
     pa.field("phash", pa.int64()),  # 64-bit perceptual hash when the scan decoded the pixels (verify)
+    pa.field("phash_canonical", pa.int64()),  # with it, the hash of the canonical window (scan.phash)
 ]
 MANIFEST_SCHEMA = pa.schema([*_MANIFEST_BASE, *_MANIFEST_ADDED])
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT, FITS, background_rgb
-from gan_augment.scan.phash import perceptual_hash
+from gan_augment.scan.phash import perceptual_hash, perceptual_hashes
 
 # Formats the whole pipeline reads; Pillow knows more (PSD, ICO, JPEG 2000, ...), which the
 # scan marks `unsupported` rather than guessing how to turn them into training images.
@@ -50,6 +50,7 @@ class Probe:
             the EXIF orientation).
         incomplete: the header did not fit in the bytes given; read more and probe again.
         phash: the perceptual hash (`phash.perceptual_hash`) when the pixels were decoded.
+        phash_canonical: with it, the hash of the image's canonical window (`phash.canonical_hash`).
     """
 
     status: str
@@ -60,6 +61,7 @@ class Probe:
     height: int | None = None
     incomplete: bool = False
     phash: int | None = None
+    phash_canonical: int | None = None
 
 
 class ImageRejected(ValueError):
@@ -186,7 +188,7 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, phash: bo
     The full-resolution decode, EXIF orientation and mode conversion are the strictest form of
     what training does (`decode_image` may decode a JPEG at a reduced DCT scale), so an object
     that passes decodes in every later stage. The decoded pixels also give the perceptual hash
-    (unless not `phash`).
+    and the canonical window's (unless not `phash`).
     """
     probe = probe_image(data, len(data), max_pixels=max_pixels)
     if probe.status != "ok":
@@ -195,10 +197,10 @@ def verify_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, phash: bo
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             pixels = to_channels(ImageOps.exif_transpose(img), 3)
-            hashed = perceptual_hash(pixels) if phash else None
+            hashed = perceptual_hashes(pixels) if phash else (None, None)
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the object is judged
         return replace(probe, status="corrupt", error=f"cannot decode ({_describe(exc)})")
-    return replace(probe, phash=hashed)
+    return replace(probe, phash=hashed[0], phash_canonical=hashed[1])
 
 
 def to_channels(img: Image.Image, channels: int, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:

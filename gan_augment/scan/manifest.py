@@ -39,7 +39,7 @@ def new_row(
         "format": probe.format, "mode": probe.mode, "width": probe.width, "height": probe.height,
         "status": probe.status, "error": probe.error or None, "scanned_at": scanned_at,
         "content_hash": content_hash, "duplicate_of": None, "checked": checked, "found_in": "scan",
-        "phash": probe.phash,
+        "phash": probe.phash, "phash_canonical": probe.phash_canonical,
     }
 
 

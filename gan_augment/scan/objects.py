@@ -51,9 +51,10 @@ class ScanLimits:
             (`images.verify_image`), so that `ok` is known to decode, not only to have a sound header.
         max_seconds: the most one object's probe or decode may take (it then is `too_slow`);
             None runs them in the calling thread without a limit.
-        phash: with `verify`, also the perceptual hash of each decoded image (near-duplicates);
-            False verifies only (the hash cost a verifying scan of 48x48 images 25% more CPU:
-            BENCHMARKS.md, "What the perceptual hash costs a scan").
+        phash: with `verify`, also the perceptual hashes of each decoded image, of the whole
+            and of its canonical window (near-duplicates); False verifies only (the first alone
+            cost a verifying scan of 48x48 images 25% more CPU, BENCHMARKS.md, "What the
+            perceptual hash costs a scan"; both, 51% on 64x64 images, "Near-duplicates").
     """
 
     head_bytes: int = DEFAULT_HEAD_BYTES
@@ -194,10 +195,9 @@ class DecodedImage:
 
 def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
                   max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
-                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT) -> DecodedImage:
+                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT, phash: bool = True) -> DecodedImage:
     """Read one object whole and decode it (`images.decode_hashed`: pixels with `background` and
-    `fit`, and the perceptual hash)
-    within `max_seconds`; never raises."""
+    `fit`, and, with `phash`, the perceptual hash) within `max_seconds`; never raises."""
     if obj.size == 0:  # judged from the listing alone, as the scan does
         return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
     if obj.size > max_bytes:
@@ -209,7 +209,7 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
     content_hash = md5_hash(data)
     try:
         timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds,
-                            background=background, fit=fit)
+                            background=background, fit=fit, phash=phash)
     except ImageRejected as exc:
         return DecodedImage(obj.uri, None, str(exc), content_hash)
     except CallTimedOut:

@@ -34,7 +34,7 @@ def test_planted_copies_of_real_images_are_found_after_a_verifying_scan(tmp_path
     planted = write_planted_store(str(tmp_path / "store" / "fashion"), pick, groups=12, copies=2, seed=0)
     scan = scan_store(str(tmp_path / "store"), out=str(tmp_path / "out"), verify=True, max_seconds=None)
     manifest = scan.datasets["fashion"].manifest
-    assert manifest.column("phash").null_count == 0  # every decoded image was hashed
+    assert manifest.column("phash").null_count == manifest.column("phash_canonical").null_count == 0  # all hashed
     found = find_near_duplicates(manifest)
     # Every kind of copy, crops and all-at-once included, and nothing else.
     recall, precision = pair_scores(_paths(found.groups), planted.groups)
@@ -43,7 +43,11 @@ def test_planted_copies_of_real_images_are_found_after_a_verifying_scan(tmp_path
     assert table.num_rows == sum(len(g) - 1 for g in found.groups) == found.summary()["near_duplicates"]
     kept = {group[0] for group in found.groups}
     assert set(table.column("near_duplicate_of").to_pylist()) <= kept
-    assert max(table.column("hamming").to_pylist()) <= found.summary()["max_hamming"]
+    # Each pair a candidate by its whole images' hashes or by their canonical windows'.
+    summary = found.summary()
+    assert all(whole <= summary["max_hamming"] or window <= summary["max_hamming_canonical"]
+               for whole, window in zip(table.column("hamming").to_pylist(),
+                                        table.column("hamming_canonical").to_pylist()))
     assert min(table.column("correlation").to_pylist()) >= found.summary()["min_correlation"]
 
 
@@ -70,6 +74,16 @@ def test_copies_are_grouped_and_look_alikes_are_not(ones):
     assert any(hamming(phash[a], phash[b]) <= CANDIDATE_HAMMING for a in singles for b in singles if a < b)
     hash_only = find_near_duplicates(manifest, verify=False, max_hamming=CANDIDATE_HAMMING)
     assert pair_scores(_paths(hash_only.groups), planted.groups)[1] < 1.0
+
+
+def test_a_manifest_without_canonical_hashes_falls_back_to_the_wide_perceptual_hash_search(ones):
+    planted, manifest = ones
+    older = manifest.set_column(manifest.schema.get_field_index("phash_canonical"), "phash_canonical",
+                                pa.nulls(manifest.num_rows, pa.int64()))  # a scan from before them
+    found = find_near_duplicates(older, max_seconds=None)
+    assert found.summary()["max_hamming"] == CANDIDATE_HAMMING and found.summary()["max_hamming_canonical"] is None
+    assert sorted(map(sorted, _paths(found.groups))) == sorted(map(sorted, planted.groups))
+    assert set(found.to_table().column("hamming_canonical").to_pylist()) == {None}
 
 
 def test_discriminator_features_further_filter_the_verified_pairs(ones):

@@ -67,3 +67,23 @@ def test_a_verifying_scan_records_the_hash_unless_told_not_to(tmp_path):
                               max_seconds=None).datasets["scenes"].manifest
         assert manifest.column("status").to_pylist() == ["ok"] * 3
         assert manifest.column("phash").null_count == (0 if phash else 3)
+        assert manifest.column("phash_canonical").null_count == (0 if phash else 3)
+
+
+def test_the_canonical_hash_follows_a_crop_that_moves_the_perceptual_hash():
+    from gan_augment.curate.near_duplicates import CANONICAL_HAMMING, MAX_HAMMING
+    from gan_augment.scan.phash import canonical_hash
+
+    moved = {"whole": 0, "canonical": 0}
+    for seed in range(6):
+        image = scene(seed)
+        crop = image.crop((5, 2, 63, 60)).resize((64, 64))  # 9% of each side cut, unevenly
+        whole = hamming(perceptual_hash(image), perceptual_hash(crop))
+        canonical = hamming(canonical_hash(image), canonical_hash(crop))
+        assert whole <= MAX_HAMMING or canonical <= CANONICAL_HAMMING, (seed, whole, canonical)
+        moved["whole"] += whole
+        moved["canonical"] += canonical
+    assert moved["canonical"] < moved["whole"] / 1.5, moved
+    probe = verify_image(jpeg(scene(2), 90))
+    assert probe.phash_canonical == canonical_hash(Image.open(io.BytesIO(jpeg(scene(2), 90))))
+    assert verify_image(jpeg(scene(2), 90), phash=False).phash_canonical is None
