@@ -52,9 +52,9 @@ class ScanLimits:
         max_seconds: the most one object's probe or decode may take (it then is `too_slow`);
             None runs them in the calling thread without a limit.
         phash: with `verify`, also the perceptual hashes of each decoded image, of the whole
-            and of its canonical window (near-duplicates); False verifies only (the first alone
-            cost a verifying scan of 48x48 images 25% more CPU, BENCHMARKS.md, "What the
-            perceptual hash costs a scan"; both, 51% on 64x64 images, "Near-duplicates").
+            and of its canonical window (near-duplicates); False verifies only (both cost a
+            verifying scan of 48x48 images 68% more CPU, BENCHMARKS.md, "What the perceptual
+            hash costs a scan"; 51% on 64x64 images, "Near-duplicates").
     """
 
     head_bytes: int = DEFAULT_HEAD_BYTES
