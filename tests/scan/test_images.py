@@ -99,14 +99,18 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped():
     assert np.abs(pixels.astype(int) - expected).max() <= 1
 
 
-def test_transparency_is_composited_onto_black():
+def test_transparency_is_composited_onto_white_by_default_and_black_on_request():
     palette = decode_image(INPUTS["palette-transparent.png"][0], 16, 3)
-    assert (palette[:, :8] == 0).all()  # transparent palette entry
+    assert (palette[:, :8] == 255).all()  # transparent palette entry, on the default white
     assert (palette[:, 8:] == (255, 0, 0)).all()  # opaque red
+    assert (decode_image(INPUTS["palette-transparent.png"][0], 16, 3, background="black")[:, :8] == 0).all()
     rgba = noise_image((16, 16), "RGBA", seed=7)
     source = np.asarray(rgba).astype(int)
-    expected = (source[..., :3] * source[..., 3:] + 127) // 255
-    assert np.abs(decode_image(INPUTS["rgba.png"][0], 16, 3).astype(int) - expected).max() <= 1
+    alpha = source[..., 3:]
+    on_black = (source[..., :3] * alpha + 127) // 255
+    on_white = (source[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+    assert np.abs(decode_image(INPUTS["rgba.png"][0], 16, 3).astype(int) - on_white).max() <= 1
+    assert np.abs(decode_image(INPUTS["rgba.png"][0], 16, 3, background="black").astype(int) - on_black).max() <= 1
 
 
 def test_cmyk_jpeg_converts_to_rgb():
@@ -149,8 +153,10 @@ def test_pad_keeps_the_whole_image_on_the_background():
     assert (cropped == (0, 0, 255)).all()  # the crop is all strip
     assert (padded[:3] == 255).all() and (padded[-3:] == 255).all()  # white bands above and below
     assert (padded[5:11] == (0, 0, 255)).all()  # the whole strip, squeezed to 16 wide, in the middle
-    tall = decode_image(encode(Image.new("L", (8, 32), 200), "PNG"), 16, 1, fit="pad")[..., 0]
+    tall = decode_image(encode(Image.new("L", (8, 32), 200), "PNG"), 16, 1, fit="pad", background="black")[..., 0]
     assert (tall[:, :5] == 0).all() and (tall[:, 7:9] == 200).all() and (tall[:, -5:] == 0).all()
+    default = decode_image(encode(Image.new("L", (8, 32), 200), "PNG"), 16, 1)[..., 0]
+    assert (default == 200).all()  # the default fit crops: the centre square of the strip, no padding
 
 
 def test_bad_decode_options_teach():
