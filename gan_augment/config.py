@@ -22,13 +22,10 @@ AUGMENT_POLICIES = ("color", "translation", "cutout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FITS = ("crop", "pad")
 POOLINGS = ("max", "avg")
-# The decode defaults, chosen on Wesnoth's sprites (benchmarks/decode_options.py, BENCHMARKS.md
-# "Transparency and fit on colour sprites"): white beat black and crop beat pad in each of the
-# four pairs at 10 labels per class. Neither changes an opaque square image.
+# Measured on Wesnoth's sprites: BENCHMARKS.md "Transparency and fit on colour sprites".
 DEFAULT_BACKGROUND, DEFAULT_FIT = "white", "crop"
 BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
-# What a model card without `background` and `fit` was decoded with (before they existed).
-LEGACY_DECODE = {"background": "black", "fit": "crop"}
+LEGACY_DECODE = {"background": "black", "fit": "crop"}  # a model card's from before these options
 
 
 def background_rgb(background: str) -> tuple[int, int, int]:
@@ -257,11 +254,8 @@ class TrainConfig(_JsonConfig):
         pseudo_label_threshold: the class probability a pseudo-label needs.
         class_weight: in a class-conditional run, the weight of the auxiliary class loss (AC-GAN):
             D's class head learns the labelled reals, G is asked for fakes it assigns to their class.
-        skip_near_duplicates: leave out of training the images that the dataset's
-            `near_duplicates.parquet` (written by `gan-augment report`) lists as near-copies of
-            another image still in the dataset, as exact duplicates are; off by default, since
-            leaving them out changed the few-label probe by less than its spread (BENCHMARKS.md,
-            "Training without near-duplicates").
+        skip_near_duplicates: leave out the near-copies that `near_duplicates.parquet` lists
+            (off: it moved the probe less than its spread, BENCHMARKS.md "Training without near-duplicates").
 
     The defaults are the recipe measured best for few-label features on small datasets
     (BENCHMARKS.md, "Few-label features"). `TrainConfig.seed_dcgan()` is the seed's plain GAN.

@@ -5,7 +5,7 @@ trousers or ones within a few bits of each other), and a crop moves it by a doze
 candidates the hash proposes are checked on pixels, by stages that each cost more per pair and
 see fewer pairs:
 
-1. Each image in a candidate pair is decoded again (`scan.objects.decode_object`, the scan's
+1. Each image in a candidate pair is decoded again (`curate.thumbnails.read_thumbnails`: the scan's
    rules and time limit; a bad object is reported, never raised) to a grey `THUMBNAIL_SIDE`
    thumbnail of its centre square, so that a crop, however split between width and height,
    is a shift and one scale of the other image's thumbnail.
@@ -53,17 +53,10 @@ Examples:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from gan_augment.io.fsio import concurrent_fs, get_fs, parallel_map, redact_url
-from gan_augment.scan.images import DEFAULT_MAX_PIXELS
-from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
-from gan_augment.scan.listing import ImageObject
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
 from gan_augment.scan.phash import centred_windows
 
 SIDE = 32  # pixels per side compared: (Fashion-)MNIST's 28 pixels hold all their detail
@@ -87,56 +80,6 @@ MIN_CORRELATION = 0.94
 _BLOCK = 256  # images whose coarse windows are held at once: (BLOCK, K, COARSE_SIDE^2) float32
 _CHUNK = 512  # pairs aligned at once: their arrays stay in cache (4096 took twice as long)
 _PAIRS = 16384  # pairs prefiltered at once: (PAIRS, CANONICAL_SIDE^2) float32 twice, 19 MiB
-
-
-def read_thumbnails(
-    uris: Sequence[str], sizes: dict[str, int], storage_options: dict[str, Any] | None = None, *,
-    max_seconds: float | None = DEFAULT_MAX_SECONDS, max_workers: int | None = None,
-) -> tuple[np.ndarray, dict[str, str]]:
-    """Grey thumbnails of `uris` (the centre square, `THUMBNAIL_SIDE` pixels) and why some could not be made.
-
-    Args:
-        uris: the images.
-        sizes: {uri: bytes} from the manifest; an image without one is asked for its size.
-        storage_options: fsspec options.
-        max_seconds: the most one decode may take (`isolation.run_limited`); None decodes in
-            the reading threads without a limit.
-        max_workers: concurrent reads (default `fsio.default_workers`).
-
-    Returns:
-        (len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE) uint8 thumbnails (zeros where none could be made) and
-        {uri: "<status>: <why>"} for those.
-    """
-    thumbnails = np.zeros((len(uris), THUMBNAIL_SIDE, THUMBNAIL_SIDE), np.uint8)
-    failed: dict[str, str] = {}
-    if not uris:
-        return thumbnails, failed
-    _, workers = concurrent_fs(uris[0], storage_options, max_workers)
-
-    def decode(uri: str) -> tuple[np.ndarray | None, str | None]:
-        try:
-            fs, path = get_fs(uri, storage_options)
-            size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
-            decoded = decode_object(fs, ImageObject(uri, size, "", path), THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
-                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop", phash=False)  # hashed in the scan
-        except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
-            return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
-        return decoded.pixels, decoded.reason
-
-    def decode_batch(rows: range) -> list[tuple[int, np.ndarray | None, str | None]]:
-        return [(row, *decode(uris[row])) for row in rows]
-
-    # A few batches of images per worker: a task per small image had cost the pool's
-    # bookkeeping about 25 us beside a decode of 150 us (local 64 x 64 images).
-    size = -(-len(uris) // (4 * workers))
-    batches = [range(start, min(start + size, len(uris))) for start in range(0, len(uris), size)]
-    for _, decoded in parallel_map(decode_batch, batches, max_workers=workers):
-        for row, pixels, reason in decoded:
-            if pixels is None:
-                failed[uris[row]] = reason or "unreadable"
-            else:
-                thumbnails[row] = pixels[..., 0]
-    return thumbnails, failed
 
 
 def _axis(starts: np.ndarray, scales: np.ndarray, side: int, source: int) -> tuple[np.ndarray, np.ndarray]:

@@ -38,15 +38,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gan_augment.curate.copies import (
-    MIN_CORRELATION,
-    Thumbnails,
-    aligned_scores,
-    read_thumbnails,
-    screen,
-)
+from gan_augment.curate.copies import MIN_CORRELATION, Thumbnails, aligned_scores, screen
 from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
 from gan_augment.curate.selection import embed_features
+from gan_augment.curate.thumbnails import read_thumbnails
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import write_table
 from gan_augment.io.tables import features_matrix, read_features, read_manifest
