@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,9 @@ def list_checkpoints(checkpoint_dir: str, storage_options: dict[str, Any] | None
         return []
     found = []
     for name in names:
-        match = _CHECKPOINT_NAME.search(name)
+        # The whole file name: a checkpoint still being written is a hidden temporary file
+        # (".tmp-...step-00000005.pt", `fsio.atomic_open`), not yet a checkpoint.
+        match = _CHECKPOINT_NAME.fullmatch(posixpath.basename(name.rstrip("/")))
         if match:
             found.append((int(match.group(1)), join_url(checkpoint_dir, match.group(0))))
     return sorted(found, reverse=True)

@@ -89,6 +89,19 @@ def test_checkpoints_are_pruned_and_damaged_ones_skipped(tmp_path):
     assert load_latest_checkpoint(str(tmp_path / "none")) is None
 
 
+def test_a_checkpoint_still_being_written_is_not_listed(tmp_path):
+    """A writer killed mid-write leaves its hidden temporary file (`fsio.atomic_open`); it is no
+    checkpoint: not listed, not loaded, and pruning never reaches for a file of its name."""
+    folder = str(tmp_path / "checkpoints")
+    save_checkpoint(folder, {"step": 0, "w": torch.zeros(2)}, keep=1)
+    with open(os.path.join(folder, ".tmp-65puxkqlstep-00000005.pt"), "wb") as f:
+        f.write(b"half a checkpoint")
+    assert list_checkpoints(folder) == [(0, os.path.join(folder, "step-00000000.pt"))]
+    assert load_latest_checkpoint(folder)["step"] == 0
+    save_checkpoint(folder, {"step": 10, "w": torch.ones(2)}, keep=0)  # prunes step 0, leaves the stray file
+    assert [s for s, _ in list_checkpoints(folder)] == [10]
+
+
 def test_memory_filesystem_round_trip(tiny_model_config):
     generator, discriminator = build_models(tiny_model_config)
     save_model("memory://models/m", generator, discriminator, model_id="mem", dataset="d")
