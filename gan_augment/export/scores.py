@@ -77,6 +77,11 @@ class OutlierScorer:
     logit_stats: tuple[float, float]
     neighbours: int = NEIGHBOURS
 
+    def distances(self, features: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(`knn_distance`, `principal_distance`) of (B, d) `features`, standardised once."""
+        query = (features - self.mean) / self.scale
+        return self._knn(query, self.reference, rows), self._knn(query @ self.components, self._projected, rows)
+
     def knn_distance(self, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """(B,) mean distance of each of (B, d) `features` to its nearest reference images in
         all dimensions; `rows` (B,) are their row indices, so that a reference image skips itself."""

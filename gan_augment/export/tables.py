@@ -178,8 +178,7 @@ def export_features(
             if features.phashes is not None:
                 columns["phash"] = [features.phashes[row] for row in rows]
             if scorer is not None:
-                columns["knn_distance"] = scorer.knn_distance(batch, np.asarray(rows))
-                principal = scorer.principal_distance(batch, np.asarray(rows))
+                columns["knn_distance"], principal = scorer.distances(batch, np.asarray(rows))
                 columns["outlier_score"] = scorer.score(columns["knn_distance"], principal, logits)
             yield features_table([features.uris[row] for row in rows], dataset=features.dataset,
                                  model_id=model.model_id, features=batch, columns=columns)

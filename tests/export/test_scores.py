@@ -45,6 +45,9 @@ def test_each_view_finds_its_own_kind_of_odd_image_and_the_score_finds_both():
     assert np.argmax(principal) == principal_odd
     assert np.argmax(knn) == weak_odd and weak_odd not in np.argsort(-principal)[:5]
     assert principal_odd not in np.argsort(-knn)[:2]  # all dimensions alone would miss it in the top 2
+    both = scorer.distances(matrix.astype(np.float32), rows)
+    np.testing.assert_allclose(both[0], knn, rtol=1e-6)
+    np.testing.assert_allclose(both[1], principal, rtol=1e-6)
     score = scorer.score(knn, principal, np.zeros(len(matrix)))
     assert set(np.argsort(-score)[:2].tolist()) == {principal_odd, weak_odd}
     (knn_mean, knn_std), (pc_mean, pc_std) = scorer.knn_stats, scorer.principal_stats
