@@ -65,12 +65,12 @@ def _previous_manifests(
     return found
 
 
-def _is_local(url: str) -> bool:
-    return (fsspec.core.split_protocol(url)[0] or "file") in ("file", "local")
+def _protocol(url: str) -> str:
+    return fsspec.core.split_protocol(url)[0] or "file"
 
 
 def _same_protocol(url: str, other: str) -> bool:
-    return (fsspec.core.split_protocol(url)[0] or "file") == (fsspec.core.split_protocol(other)[0] or "file")
+    return _protocol(url) == _protocol(other)
 
 
 def _hash_candidates(fs: fsspec.AbstractFileSystem, objects: Mapping[str, Sequence[ImageObject]],
@@ -119,12 +119,12 @@ def _listed_batches(
     previous: str | Mapping[str, pa.Table] | None, previous_storage_options: dict[str, Any] | None,
 ) -> Iterator[_Listed]:
     """The listings of `names` and their previous manifests, in batches of about BATCH_OBJECTS
-    objects. Datasets are listed LISTING_WORKERS at a time: a local listing waits on a stat per
-    file, an S3 one on a request per 1,000 keys, and neither holds the GIL meanwhile. The previous
-    manifest is read in the same worker, beside the listing: on a re-scan of an unchanged store the
-    two are all the work there is. With `listed` (names from the store's top level), an empty
-    folder is no dataset, and a folder that vanished since is skipped; a dataset asked for by name
-    must exist."""
+    objects. Datasets are listed LISTING_WORKERS at a time from an object store, where a listing
+    waits on a request per 1,000 keys without holding the GIL, and LOCAL_LISTING_WORKERS at a
+    time from a local disk, where it is mostly Python. The previous manifest is read in the same
+    worker, beside the listing: on a re-scan of an unchanged store the two are all the work there
+    is. With `listed` (names from the store's top level), an empty folder is no dataset, and a
+    folder that vanished since is skipped; a dataset asked for by name must exist."""
     def list_dataset(name: str) -> tuple[list[ImageObject], Counter[str], pa.Table | None] | None:
         try:
             found, skips, _ = list_store(url, storage_options, [name])
@@ -138,7 +138,7 @@ def _listed_batches(
         return found[name], skips[name], _previous_manifests(previous, [name], previous_storage_options).get(name)
 
     batch = _Listed()
-    workers = LOCAL_LISTING_WORKERS if _is_local(url) else LISTING_WORKERS
+    workers = LOCAL_LISTING_WORKERS if _protocol(url) in ("file", "local") else LISTING_WORKERS
     for index, listing in parallel_map(list_dataset, names, max_workers=workers, ordered=True, window=workers):
         if listing is None:
             continue
