@@ -60,6 +60,11 @@ def skip_reason(relative_path: str) -> str | None:
     return None
 
 
+def _relative(path: str, prefix: str) -> str:
+    """`path` below the walked root (`prefix` ends with "/"); a root that is itself a file gives its name."""
+    return path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+
+
 def _walk_local(root: str, base_url: str) -> list[tuple[str, ImageObject]]:
     """`_walk` of a local folder, through os.scandir: the same objects as fsspec's
     `find(detail=True)` would give, built straight from each entry's stat (fsspec builds each
@@ -75,7 +80,7 @@ def _walk_local(root: str, base_url: str) -> list[tuple[str, ImageObject]]:
                     folders.append(entry.path)
                 elif entry.is_file():
                     stat, path = entry.stat(), entry.path
-                    relative = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+                    relative = _relative(path, prefix)
                     # the change token object_version gives an fsspec local entry ("mtime:<float>")
                     found.append((relative, ImageObject(base_url + relative, stat.st_size, f"mtime:{stat.st_mtime}",
                                                         path)))
@@ -113,15 +118,14 @@ def _walk(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[tuple[str,
         FileNotFoundError: nothing at `url`, or it is a single object, not a folder/prefix.
     """
     fs.invalidate_cache(root)  # a scan must see the store as it is now
-    base_url = to_url(fs, root).rstrip("/") + "/"
-    if not _list_or_none(lambda: fs.isdir(root), fs, url, "stat"):
-        raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
-    if isinstance(fs, LocalFileSystem):
-        walked = _list_or_none(lambda: _walk_local(root, base_url), fs, url, "list")
-    else:
-        listing = _list_or_none(lambda: fs.find(root, detail=True), fs, url, "list")
-        walked = None if listing is None else _from_listing(listing, root, base_url)
-    if walked is None:  # the folder vanished between the stat and the listing
+    base_url, walked = to_url(fs, root).rstrip("/") + "/", None
+    if _list_or_none(lambda: fs.isdir(root), fs, url, "stat"):
+        if isinstance(fs, LocalFileSystem):
+            walked = _list_or_none(lambda: _walk_local(root, base_url), fs, url, "list")
+        else:
+            listing = _list_or_none(lambda: fs.find(root, detail=True), fs, url, "list")
+            walked = None if listing is None else _from_listing(listing, root, base_url)
+    if walked is None:  # nothing there, or it vanished between the stat and the listing
         raise FileNotFoundError(f"no folder or prefix at {redact_url(url)}: check the URL and its storage options")
     return walked
 
@@ -132,7 +136,7 @@ def _from_listing(listing: Mapping[str, Mapping[str, Any]], root: str, base_url:
     walked = []
     for path, info in sorted(listing.items()):
         if info.get("type") != "directory":
-            relative = path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path)
+            relative = _relative(path, prefix)
             walked.append((relative, ImageObject(base_url + relative, int(info.get("size") or 0),
                                                  object_version(info), path)))
     return walked
