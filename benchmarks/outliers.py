@@ -43,7 +43,7 @@ from gan_augment.export.features import extract_features  # noqa: E402
 from gan_augment.export.scores import fit_outlier_scorer  # noqa: E402
 from gan_augment.export.tables import export_features  # noqa: E402
 from gan_augment.io.tables import read_features  # noqa: E402
-from gan_augment.testing.planted import write_planted_store  # noqa: E402
+from gan_augment.testing.planted import PlantedStore, write_planted_store  # noqa: E402
 from gan_augment.training.trainer import train  # noqa: E402
 
 TITLE = "Outliers"
@@ -73,12 +73,15 @@ def hits(order: list[str], planted: set[str], top: int) -> int:
     return len({uri.removeprefix("file://") for uri in order[:top]} & planted)
 
 
-def run(name: str, inliers: np.ndarray, strangers: np.ndarray, seed: int, args: argparse.Namespace,
-        root: str) -> list[object]:
+def plant(name: str, inliers: np.ndarray, strangers: np.ndarray, args: argparse.Namespace,
+          root: str) -> PlantedStore:
+    """The store: IMAGES inliers (seed 1) and PLANTED strangers (seed 2), written once for every seed."""
     pick = inliers[np.random.default_rng(1).choice(len(inliers), args.images, replace=False)]
     other = strangers[np.random.default_rng(2).choice(len(strangers), args.planted, replace=False)]
-    folder = os.path.join(root, name, "store", "images")
-    planted = write_planted_store(folder, pick, groups=0, outliers=other, seed=0)
+    return write_planted_store(os.path.join(root, name, "store", "images"), pick, groups=0, outliers=other, seed=0)
+
+
+def run(name: str, planted: PlantedStore, seed: int, args: argparse.Namespace, root: str) -> list[object]:
     out = os.path.join(root, name, f"out-{seed}")
     started = time.perf_counter()
     config = (TrainConfig(device="cpu", seed=seed) if args.steps is None else
@@ -126,9 +129,12 @@ def main() -> None:
         for role in args.stores.split(","):
             for inliers, strangers in STORES[role]:
                 for name in (inliers, strangers):
-                    data[name] = data[name] if name in data else LOADERS[name]()
+                    if name not in data:
+                        data[name] = LOADERS[name]()
+                store = f"{strangers} among {inliers}"
+                planted = plant(store, data[inliers], data[strangers], args, root)
                 for seed in range(args.seeds):
-                    row = run(f"{strangers} among {inliers}", data[inliers], data[strangers], seed, args, root)
+                    row = run(store, planted, seed, args, root)
                     rows.append([role, *row])
                     print(rows[-1], flush=True)
     finally:
