@@ -1,5 +1,5 @@
 """Candidate images read again for the pixel comparison of `curate.copies`: grey thumbnails of
-their centre squares, decoded by the scan's rules and time limit (`scan.objects.decode_object`).
+their centre squares, decoded by the scan's rules and time limit (`scan.objects.decode_objects`).
 An image that cannot be read or decoded is reported with its reason, never raised: it is no copy
 of anything, and the search goes on without it."""
 
@@ -15,7 +15,7 @@ from gan_augment.io.fsio import concurrent_fs, get_fs, parallel_map, redact_url
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES, chunk_size, decode_objects
 
 
 def read_thumbnails(
@@ -42,22 +42,26 @@ def read_thumbnails(
         return thumbnails, failed
     _, workers = concurrent_fs(uris[0], storage_options, max_workers)
 
-    def decode(uri: str) -> tuple[np.ndarray | None, str | None]:
-        try:
-            fs, path = get_fs(uri, storage_options)
-            size = sizes[uri] if sizes.get(uri) is not None else fs.size(path)
-            decoded = decode_object(fs, ImageObject(uri, size, "", path), THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
-                                    DEFAULT_MAX_BYTES, max_seconds, fit="crop", phash=False)  # hashed in the scan
-        except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
-            return None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"
-        return decoded.pixels, decoded.reason
-
     def decode_batch(rows: range) -> list[tuple[int, np.ndarray | None, str | None]]:
-        return [(row, *decode(uris[row])) for row in rows]
+        done, listed = [], {}
+        for row in rows:
+            try:
+                fs, path = get_fs(uris[row], storage_options)
+                size = sizes[uris[row]] if sizes.get(uris[row]) is not None else fs.size(path)
+            except Exception as exc:  # noqa: BLE001 - an image that cannot be read is no copy, never an error
+                done.append((row, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}"))
+                continue
+            listed.setdefault(fs, []).append((row, ImageObject(uris[row], size, "", path)))
+        for fs, objs in listed.items():  # one filesystem in practice: a dataset's images
+            decoded = decode_objects(fs, [obj for _, obj in objs], THUMBNAIL_SIDE, 1, DEFAULT_MAX_PIXELS,
+                                     DEFAULT_MAX_BYTES, max_seconds, fit="crop", phash=False)  # hashed in the scan
+            done += [(row, image.pixels, image.reason) for (row, _), image in zip(objs, decoded, strict=True)]
+        return done
 
-    # A few batches of images per worker: a task per small image had cost the pool's
-    # bookkeeping about 25 us beside a decode of 150 us (local 64 x 64 images).
-    size = -(-len(uris) // (4 * workers))
+    # A few batches of images per reading thread, each decoded in one worker process: a task per
+    # small image had cost the pool's bookkeeping about 25 us beside a decode of 150 us (local
+    # 64 x 64 images), and a worker call per image more than the decode.
+    size = chunk_size(len(uris), workers)
     batches = [range(start, min(start + size, len(uris))) for start in range(0, len(uris), size)]
     for _, decoded in parallel_map(decode_batch, batches, max_workers=workers):
         for row, pixels, reason in decoded:

@@ -16,7 +16,7 @@ import posixpath
 import queue
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 
@@ -198,6 +198,7 @@ def parallel_map(
     ordered: bool = False,
     window: int | None = None,
     progress: str | None = None,
+    counts: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, R]]:
     """Apply `fn` to `items` in a thread pool, yielding (index, result) pairs.
 
@@ -205,18 +206,21 @@ def parallel_map(
     long listing never materialises all results at once. Unordered results come as they
     complete; `ordered=True` yields in input order. `fn` should record per-item failures in its
     result; an exception it raises propagates and stops the map. With `progress` (a title),
-    long maps show a progress bar on a terminal and a log line every 10 seconds elsewhere.
+    long maps show a progress bar on a terminal and a log line every 10 seconds elsewhere; it
+    counts objects, `counts[i]` for item i where an item is a chunk of them (default one).
     """
-    bar = Progress(progress, "obj", total=len(items) if hasattr(items, "__len__") else None) if progress else None
+    total = sum(counts) if counts is not None else len(items) if hasattr(items, "__len__") else None
+    bar = Progress(progress, "obj", total=total) if progress else None
     try:
-        yield from _bounded_map(fn, items, max_workers, ordered, window or 4 * max_workers, bar)
+        yield from _bounded_map(fn, items, max_workers, ordered, window or 4 * max_workers, bar, counts)
     finally:
         if bar is not None:
             bar.close()
 
 
 def _bounded_map(
-    fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: Progress | None
+    fn: Callable[[T], R], items: Iterable[T], max_workers: int, ordered: bool, window: int, bar: Progress | None,
+    counts: Sequence[int] | None,
 ) -> Iterator[tuple[int, R]]:
     # Finished futures report through a queue: O(1) per item, where concurrent.futures.wait
     # would register a waiter on every pending future for every result.
@@ -240,7 +244,7 @@ def _bounded_map(
             index, future = done.get()
             finished[index] = future.result()
             if bar is not None:
-                bar.advance()
+                bar.advance(counts[index] if counts is not None else 1)
             if not ordered:
                 yield index, finished.pop(index)
                 yielded += 1

@@ -29,7 +29,7 @@ from gan_augment.scan.images import DEFAULT_MAX_PIXELS, check_decode_options
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.manifest import apply_verdicts
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, decode_object
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, chunk_size, decode_objects
 from gan_augment.scan.writeback import decode_failures, record_decode_failures
 
 if TYPE_CHECKING:
@@ -127,11 +127,19 @@ def _decode_objects(
     storage_options: dict[str, Any] | None, max_pixels: int, max_workers: int | None, max_seconds: float | None,
     ordered: bool, background: str, fit: str,
 ) -> Iterator[tuple[int, DecodedImage]]:
+    """(index, decoded) of each object, read by a pool of threads a chunk at a time, each chunk
+    decoded in one worker process (`objects.decode_objects`)."""
     fs, workers = concurrent_fs(source, storage_options, max_workers)
-    return parallel_map(
-        lambda obj: decode_object(fs, obj, image_size, channels, max_pixels, DEFAULT_MAX_BYTES, max_seconds,
-                                  background=background, fit=fit),
-        objects, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}")
+    size = chunk_size(len(objects), workers)
+    starts = range(0, len(objects), size)
+    chunks = parallel_map(
+        lambda start: decode_objects(fs, objects[start:start + size], image_size, channels, max_pixels,
+                                     DEFAULT_MAX_BYTES, max_seconds, background=background, fit=fit),
+        starts, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}",
+        counts=[len(objects[start:start + size]) for start in starts])
+    for chunk, decoded in chunks:
+        for offset, image in enumerate(decoded):
+            yield starts[chunk] + offset, image
 
 
 # -- the cache --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +26,14 @@ from gan_augment.scan.images import (
     probe_image,
     verify_image,
 )
-from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS, CallTimedOut, WorkerDied, run_limited
+from gan_augment.scan.isolation import (
+    DEFAULT_MAX_SECONDS,
+    CallTimedOut,
+    Timed,
+    WorkerDied,
+    run_limited,
+    run_many_limited,
+)
 from gan_augment.scan.listing import ImageObject
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,11 @@ log = logging.getLogger(__name__)
 # DEFAULT_MAX_BYTES are never downloaded whole.
 DEFAULT_HEAD_BYTES = 1 << 16
 DEFAULT_MAX_BYTES = 256 << 20
+# Objects read whole for a decode are handed to one worker a batch of about this many bytes at
+# a time (`probe_objects`, `decode_objects`): it bounds what a reading thread holds.
+READ_BATCH_BYTES = 8 << 20
+# And at most this many objects per chunk of work (`chunk_size`).
+CHUNK_OBJECTS = 32
 
 
 @dataclass(frozen=True)
@@ -99,12 +111,17 @@ def judge_limited(fn: Callable[..., Probe], *args: Any, max_seconds: float | Non
     limit (`isolation.run_limited`); a decoder that spins or dies gives a verdict, not an error."""
     try:
         timed = run_limited(fn, *args, max_seconds=max_seconds, **kwargs)
-    except CallTimedOut:
+    except (CallTimedOut, WorkerDied) as exc:
+        return _lost_verdict(exc, max_seconds)
+    return timed.value, timed.seconds
+
+
+def _lost_verdict(exc: CallTimedOut | WorkerDied, max_seconds: float | None) -> tuple[Probe, float]:
+    """The verdict on an object whose judging spun past the limit or killed its worker."""
+    if isinstance(exc, CallTimedOut):
         return Probe("too_slow", f"judging it took longer than the per-object limit of {max_seconds:g} s "
                      "(a decoder spinning on crafted data)"), float(max_seconds or 0)
-    except WorkerDied as exc:
-        return Probe("corrupt", f"the decoder crashed on it ({exc})"), 0.0
-    return timed.value, timed.seconds
+    return Probe("corrupt", f"the decoder crashed on it ({exc})"), 0.0
 
 
 def _probe_header(data: bytes, size: int, tail: bytes | None, rules: dict[str, Any]) -> tuple[Probe, float]:
@@ -163,6 +180,75 @@ def _whole(fn: Callable[..., Probe], data: bytes, rules: dict[str, Any]) -> Prob
     return ProbeOutcome(probe, md5_hash(data), seconds)
 
 
+def probe_objects(fs: fsspec.AbstractFileSystem, objs: Sequence[ImageObject],
+                  limits: ScanLimits) -> list[ProbeOutcome | None]:
+    """`probe_object` for each of `objs`. Those that a verifying scan reads whole are read here
+    and verified a batch at a time in one worker (`isolation.run_many_limited`): one call per
+    object had cost more in messages than the decode of a small image."""
+    outcomes: list[ProbeOutcome | None] = [None] * len(objs)
+    whole = []
+    for index, obj in enumerate(objs):
+        if limits.verify and 0 < obj.size <= max(limits.head_bytes, limits.max_bytes):
+            whole.append((index, obj))
+        else:
+            outcomes[index] = probe_object(fs, obj, limits)
+    for batch in _read_batches(fs, whole):
+        read = []
+        for index, data in batch:
+            if isinstance(data, bytes):
+                read.append((index, data))
+            elif not isinstance(data, FileNotFoundError):  # vanished since it was listed: None
+                outcomes[index] = ProbeOutcome(Probe("unreadable", f"read failed: {type(data).__name__}: "
+                                                     f"{redact_url(str(data))}"), None, 0.0)
+        verdicts = run_many_limited(verify_image, [(data,) for _, data in read], max_seconds=limits.max_seconds,
+                                    max_pixels=limits.max_pixels, phash=limits.phash)
+        for (index, data), verdict in zip(read, verdicts, strict=True):
+            outcomes[index] = _verified(data, verdict, limits)
+    return outcomes
+
+
+def _verified(data: bytes, verdict: Timed | Exception, limits: ScanLimits) -> ProbeOutcome:
+    """The outcome of one object's `verify_image` call, as `probe_object` records it."""
+    if isinstance(verdict, (CallTimedOut, WorkerDied)):
+        probe, seconds = _lost_verdict(verdict, limits.max_seconds)
+    elif isinstance(verdict, Exception):
+        probe, seconds = Probe("unreadable", f"read failed: {type(verdict).__name__}: {verdict}"), 0.0
+    else:
+        probe, seconds = verdict.value, verdict.seconds
+    if probe.status == "ok" and len(data) > limits.max_bytes:
+        probe = Probe("too_large", f"{len(data)} bytes exceed the limit of {limits.max_bytes}",
+                      probe.format, probe.mode, probe.width, probe.height)
+    return ProbeOutcome(probe, md5_hash(data), seconds)
+
+
+def _read_batches(fs: fsspec.AbstractFileSystem,
+                  objs: Sequence[tuple[int, ImageObject]]) -> Iterator[list[tuple[int, bytes | Exception]]]:
+    """Each (index, object) read whole, in batches of about `READ_BATCH_BYTES` (a larger object
+    alone): (index, its bytes or the error that outlasted the retries)."""
+    batch: list[tuple[int, bytes | Exception]] = []
+    size = 0
+    for index, obj in objs:
+        try:
+            data: bytes | Exception = read_object(fs, obj)
+        except Exception as exc:  # noqa: BLE001 - the caller records it
+            data = exc
+        batch.append((index, data))
+        size += len(data) if isinstance(data, bytes) else 0
+        if size >= READ_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def chunk_size(count: int, workers: int) -> int:
+    """Objects per chunk when `count` objects are shared among `workers` reading threads, each
+    chunk read and decoded by `probe_objects` or `decode_objects`: at most CHUNK_OBJECTS, and
+    few enough that every thread gets a few chunks (on S3, a thread reads its chunk's objects
+    one after another)."""
+    return max(1, min(CHUNK_OBJECTS, -(-count // (4 * workers))))
+
+
 def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
     """The MD5 content hash of a whole object, streamed; None when it cannot be read."""
     def stream() -> str:
@@ -198,24 +284,53 @@ def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: i
                   background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT, phash: bool = True) -> DecodedImage:
     """Read one object whole and decode it (`images.decode_hashed`: pixels with `background` and
     `fit`, and, with `phash`, the perceptual hash) within `max_seconds`; never raises."""
-    if obj.size == 0:  # judged from the listing alone, as the scan does
-        return DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
-    if obj.size > max_bytes:
-        return DecodedImage(obj.uri, None, f"too_large: {obj.size} bytes exceed the limit of {max_bytes}")
-    try:
-        data = read_object(fs, obj)
-    except Exception as exc:  # noqa: BLE001 - a missing or unreadable object is recorded, never fatal
-        return DecodedImage(obj.uri, None, f"unreadable: {type(exc).__name__}: {redact_url(str(exc))}")
-    content_hash = md5_hash(data)
-    try:
-        timed = run_limited(decode_hashed, data, image_size, channels, max_pixels=max_pixels, max_seconds=max_seconds,
-                            background=background, fit=fit, phash=phash)
-    except ImageRejected as exc:
-        return DecodedImage(obj.uri, None, str(exc), content_hash)
-    except CallTimedOut:
-        return DecodedImage(obj.uri, None, f"too_slow: decoding took longer than the per-object limit of "
+    (decoded,) = decode_objects(fs, [obj], image_size, channels, max_pixels, max_bytes, max_seconds,
+                                background=background, fit=fit, phash=phash)
+    return decoded
+
+
+def decode_objects(fs: fsspec.AbstractFileSystem, objs: Sequence[ImageObject], image_size: int, channels: int,
+                   max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
+                   background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT,
+                   phash: bool = True) -> list[DecodedImage]:
+    """`decode_object` for each of `objs`, read here one after another and decoded together in
+    one worker (`isolation.run_many_limited`), each within `max_seconds`."""
+    decoded: list[DecodedImage | None] = [None] * len(objs)
+    wanted = []
+    for index, obj in enumerate(objs):
+        if obj.size == 0:  # judged from the listing alone, as the scan does
+            decoded[index] = DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
+        elif obj.size > max_bytes:
+            decoded[index] = DecodedImage(obj.uri, None, f"too_large: {obj.size} bytes exceed the limit of {max_bytes}")
+        else:
+            wanted.append((index, obj))
+    for batch in _read_batches(fs, wanted):
+        read = []
+        for index, data in batch:
+            if isinstance(data, bytes):
+                read.append((index, data))
+            else:  # a missing or unreadable object is recorded, never fatal
+                decoded[index] = DecodedImage(objs[index].uri, None, f"unreadable: {type(data).__name__}: "
+                                              f"{redact_url(str(data))}")
+        outcomes = run_many_limited(decode_hashed, [(data, image_size, channels) for _, data in read],
+                                    max_seconds=max_seconds, max_pixels=max_pixels, background=background, fit=fit,
+                                    phash=phash)
+        for (index, data), outcome in zip(read, outcomes, strict=True):
+            decoded[index] = _decoded(objs[index].uri, md5_hash(data), outcome, max_seconds)
+    return decoded  # type: ignore[return-value] - every index was filled
+
+
+def _decoded(uri: str, content_hash: str, outcome: Timed | Exception, max_seconds: float | None) -> DecodedImage:
+    """One object's `DecodedImage` from its decode's outcome; an error that is no verdict on the
+    image (a bug, not bad data) is raised."""
+    if isinstance(outcome, ImageRejected):
+        return DecodedImage(uri, None, str(outcome), content_hash)
+    if isinstance(outcome, CallTimedOut):
+        return DecodedImage(uri, None, f"too_slow: decoding took longer than the per-object limit of "
                             f"{max_seconds:g} s (a decoder spinning on crafted data)", content_hash, float(max_seconds))
-    except WorkerDied as exc:
-        return DecodedImage(obj.uri, None, f"corrupt: the decoder crashed on it ({exc})", content_hash)
-    pixels, phash = timed.value
-    return DecodedImage(obj.uri, pixels, None, content_hash, timed.seconds, phash)
+    if isinstance(outcome, WorkerDied):
+        return DecodedImage(uri, None, f"corrupt: the decoder crashed on it ({outcome})", content_hash)
+    if isinstance(outcome, Exception):
+        raise outcome
+    pixels, phash = outcome.value
+    return DecodedImage(uri, pixels, None, content_hash, outcome.seconds, phash)

@@ -37,7 +37,14 @@ from gan_augment.scan.manifest import (
     same_limits,
     unchanged_manifest,
 )
-from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object, probe_object
+from gan_augment.scan.objects import (
+    DEFAULT_HEAD_BYTES,
+    DEFAULT_MAX_BYTES,
+    ScanLimits,
+    chunk_size,
+    hash_object,
+    probe_objects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +178,19 @@ def _probe_batch(fs: fsspec.AbstractFileSystem, workers: int, url: str, objects:
                    vanished={name: set() for name in objects})
     work = [(name, obj) for name, plan in plans.items() for obj in plan.to_probe]
     now = datetime.now(timezone.utc)
-    for index, outcome in parallel_map(lambda item: probe_object(fs, item[1], limits), work, max_workers=workers,
-                                       progress=f"scan {redact_url(url)}"):
-        name, obj = work[index]
-        batch.reads[name] += obj.size > 0
-        if outcome is None:
-            log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
-            batch.vanished[name].add(obj.uri)
-        else:
+    # A verifying scan hands each decoding worker a chunk of objects: one message per small image
+    # had cost the scan more than the image's decode.
+    size = chunk_size(len(work), workers) if limits.verify else 1
+    chunks = [work[start:start + size] for start in range(0, len(work), size)]
+    for index, outcomes in parallel_map(lambda chunk: probe_objects(fs, [obj for _, obj in chunk], limits), chunks,
+                                        max_workers=workers, progress=f"scan {redact_url(url)}",
+                                        counts=[len(chunk) for chunk in chunks]):
+        for (name, obj), outcome in zip(chunks[index], outcomes, strict=True):
+            batch.reads[name] += obj.size > 0
+            if outcome is None:
+                log.warning("%s was deleted while the scan ran", redact_url(obj.uri))
+                batch.vanished[name].add(obj.uri)
+                continue
             checked = "decode" if limits.verify and outcome.probe.status != "unreadable" else "header"
             batch.rows[name][obj.uri] = new_row(obj, name, outcome.probe, outcome.content_hash, now, checked)
             if outcome.seconds > batch.slowest.get(name, ("", -1.0))[1]:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gan_augment.scan.images import ImageRejected
-from gan_augment.scan.isolation import CallTimedOut, WorkerDied, WorkerPool, run_limited
+from gan_augment.scan.isolation import CallTimedOut, WorkerDied, WorkerPool, run_limited, run_many_limited
 
 
 def reject(status: str, reason: str) -> None:
@@ -45,3 +45,31 @@ def test_without_a_limit_the_call_runs_here():
     timed = run_limited(os.getpid, max_seconds=None)
     assert timed.value == os.getpid() and timed.seconds >= 0
     assert run_limited(os.getpid, max_seconds=60).value != os.getpid()
+
+
+def sleep_or_exit(seconds: float, code: int | None = None) -> float:
+    """Sleep, then return the seconds; with a code, exit the process at once instead."""
+    if code is not None:
+        os._exit(code)
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_batch_keeps_each_call_to_its_own_limit_and_order(pool):
+    calls = [(0.0,), (600.0,), (0.01,), (0.0, 3), (0.0,), ("not a number",)]
+    outcomes = pool.run_many(sleep_or_exit, calls, max_seconds=2.0)
+    assert outcomes[0].value == 0.0 and outcomes[2].value == 0.01 and outcomes[4].value == 0.0
+    assert isinstance(outcomes[1], CallTimedOut)
+    assert isinstance(outcomes[3], WorkerDied) and "exit code 3" in str(outcomes[3])
+    assert isinstance(outcomes[5], TypeError)
+    assert pool.run(abs, -5, max_seconds=60).value == 5
+
+
+def test_a_batch_of_slow_calls_is_not_cut_off_for_its_total(pool):
+    outcomes = pool.run_many(sleep_or_exit, [(0.4,)] * 4, max_seconds=1.0)
+    assert [o.value for o in outcomes] == [0.4] * 4
+
+
+def test_without_a_limit_a_batch_runs_here_and_returns_exceptions():
+    outcomes = run_many_limited(sleep_or_exit, [(0.0,), ("x",)], max_seconds=None)
+    assert outcomes[0].value == 0.0 and isinstance(outcomes[1], TypeError)
