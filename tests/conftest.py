@@ -19,6 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 from PIL import ExifTags, Image
 
 from gan_augment.config import ModelConfig, TrainConfig
+from gan_augment.scan import decoding
 from gan_augment.testing.servers import s3_client, s3_storage_options, start_moto_server
 
 # Tiny models gain nothing from intra-op threads, and OpenMP threads that spin-wait against
@@ -274,7 +275,9 @@ def store(request, tmp_path) -> Iterator[Store]:
 @pytest.fixture
 def read_log(monkeypatch) -> list[str]:
     """Paths of the local files opened for reading from now on (every store read goes through
-    LocalFileSystem._open: cat_file, cat_ranges and open alike)."""
+    LocalFileSystem._open: cat_file, cat_ranges and open alike). Decoding workers read local
+    files themselves, in another process; here they are read in this one, as any other store's."""
+    monkeypatch.setattr(decoding, "LOCAL_READS_IN_WORKERS", False)
     opened: list[str] = []
     original = LocalFileSystem._open
 

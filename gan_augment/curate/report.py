@@ -38,9 +38,10 @@ from gan_augment.layout import (
     report_url,
     samples_file,
 )
+from gan_augment.scan.decoding import decode_object
 from gan_augment.scan.listing import ImageObject, list_datasets
 from gan_augment.scan.manifest import human_bytes
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, decode_object
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 

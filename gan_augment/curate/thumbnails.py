@@ -1,5 +1,5 @@
 """Candidate images read again for the pixel comparison of `curate.copies`: grey thumbnails of
-their centre squares, decoded by the scan's rules and time limit (`scan.objects.decode_objects`).
+their centre squares, decoded by the scan's rules and time limit (`scan.decoding.decode_objects`).
 An image that cannot be read or decoded is reported with its reason, never raised: it is no copy
 of anything, and the search goes on without it."""
 
@@ -12,10 +12,11 @@ import numpy as np
 
 from gan_augment.curate.copies import THUMBNAIL_SIDE
 from gan_augment.io.fsio import concurrent_fs, get_fs, parallel_map, redact_url
+from gan_augment.scan.decoding import chunk_size, decode_objects
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, chunk_size, decode_objects
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES
 
 
 def read_thumbnails(

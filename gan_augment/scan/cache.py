@@ -25,11 +25,12 @@ from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT
 from gan_augment.io.fsio import atomic_write_bytes, concurrent_fs, parallel_map, redact_url
 from gan_augment.io.parquet import table_rows
 from gan_augment.io.tables import read_manifest
+from gan_augment.scan.decoding import DecodedImage, chunk_size, decode_objects
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS, check_decode_options
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.listing import ImageObject, list_images
 from gan_augment.scan.manifest import apply_verdicts
-from gan_augment.scan.objects import DEFAULT_MAX_BYTES, DecodedImage, chunk_size, decode_objects
+from gan_augment.scan.objects import DEFAULT_MAX_BYTES
 from gan_augment.scan.writeback import decode_failures, record_decode_failures
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def _decode_objects(
     ordered: bool, background: str, fit: str,
 ) -> Iterator[tuple[int, DecodedImage]]:
     """(index, decoded) of each object, read by a pool of threads a chunk at a time, each chunk
-    decoded in one worker process (`objects.decode_objects`)."""
+    decoded in one worker process (`decoding.decode_objects`)."""
     fs, workers = concurrent_fs(source, storage_options, max_workers)
     size = chunk_size(len(objects), workers)
     starts = range(0, len(objects), size)

@@ -1,5 +1,6 @@
 """Reading one object of a store: probing it for the scan (a whole read for small objects,
-header and tail range reads for big ones), hashing it, decoding it for the training cache.
+header and tail range reads for big ones), hashing it. Objects decoded a chunk at a time (the
+verifying scan, the training cache) are `scan.decoding`'s.
 
 Errors that outlast the retries (`fsio.retry`) are recorded in the result, never raised.
 """
@@ -8,32 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import fsspec
-import numpy as np
 
-from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT
 from gan_augment.io.fsio import redact_url, retry
-from gan_augment.scan.images import (
-    DEFAULT_MAX_PIXELS,
-    TAIL_BYTES,
-    ImageRejected,
-    Probe,
-    decode_hashed,
-    probe_image,
-    verify_image,
-)
-from gan_augment.scan.isolation import (
-    DEFAULT_MAX_SECONDS,
-    CallTimedOut,
-    Timed,
-    WorkerDied,
-    run_limited,
-    run_many_limited,
-)
+from gan_augment.scan.images import DEFAULT_MAX_PIXELS, TAIL_BYTES, Probe, probe_image, verify_image
+from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS, CallTimedOut, WorkerDied, run_limited
 from gan_augment.scan.listing import ImageObject
 
 log = logging.getLogger(__name__)
@@ -42,11 +26,6 @@ log = logging.getLogger(__name__)
 # DEFAULT_MAX_BYTES are never downloaded whole.
 DEFAULT_HEAD_BYTES = 1 << 16
 DEFAULT_MAX_BYTES = 256 << 20
-# Objects read whole for a decode are handed to one worker a batch of about this many bytes at
-# a time (`probe_objects`, `decode_objects`): it bounds what a reading thread holds.
-READ_BATCH_BYTES = 8 << 20
-# And at most this many objects per chunk of work (`chunk_size`).
-CHUNK_OBJECTS = 32
 
 
 @dataclass(frozen=True)
@@ -112,11 +91,11 @@ def judge_limited(fn: Callable[..., Probe], *args: Any, max_seconds: float | Non
     try:
         timed = run_limited(fn, *args, max_seconds=max_seconds, **kwargs)
     except (CallTimedOut, WorkerDied) as exc:
-        return _lost_verdict(exc, max_seconds)
+        return lost_verdict(exc, max_seconds)
     return timed.value, timed.seconds
 
 
-def _lost_verdict(exc: CallTimedOut | WorkerDied, max_seconds: float | None) -> tuple[Probe, float]:
+def lost_verdict(exc: CallTimedOut | WorkerDied, max_seconds: float | None) -> tuple[Probe, float]:
     """The verdict on an object whose judging spun past the limit or killed its worker."""
     if isinstance(exc, CallTimedOut):
         return Probe("too_slow", f"judging it took longer than the per-object limit of {max_seconds:g} s "
@@ -180,75 +159,6 @@ def _whole(fn: Callable[..., Probe], data: bytes, rules: dict[str, Any]) -> Prob
     return ProbeOutcome(probe, md5_hash(data), seconds)
 
 
-def probe_objects(fs: fsspec.AbstractFileSystem, objs: Sequence[ImageObject],
-                  limits: ScanLimits) -> list[ProbeOutcome | None]:
-    """`probe_object` for each of `objs`. Those that a verifying scan reads whole are read here
-    and verified a batch at a time in one worker (`isolation.run_many_limited`): one call per
-    object had cost more in messages than the decode of a small image."""
-    outcomes: list[ProbeOutcome | None] = [None] * len(objs)
-    whole = []
-    for index, obj in enumerate(objs):
-        if limits.verify and 0 < obj.size <= max(limits.head_bytes, limits.max_bytes):
-            whole.append((index, obj))
-        else:
-            outcomes[index] = probe_object(fs, obj, limits)
-    for batch in _read_batches(fs, whole):
-        read = []
-        for index, data in batch:
-            if isinstance(data, bytes):
-                read.append((index, data))
-            elif not isinstance(data, FileNotFoundError):  # vanished since it was listed: None
-                outcomes[index] = ProbeOutcome(Probe("unreadable", f"read failed: {type(data).__name__}: "
-                                                     f"{redact_url(str(data))}"), None, 0.0)
-        verdicts = run_many_limited(verify_image, [(data,) for _, data in read], max_seconds=limits.max_seconds,
-                                    max_pixels=limits.max_pixels, phash=limits.phash)
-        for (index, data), verdict in zip(read, verdicts, strict=True):
-            outcomes[index] = _verified(data, verdict, limits)
-    return outcomes
-
-
-def _verified(data: bytes, verdict: Timed | Exception, limits: ScanLimits) -> ProbeOutcome:
-    """The outcome of one object's `verify_image` call, as `probe_object` records it."""
-    if isinstance(verdict, (CallTimedOut, WorkerDied)):
-        probe, seconds = _lost_verdict(verdict, limits.max_seconds)
-    elif isinstance(verdict, Exception):
-        probe, seconds = Probe("unreadable", f"read failed: {type(verdict).__name__}: {verdict}"), 0.0
-    else:
-        probe, seconds = verdict.value, verdict.seconds
-    if probe.status == "ok" and len(data) > limits.max_bytes:
-        probe = Probe("too_large", f"{len(data)} bytes exceed the limit of {limits.max_bytes}",
-                      probe.format, probe.mode, probe.width, probe.height)
-    return ProbeOutcome(probe, md5_hash(data), seconds)
-
-
-def _read_batches(fs: fsspec.AbstractFileSystem,
-                  objs: Sequence[tuple[int, ImageObject]]) -> Iterator[list[tuple[int, bytes | Exception]]]:
-    """Each (index, object) read whole, in batches of about `READ_BATCH_BYTES` (a larger object
-    alone): (index, its bytes or the error that outlasted the retries)."""
-    batch: list[tuple[int, bytes | Exception]] = []
-    size = 0
-    for index, obj in objs:
-        try:
-            data: bytes | Exception = read_object(fs, obj)
-        except Exception as exc:  # noqa: BLE001 - the caller records it
-            data = exc
-        batch.append((index, data))
-        size += len(data) if isinstance(data, bytes) else 0
-        if size >= READ_BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
-def chunk_size(count: int, workers: int) -> int:
-    """Objects per chunk when `count` objects are shared among `workers` reading threads, each
-    chunk read and decoded by `probe_objects` or `decode_objects`: at most CHUNK_OBJECTS, and
-    few enough that every thread gets a few chunks (on S3, a thread reads its chunk's objects
-    one after another)."""
-    return max(1, min(CHUNK_OBJECTS, -(-count // (4 * workers))))
-
-
 def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
     """The MD5 content hash of a whole object, streamed; None when it cannot be read."""
     def stream() -> str:
@@ -263,74 +173,3 @@ def hash_object(fs: fsspec.AbstractFileSystem, obj: ImageObject) -> str | None:
     except Exception as exc:  # noqa: BLE001 - it then only misses duplicate detection
         log.warning("could not hash %s: %s: %s", redact_url(obj.uri), type(exc).__name__, redact_url(str(exc)))
         return None
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """One object after decoding: pixels (S, S, C) uint8, or None and the reason it was left
-    out ("<manifest status>: <why>"), the seconds its decode computed for, and the perceptual
-    hash of the decoded image (`phash.perceptual_hash`)."""
-
-    uri: str
-    pixels: np.ndarray | None
-    reason: str | None = None
-    content_hash: str | None = None
-    seconds: float = 0.0
-    phash: int | None = None
-
-
-def decode_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, image_size: int, channels: int,
-                  max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
-                  background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT, phash: bool = True) -> DecodedImage:
-    """Read one object whole and decode it (`images.decode_hashed`: pixels with `background` and
-    `fit`, and, with `phash`, the perceptual hash) within `max_seconds`; never raises."""
-    (decoded,) = decode_objects(fs, [obj], image_size, channels, max_pixels, max_bytes, max_seconds,
-                                background=background, fit=fit, phash=phash)
-    return decoded
-
-
-def decode_objects(fs: fsspec.AbstractFileSystem, objs: Sequence[ImageObject], image_size: int, channels: int,
-                   max_pixels: int, max_bytes: int, max_seconds: float | None = DEFAULT_MAX_SECONDS, *,
-                   background: str = DEFAULT_BACKGROUND, fit: str = DEFAULT_FIT,
-                   phash: bool = True) -> list[DecodedImage]:
-    """`decode_object` for each of `objs`, read here one after another and decoded together in
-    one worker (`isolation.run_many_limited`), each within `max_seconds`."""
-    decoded: list[DecodedImage | None] = [None] * len(objs)
-    wanted = []
-    for index, obj in enumerate(objs):
-        if obj.size == 0:  # judged from the listing alone, as the scan does
-            decoded[index] = DecodedImage(obj.uri, None, "empty: the object is empty (0 bytes)")
-        elif obj.size > max_bytes:
-            decoded[index] = DecodedImage(obj.uri, None, f"too_large: {obj.size} bytes exceed the limit of {max_bytes}")
-        else:
-            wanted.append((index, obj))
-    for batch in _read_batches(fs, wanted):
-        read = []
-        for index, data in batch:
-            if isinstance(data, bytes):
-                read.append((index, data))
-            else:  # a missing or unreadable object is recorded, never fatal
-                decoded[index] = DecodedImage(objs[index].uri, None, f"unreadable: {type(data).__name__}: "
-                                              f"{redact_url(str(data))}")
-        outcomes = run_many_limited(decode_hashed, [(data, image_size, channels) for _, data in read],
-                                    max_seconds=max_seconds, max_pixels=max_pixels, background=background, fit=fit,
-                                    phash=phash)
-        for (index, data), outcome in zip(read, outcomes, strict=True):
-            decoded[index] = _decoded(objs[index].uri, md5_hash(data), outcome, max_seconds)
-    return decoded  # type: ignore[return-value] - every index was filled
-
-
-def _decoded(uri: str, content_hash: str, outcome: Timed | Exception, max_seconds: float | None) -> DecodedImage:
-    """One object's `DecodedImage` from its decode's outcome; an error that is no verdict on the
-    image (a bug, not bad data) is raised."""
-    if isinstance(outcome, ImageRejected):
-        return DecodedImage(uri, None, str(outcome), content_hash)
-    if isinstance(outcome, CallTimedOut):
-        return DecodedImage(uri, None, f"too_slow: decoding took longer than the per-object limit of "
-                            f"{max_seconds:g} s (a decoder spinning on crafted data)", content_hash, float(max_seconds))
-    if isinstance(outcome, WorkerDied):
-        return DecodedImage(uri, None, f"corrupt: the decoder crashed on it ({outcome})", content_hash)
-    if isinstance(outcome, Exception):
-        raise outcome
-    pixels, phash = outcome.value
-    return DecodedImage(uri, pixels, None, content_hash, outcome.seconds, phash)

@@ -23,6 +23,7 @@ from gan_augment.io.fsio import concurrent_fs, parallel_map, redact_url
 from gan_augment.io.parquet import write_table
 from gan_augment.io.tables import manifest_table, read_manifest, write_manifest
 from gan_augment.layout import manifest_url, validate_dataset_name
+from gan_augment.scan.decoding import chunk_size, probe_objects
 from gan_augment.scan.images import DEFAULT_MAX_PIXELS
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS
 from gan_augment.scan.manifest import (
@@ -37,14 +38,7 @@ from gan_augment.scan.manifest import (
     same_limits,
     unchanged_manifest,
 )
-from gan_augment.scan.objects import (
-    DEFAULT_HEAD_BYTES,
-    DEFAULT_MAX_BYTES,
-    ScanLimits,
-    chunk_size,
-    hash_object,
-    probe_objects,
-)
+from gan_augment.scan.objects import DEFAULT_HEAD_BYTES, DEFAULT_MAX_BYTES, ScanLimits, hash_object
 
 log = logging.getLogger(__name__)
 

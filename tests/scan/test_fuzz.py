@@ -4,6 +4,7 @@ object stays `ok` in the manifest once a stage has found that it does not decode
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -98,3 +99,6 @@ def test_a_decoder_that_spins_costs_the_time_limit_not_the_night(tmp_path):
     verified = rows_by_name(scan_store(str(store), out=str(tmp_path / "v"), verify=True, max_seconds=1)
                             .datasets["spin"].manifest)
     assert verified["spin.jpg"]["status"] == "too_slow" and verified["fine.png"]["status"] == "ok"
+    # The worker that read it was killed; the scan hashed its bytes itself.
+    spun = (store / "spin" / "spin.jpg").read_bytes()
+    assert verified["spin.jpg"]["content_hash"] == "md5:" + hashlib.md5(spun).hexdigest()
