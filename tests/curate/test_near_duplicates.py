@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from gan_augment.curate.near_duplicates import CANDIDATE_HAMMING, find_near_duplicates
+from gan_augment.curate.near_duplicates import CANDIDATE_HAMMING, _keeping_order, _lead, find_near_duplicates
 from gan_augment.curate.neighbours import neighbour_pairs
 from gan_augment.demo import FASHION_MNIST_DIR, load_fashion_mnist, load_mnist
 from gan_augment.io.tables import features_table, manifest_table
-from gan_augment.scan.store import scan_store
 from gan_augment.scan.phash import hamming
+from gan_augment.scan.store import scan_store
 from gan_augment.testing.planted import pair_scores, write_planted_store
 
 needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR),
@@ -137,6 +137,17 @@ def test_discriminator_features_refine_the_hash_candidates():
     refined = find_near_duplicates(manifest, table, verify=False, min_cosine=0.9)
     assert refined.refined and refined.groups == [["s3://b/b.png", "s3://b/a.png"]]
     assert refined.cosine["s3://b/a.png"] > 0.9
+
+
+def test_a_group_is_kept_by_the_image_its_members_are_copies_of():
+    # a is verified as a copy of both b and c, which are not copies of each other (a crop and an
+    # enlarged re-encode of one original, say): kept by the largest image, c, b would be left out.
+    uris = ["a", "b", "c"]
+    pixels, left, right = {"a": 64, "b": 60, "c": 128}, np.array([0, 0]), np.array([1, 2])
+    order = _keeping_order(uris, pixels, left, right, verified=True)
+    assert _lead(order, [0, 0], [1, 2], [0.99, 0.98])[0] == [[0, 1, 2]]
+    # Pairs from hashes alone: the largest image first.
+    assert _keeping_order(uris, pixels, left, right, verified=False) == [2, 0, 1]
 
 
 def test_one_neighbour_search_for_hashes_and_features():
