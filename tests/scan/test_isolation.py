@@ -4,6 +4,9 @@ reported, and the pool goes on serving."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -73,3 +76,36 @@ def test_a_batch_of_slow_calls_is_not_cut_off_for_its_total(pool):
 def test_without_a_limit_a_batch_runs_here_and_returns_exceptions():
     outcomes = run_many_limited(sleep_or_exit, [(0.0,), ("x",)], max_seconds=None)
     assert outcomes[0].value == 0.0 and isinstance(outcomes[1], TypeError)
+
+
+def test_a_worker_never_imports_the_parent_s_main_module(tmp_path):
+    # A training script imports torch; its decoding workers must not (multiprocessing's spawn
+    # imports the main module in every child: 2 s and half a GB each). A function only the
+    # script defines cannot run there, and says why.
+    marker = tmp_path / "imported"
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import xml.dom.minidom  # what a script imports (torch, say), a worker has no use for
+        with open({str(marker)!r}, "a") as f:
+            f.write("once\\n")
+        from gan_augment.scan.isolation import WorkerPool
+
+        def here(x):
+            return x
+
+        if __name__ == "__main__":
+            pool = WorkerPool(max_workers=1)
+            print(pool.run(abs, -2, max_seconds=60).value)
+            try:
+                pool.run(here, 1, max_seconds=60)
+            except RuntimeError as exc:
+                print(exc)
+            print(pool.run(eval, "'xml.dom.minidom' in __import__('sys').modules", max_seconds=60).value)
+            pool.close()
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    value, error, imported = done.stdout.splitlines()
+    assert value == "2" and "cannot load the function" in error and imported == "False"
+    assert marker.read_text() == "once\n"
