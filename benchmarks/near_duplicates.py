@@ -62,8 +62,8 @@ def cpu_seconds() -> float:
     multiprocessing.active_children()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     alive = 0.0
-    for worker in list(shared_pool()._all):
-        with open(f"/proc/{worker.process.pid}/stat") as stat:
+    for pid in shared_pool().pids():
+        with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
         alive += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return time.process_time() + children.ru_utime + children.ru_stime + alive

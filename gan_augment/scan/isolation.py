@@ -261,6 +261,11 @@ class WorkerPool:
         with self._lock:
             self._all.discard(worker)
 
+    def pids(self) -> list[int]:
+        """The process ids of the workers alive (to watch their CPU or memory)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._all]
+
     def close(self) -> None:
         """Stop every worker."""
         with self._lock:

@@ -33,9 +33,12 @@ def test_a_call_past_its_limit_is_cut_off_and_the_pool_goes_on(pool):
 
 
 def test_a_worker_that_dies_is_reported_and_replaced(pool):
+    first = pool.run(os.getpid, max_seconds=60).value
+    assert pool.pids() == [first]
     with pytest.raises(WorkerDied, match="exit code 3"):
         pool.run(os._exit, 3, max_seconds=60)
-    assert pool.run(abs, -4, max_seconds=60).value == 4
+    assert pool.pids() == []
+    assert pool.run(abs, -4, max_seconds=60).value == 4 and pool.pids() != [first]
 
 
 def test_exceptions_cross_back_with_their_fields(pool):
