@@ -29,10 +29,12 @@ from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS, CallTimedOut, Timed,
 from gan_augment.scan.listing import ImageObject
 from gan_augment.scan.objects import ProbeOutcome, ScanLimits, lost_verdict, md5_hash, probe_object, read_object
 
-# A chunk holds at most this many objects (`chunk_size`) and about this many bytes: the bound
-# on what a reading thread holds, and a worker gets at once.
+# A chunk holds at most this many objects (`chunk_size`) and about this many bytes. The message
+# per object that chunks save matters for small images only (a large one's decode dwarfs it), and
+# the bytes bound what a reading thread holds while it waits for a worker: on S3, 32 threads
+# hold about 64 MiB at most (an object larger than a chunk goes alone, as it went before chunks).
 CHUNK_OBJECTS = 32
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 2 << 20
 # Local files are read by the decoding worker. Tests that watch reads through fsspec in this
 # process turn it off.
 LOCAL_READS_IN_WORKERS = True
