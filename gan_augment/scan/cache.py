@@ -137,7 +137,7 @@ def _decode_objects(
         lambda start: decode_objects(fs, objects[start:start + size], image_size, channels, max_pixels,
                                      DEFAULT_MAX_BYTES, max_seconds, background=background, fit=fit),
         starts, max_workers=workers, ordered=ordered, progress=f"decode {redact_url(source)}",
-        counts=[len(objects[start:start + size]) for start in starts])
+        counts=[min(size, len(objects) - start) for start in starts])
     for chunk, decoded in chunks:
         for offset, image in enumerate(decoded):
             yield starts[chunk] + offset, image

@@ -27,7 +27,15 @@ from gan_augment.io.fsio import redact_url
 from gan_augment.scan.images import ImageRejected, Probe, decode_hashed, verify_image
 from gan_augment.scan.isolation import DEFAULT_MAX_SECONDS, CallTimedOut, Timed, WorkerDied, run_many_limited
 from gan_augment.scan.listing import ImageObject
-from gan_augment.scan.objects import ProbeOutcome, ScanLimits, lost_verdict, md5_hash, probe_object, read_object
+from gan_augment.scan.objects import (
+    ProbeOutcome,
+    ScanLimits,
+    lost_verdict,
+    md5_hash,
+    probe_object,
+    read_object,
+    within_bytes,
+)
 
 # A chunk holds at most this many objects (`chunk_size`) and about this many bytes. The message
 # per object that chunks save matters for small images only (a large one's decode dwarfs it), and
@@ -212,10 +220,7 @@ def _content_hash(fs: fsspec.AbstractFileSystem, obj: ImageObject, source: Sourc
 def _verified(verdict: Timed, limits: ScanLimits) -> ProbeOutcome:
     """The outcome of one object's `verify_source` call, as `probe_object` records it."""
     (probe, content_hash, size), seconds = verdict.value, verdict.seconds
-    if probe.status == "ok" and size > limits.max_bytes:
-        probe = Probe("too_large", f"{size} bytes exceed the limit of {limits.max_bytes}",
-                      probe.format, probe.mode, probe.width, probe.height)
-    return ProbeOutcome(probe, content_hash, seconds)
+    return ProbeOutcome(within_bytes(probe, size, limits.max_bytes), content_hash, seconds)
 
 
 def _decoded(fs: fsspec.AbstractFileSystem, obj: ImageObject, source: Source | Exception, result: Timed | Exception,

@@ -146,14 +146,20 @@ def probe_object(fs: fsspec.AbstractFileSystem, obj: ImageObject, limits: ScanLi
                             None, 0.0)
 
 
+def within_bytes(probe: Probe, size: int, max_bytes: int) -> Probe:
+    """A verified object's verdict: `too_large` when it decoded but has more than `max_bytes` bytes."""
+    if probe.status == "ok" and size > max_bytes:
+        return Probe("too_large", f"{size} bytes exceed the limit of {max_bytes}",
+                     probe.format, probe.mode, probe.width, probe.height)
+    return probe
+
+
 def _whole(fn: Callable[..., Probe], data: bytes, rules: dict[str, Any]) -> ProbeOutcome:
     """Judge an object read whole: `probe_image` (header and structure) or `verify_image` (every pixel)."""
     if fn is verify_image:
         probe, seconds = judge_limited(verify_image, data, max_pixels=rules["max_pixels"],
                                        phash=rules["phash"], max_seconds=rules["max_seconds"])
-        if probe.status == "ok" and len(data) > rules["max_bytes"]:
-            probe = Probe("too_large", f"{len(data)} bytes exceed the limit of {rules['max_bytes']}",
-                          probe.format, probe.mode, probe.width, probe.height)
+        probe = within_bytes(probe, len(data), rules["max_bytes"])
     else:
         probe, seconds = _probe_header(data, len(data), None, rules)
     return ProbeOutcome(probe, md5_hash(data), seconds)
