@@ -76,6 +76,10 @@ class _Slot:
         struct.pack_into("q", self.map, 8, time.monotonic_ns())
         struct.pack_into("q", self.map, 0, index)
 
+    def reset(self) -> None:
+        """No call of the next batch has begun."""
+        struct.pack_into("q", self.map, 0, -1)
+
     def read(self) -> tuple[int, float]:
         """(index, its start in `time.monotonic` seconds)."""
         while True:
@@ -155,7 +159,7 @@ class _Worker:
         return self.slot.read()
 
     def send(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], kwargs: dict[str, Any]) -> None:
-        struct.pack_into("q", self.slot.map, 0, -1)
+        self.slot.reset()
         self.connection.send((pickle.dumps(fn), calls, kwargs))
 
     def exit_code(self) -> int | None:
