@@ -26,14 +26,16 @@ training and 2,000 test images at 32x32x1; Wesnoth's sprites at 64x64x3 with 1,0
 4. SWD of 1,000 samples of our seed-0 model next to the real-vs-real floor, by the functions
    `gan-augment evaluate` uses (`compared_sets`, `swd_with_floor`): a seeded random 2,000 pool
    digits in two halves, one the reference, the other the floor. Part 1 measures its seed-0
-   model; `--swd-only` trains nothing else: the default recipe and the recipe without ContraD's
-   loss on fakes (`fake_contrastive_weight=0`), seed 0, side by side, and writes only its section.
-Parts 2 to 4 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
+   model; `--swd-only` trains nothing else: for each of `--seeds` seeds, the default recipe, the
+   recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`) and the recipe with a
+   critic for G (`ModelConfig(critic=True)`), two at a time side by side, each with its SWD and
+   its few-label probe, and writes only its section.
+Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
 (BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
     python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth] [--threads 1] [--seeds 3] [--ablations]
                                   [--augmentation] [--no-write]
-    python benchmarks/fewlabel.py --swd-only [--threads 1] [--no-write]
+    python benchmarks/fewlabel.py --swd-only [--data mnist|fashion] [--threads 1] [--seeds 3] [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
 """
@@ -70,7 +72,7 @@ from gan_augment.training.trainer import resolve_steps  # noqa: E402
 SECTION = "Few-label features ({title})"
 SECTION_ABLATIONS = "Few-label features: ablations"
 SECTION_AUGMENTATION = "Per-class augmentation with synthetic samples (MNIST-5k)"
-SECTION_SWD = "Sample distance (SWD) of the recipes (MNIST-5k)"
+SECTION_SWD = "Sample distance (SWD) of the recipes ({title})"
 
 
 def parse_args() -> argparse.Namespace:
@@ -218,20 +220,30 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
 
 
 def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
-    """`--swd-only`: the SWD of the default recipe and of `fake_contrastive_weight=0`, next to
-    the floor. Writes its section."""
-    table = swd_of_recipes(digits, recipe, args.threads)
-    print(table)
+    """`--swd-only`: for each seed, the SWD and the few-label probe of the default recipe, of
+    `fake_contrastive_weight=0` and of the recipe with a critic for G, next to the floor. Writes
+    its section."""
+    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds)
+    print(table, means, sep="\n\n")
     if not args.no_write:
+        data = DATASETS[args.data]
         budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
-        write_section(section(args, SECTION_SWD), "\n\n".join([
-            command(args, "--swd-only", seeds=False),
-            f"{machine_line(args.threads)}. The default recipe (`ModelConfig(image_size=32, channels=1)`, "
-            f"`TrainConfig()`, {budget}, seed 0) and the same recipe with `fake_contrastive_weight=0` train on "
-            "the 4,000 pool digits side by side, in two processes with the same thread count. The seconds are "
-            "wall-clock and depend on the machine's load; the budgets are fixed step counts.",
+        model = f"`ModelConfig(image_size={data.model.image_size}, channels={data.model.channels})`"
+        write_section(section(args, SECTION_SWD.format(title=data.title)), "\n\n".join([
+            command(args, "--swd-only"),
+            f"{machine_line(args.threads)}. {data.text}. The default recipe ({model}, `TrainConfig()`, {budget}), "
+            "the same recipe with `fake_contrastive_weight=0`, and the same recipe with a critic for G "
+            "(`ModelConfig(critic=True)`: G trains against a plain DCGAN discriminator of its own, "
+            "`TrainConfig.critic_rounds` = 3 G updates a step, and D's trunk learns from the contrastive losses "
+            f"alone) train on the pool for each of {args.seeds} seeds, two at a time side by side, in processes with "
+            "the same thread count. The seconds are wall-clock and depend on the machine's load; the budgets are "
+            "fixed step counts. The probe columns are the few-label probe of each model's features, as in "
+            f"\"{SECTION.format(title=data.title)}\" (test accuracy %, mean ± standard deviation over "
+            f"{args.draws} label draws).",
             SWD_TEXT,
             table,
+            "Means over the seeds (± the standard deviation of the seeds' values):",
+            means,
         ]))
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import markdown_table  # noqa: E402
-from fewlabel_data import MODEL, TEST, Digits  # noqa: E402
+from fewlabel_data import HEADER, KS, TEST, Digits, fmt  # noqa: E402
 from fewlabel_training import run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import TrainConfig  # noqa: E402
@@ -25,10 +28,11 @@ from gan_augment.evaluate.metrics import SlicedWasserstein  # noqa: E402
 from gan_augment.gan.checkpoint import TrainedModel, load_model  # noqa: E402
 from gan_augment.scan.cache import ImageCache  # noqa: E402
 
-SWD_IMAGES = 2 * TEST  # real digits drawn from the pool: 1,000 reference, 1,000 for the floor
-RECIPES = {  # row title: the change to the default recipe
-    "ours: default recipe": {},
-    "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": {"fake_contrastive_weight": 0.0},
+SWD_IMAGES = 2 * TEST  # real images drawn from the pool: 1,000 reference, 1,000 for the floor
+RECIPES = {  # row title: (the change to the default model config, the change to the default recipe)
+    "ours: default recipe": ({}, {}),
+    "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": ({}, {"fake_contrastive_weight": 0.0}),
+    "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {}),
 }
 SWD_TEXT = (
     "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer), x1e3, computed by "
@@ -54,8 +58,9 @@ def _cells(swd: SlicedWasserstein) -> list[str]:
     return [*(f"{1e3 * value:.1f}" for value in swd.distances), f"{1e3 * swd.mean:.1f}"]
 
 
-def swd_table(results: dict[str, SwdWithFloor]) -> str:
-    """A floor row and one row per model, with its ratio to the floor.
+def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]] | None = None) -> str:
+    """A floor row and one row per model: its SWD, its ratio to the floor and, when `probes` are
+    given, its few-label probe.
 
     Raises:
         ValueError: models measured on different real halves (their floors differ), which one
@@ -64,23 +69,54 @@ def swd_table(results: dict[str, SwdWithFloor]) -> str:
     floors = [result.floor for result in results.values()]
     if any(floor != floors[0] for floor in floors):
         raise ValueError("the models' floors differ; measure every model on the same pool and seed")
-    header = ["vs 1,000 pool images (x1e3)", *(f"{r}x{r}" for r in floors[0].resolutions), "mean", "x floor"]
-    rows = [["real: 1,000 other pool images (floor)", *_cells(floors[0]), "1.0"]]
-    rows += [[name, *_cells(result.samples), f"{result.ratio:.1f}"] for name, result in results.items()]
+    ks = KS if probes else ()
+    header = ["vs 1,000 pool images (x1e3)", *(f"{r}x{r}" for r in floors[0].resolutions), "mean", "x floor",
+              *HEADER[1:1 + len(ks)]]
+    rows = [["real: 1,000 other pool images (floor)", *_cells(floors[0]), "1.0", *[""] * len(ks)]]
+    rows += [[name, *_cells(result.samples), f"{result.ratio:.1f}", *(fmt(probes[name][k]) for k in ks)]
+             for name, result in results.items()]
     return markdown_table(header, rows)
 
 
-def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int) -> str:
-    """Train the default recipe and the recipe without ContraD's loss on fakes (seed 0) side by
-    side, and tabulate each one's SWD next to the floor."""
+def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]]) -> str:
+    """Per recipe, the mean over seeds (± their standard deviation) of the ratio to the floor
+    and of each seed's mean probe accuracy."""
+    header = ["recipe, mean of seeds", "x floor", *HEADER[1:]]
+    rows = []
+    for recipe in RECIPES:
+        names = [name for name in results if name.startswith(recipe + ", seed")]
+        ratios = [results[name].ratio for name in names]
+        rows.append([recipe, _mean([f"{r:.2f}" for r in ratios]),
+                     *(_mean([f"{100 * probes[name][k].mean:.1f}" for name in names]) for k in KS)])
+    return markdown_table(header, rows)
+
+
+def _mean(cells: list[str]) -> str:
+    values = [float(c) for c in cells]
+    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.1f}{spread}"
+
+
+def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int) -> tuple[str, str]:
+    """Train every recipe of `RECIPES` for each seed, two side by side, and tabulate each model's
+    SWD next to the floor, with its few-label probe; returns (the table, the means over seeds)."""
     names = list(RECIPES)
-    jobs = {name: (train_ours, dict(root=digits.root, split="pool", out=digits.out, name=f"swd-{names.index(name)}",
-                                    model=MODEL.to_dict(), train=dataclasses.replace(recipe, seed=0, **change).to_dict(),
-                                    threads=threads)) for name, change in RECIPES.items()}
-    timing = run_pair(jobs)
-    results = {}
-    for name in names:
-        model = load_model(os.path.join(digits.out, f"swd-{names.index(name)}", "model"))
-        title = f"{name}, seed 0 ({timing[name]['steps']} D steps, {timing[name]['seconds']:.0f} s)"
+    jobs = {}
+    for seed in range(seeds):
+        for index, (name, (model_change, train_change)) in enumerate(RECIPES.items()):
+            jobs[(name, seed)] = (train_ours, dict(
+                root=digits.root, split="pool", out=digits.out, name=f"swd-{index}-{seed}",
+                model=dataclasses.replace(digits.model, **model_change).to_dict(),
+                train=dataclasses.replace(recipe, seed=seed, **train_change).to_dict(), threads=threads))
+    keys, timing = list(jobs), {}
+    for i in range(0, len(keys), 2):
+        pair = {f"{name}|{seed}": jobs[(name, seed)] for name, seed in keys[i:i + 2]}
+        timing.update({tuple(key.split("|")): run for key, run in run_pair(pair).items()})
+    results, probes = {}, {}
+    for name, seed in keys:
+        model = load_model(os.path.join(digits.out, f"swd-{names.index(name)}-{seed}", "model"))
+        run = timing[(name, str(seed))]
+        title = f"{name}, seed {seed} ({run['steps']} D steps, {run['seconds']:.0f} s)"
         results[title] = sample_swd(model, digits.pool)
-    return swd_table(results)
+        probes[title] = digits.probe(*digits.ours_features(model))
+    return swd_table(results, probes), mean_table(results, probes)

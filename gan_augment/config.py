@@ -7,13 +7,11 @@ with the field's name in the message, instead of deep inside a training step.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-C = TypeVar("C", bound="_JsonConfig")
+from gan_augment.config_base import JsonConfig, check, check_choice, check_float, check_int
 
 LOSSES = ("bce", "wgan-gp", "hinge")
 UPSAMPLE_MODES = ("nearest", "transpose")
@@ -46,68 +44,8 @@ def background_rgb(background: str) -> tuple[int, int, int]:
     return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
-class _JsonConfig:
-    """Shared JSON round-trip: unknown keys are errors, not silently dropped.
-
-    Fields named in `_OMITTED_AT_DEFAULT` are left out of `to_dict` while they hold their
-    default: a field added for an optional feature then leaves the dicts (and so the model ids,
-    cards and checkpoints) of runs that do not use it exactly as they were.
-    """
-
-    _OMITTED_AT_DEFAULT: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)  # type: ignore[call-overload]
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            if field.name in self._OMITTED_AT_DEFAULT and data[field.name] == field.default:
-                del data[field.name]
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(known)}"
-            )
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls: type[C], text: str) -> C:
-        return cls.from_dict(json.loads(text))
-
-
-def _check(ok: bool, cls: object, name: str, value: object, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{type(cls).__name__}.{name}={value!r} is invalid: expected {expected}")
-
-
-def _check_int(cfg: object, name: str, low: int, high: int | None = None) -> None:
-    value = getattr(cfg, name)
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-    _check(ok, cfg, name, value, f"an integer {bound}")
-
-
-def _check_float(cfg: object, name: str, low: float, high: float, *, open_low: bool = False) -> None:
-    value = getattr(cfg, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low) and value <= high
-    _check(ok, cfg, name, value, f"a number in {'(' if open_low else '['}{low}, {high}]")
-
-
-def _check_choice(cfg: object, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    _check(value in choices, cfg, name, value, f"one of {', '.join(choices)}")
-
-
 @dataclass(frozen=True)
-class ModelConfig(_JsonConfig):
+class ModelConfig(JsonConfig):
     """The DCGAN's shape.
 
     Attributes:
@@ -133,6 +71,11 @@ class ModelConfig(_JsonConfig):
         num_classes: 0 for an unconditional model; K > 0 makes a class-conditional one:
             class-conditional BatchNorm in G and a projection discriminator (Miyato & Koyama
             2018). Training sets it from the labels it is given (`train(..., labels=...)`).
+        critic: D also holds a critic, a plain DCGAN discriminator of its own (D's blocks, a
+            linear logit) that G trains against in the contrastive recipe; D's trunk, whose
+            features are exported, learns from the contrastive losses alone. With it the
+            samples come close to the data without costing the features (BENCHMARKS.md,
+            "Sample distance (SWD) of the recipes").
 
     `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
     networks' input; training, feature extraction and evaluation all decode by them, so a
@@ -164,8 +107,9 @@ class ModelConfig(_JsonConfig):
     background: str = DEFAULT_BACKGROUND
     fit: str = DEFAULT_FIT
     num_classes: int = 0
+    critic: bool = False
 
-    _OMITTED_AT_DEFAULT = ("num_classes",)
+    _OMITTED_AT_DEFAULT = ("num_classes", "critic")
 
     @classmethod
     def seed_dcgan(cls, **overrides: Any) -> ModelConfig:
@@ -175,21 +119,22 @@ class ModelConfig(_JsonConfig):
     def __post_init__(self) -> None:
         size = self.image_size
         ok = isinstance(size, int) and 16 <= size <= 256 and size & (size - 1) == 0
-        _check(ok, self, "image_size", size, "a power of two from 16 to 256")
-        _check(self.channels in (1, 3) and isinstance(self.channels, int), self, "channels",
+        check(ok, self, "image_size", size, "a power of two from 16 to 256")
+        check(self.channels in (1, 3) and isinstance(self.channels, int), self, "channels",
                self.channels, "1 (grayscale) or 3 (RGB)")
         for name in ("latent_dim", "ngf", "ndf"):
-            _check_int(self, name, 1)
-        _check_int(self, "projection_dim", 0)
-        _check_int(self, "num_classes", 0)
-        _check_choice(self, "upsample", UPSAMPLE_MODES)
-        _check_choice(self, "d_norm", D_NORMS)
-        _check_float(self, "d_dropout", 0.0, 0.9)
-        _check_choice(self, "fit", FITS)
+            check_int(self, name, 1)
+        check_int(self, "projection_dim", 0)
+        check_int(self, "num_classes", 0)
+        check(isinstance(self.critic, bool), self, "critic", self.critic, "a bool")
+        check_choice(self, "upsample", UPSAMPLE_MODES)
+        check_choice(self, "d_norm", D_NORMS)
+        check_float(self, "d_dropout", 0.0, 0.9)
+        check_choice(self, "fit", FITS)
         try:
             background_rgb(self.background)
         except ValueError:
-            _check(False, self, "background", self.background, "black, white or a colour #rrggbb")
+            check(False, self, "background", self.background, "black, white or a colour #rrggbb")
 
     @property
     def decode_options(self) -> dict[str, str]:  # build_cache's decode keywords besides size and channels
@@ -202,7 +147,7 @@ class ModelConfig(_JsonConfig):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_JsonConfig):
+class TrainConfig(JsonConfig):
     """One training run.
 
     Attributes:
@@ -235,6 +180,8 @@ class TrainConfig(_JsonConfig):
             loss alone (ContraD); the generator still learns through the whole D.
         fake_contrastive_weight: weight of ContraD's contrastive loss on generated images, 0 is
             off (`losses.fake_contrastive`: all fakes one class, the real views its negatives).
+        critic_rounds: with a critic (`ModelConfig.critic`), G updates per step, each after
+            `d_steps` critic updates; the step's real images are shared out among the critic's.
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -283,6 +230,7 @@ class TrainConfig(_JsonConfig):
     fake_negatives: bool = True
     detach_gan_head: bool = True
     fake_contrastive_weight: float = 1.0
+    critic_rounds: int = 3
     ema_decay: float = 0.999
     amp: bool = True
     channels_last: bool = True
@@ -300,46 +248,47 @@ class TrainConfig(_JsonConfig):
     class_weight: float = 1.0
     skip_near_duplicates: bool = False
 
-    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight", "skip_near_duplicates")
+    _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight", "skip_near_duplicates",
+                           "critic_rounds")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
-            _check_int(self, "steps", 1)
+            check_int(self, "steps", 1)
         if self.epochs is not None:
-            _check_float(self, "epochs", 0.0, 1e6, open_low=True)
+            check_float(self, "epochs", 0.0, 1e6, open_low=True)
         if self.max_seconds is not None:
-            _check_float(self, "max_seconds", 0.0, 1e9, open_low=True)
+            check_float(self, "max_seconds", 0.0, 1e9, open_low=True)
         if self.fake_batch_size is not None:
-            _check_int(self, "fake_batch_size", 1)
-        for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every"):
-            _check_int(self, name, 1)
+            check_int(self, "fake_batch_size", 1)
+        for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every", "critic_rounds"):
+            check_int(self, name, 1)
         for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed"):
-            _check_int(self, name, 0)
-        _check_float(self, "lr", 0.0, 1.0, open_low=True)
-        _check_float(self, "d_lr", 0.0, 1.0, open_low=True)
-        _check_float(self, "beta1", 0.0, 0.9999)
-        _check_float(self, "d_beta1", 0.0, 0.9999)
-        _check_float(self, "beta2", 0.0, 0.9999)
-        _check_float(self, "gp_weight", 0.0, 1e6)
-        _check_float(self, "contrastive_weight", 0.0, 1e3)
-        _check_float(self, "contrastive_temperature", 0.0, 10.0, open_low=True)
-        _check_float(self, "fake_contrastive_weight", 0.0, 1e3)
+            check_int(self, name, 0)
+        check_float(self, "lr", 0.0, 1.0, open_low=True)
+        check_float(self, "d_lr", 0.0, 1.0, open_low=True)
+        check_float(self, "beta1", 0.0, 0.9999)
+        check_float(self, "d_beta1", 0.0, 0.9999)
+        check_float(self, "beta2", 0.0, 0.9999)
+        check_float(self, "gp_weight", 0.0, 1e6)
+        check_float(self, "contrastive_weight", 0.0, 1e3)
+        check_float(self, "contrastive_temperature", 0.0, 10.0, open_low=True)
+        check_float(self, "fake_contrastive_weight", 0.0, 1e3)
         if self.fake_contrastive_weight and self.contrastive_weight:
-            _check(self.fakes_per_step >= 2, self, "fake_batch_size", self.fake_batch_size,
+            check(self.fakes_per_step >= 2, self, "fake_batch_size", self.fake_batch_size,
                    "at least 2 generated images per D step when fake_contrastive_weight > 0 (each fake's "
                    "positives are the others)")
-        _check_float(self, "ema_decay", 0.0, 1.0)
-        _check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
-        _check_float(self, "pseudo_label_at", 0.0, 1.0)
-        _check_float(self, "pseudo_label_threshold", 0.0, 1.0)
-        _check_float(self, "class_weight", 0.0, math.inf)
-        _check_choice(self, "loss", LOSSES)
-        _check_choice(self, "device", DEVICES)
+        check_float(self, "ema_decay", 0.0, 1.0)
+        check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
+        check_float(self, "pseudo_label_at", 0.0, 1.0)
+        check_float(self, "pseudo_label_threshold", 0.0, 1.0)
+        check_float(self, "class_weight", 0.0, math.inf)
+        check_choice(self, "loss", LOSSES)
+        check_choice(self, "device", DEVICES)
         for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",
                      "compile", "skip_near_duplicates"):
-            _check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
+            check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
         unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
-        _check(not unknown, self, "diffaugment", self.diffaugment,
+        check(not unknown, self, "diffaugment", self.diffaugment,
                f"a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
 
     @classmethod
@@ -359,7 +308,7 @@ class TrainConfig(_JsonConfig):
 
 
 @dataclass(frozen=True)
-class FeatureProtocol(_JsonConfig):
+class FeatureProtocol(JsonConfig):
     """How discriminator activations become one feature vector per image: the DCGAN paper's
     protocol (Radford et al. 2015, section 5.1) with a 2x2 grid instead of its 4x4, which gave
     the better few-label accuracy in every run (BENCHMARKS.md, "Few-label features").
@@ -377,10 +326,10 @@ class FeatureProtocol(_JsonConfig):
     def __post_init__(self) -> None:
         if isinstance(self.blocks, list):  # what a JSON round-trip gives back
             object.__setattr__(self, "blocks", tuple(self.blocks))
-        _check(isinstance(self.blocks, tuple) and all(isinstance(b, int) and b >= 1 for b in self.blocks),
+        check(isinstance(self.blocks, tuple) and all(isinstance(b, int) and b >= 1 for b in self.blocks),
                self, "blocks", self.blocks, "a tuple of 1-based block numbers")
-        _check_int(self, "grid", 1)
-        _check_choice(self, "pooling", POOLINGS)
+        check_int(self, "grid", 1)
+        check_choice(self, "pooling", POOLINGS)
 
     def block_numbers(self, model_config: ModelConfig) -> tuple[int, ...]:
         """The blocks used with a discriminator of `model_config`.

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gan_augment"
 
 # Lower stages first: a module may import its own stage and the ones before it, never a later one.
 # The command line and the demo are the top: they call every stage.
-STAGES = ["config", "io", "layout", "scan", "gan", "training", "export", "evaluate", "curate", "cli", "demo"]
+STAGES = ["config_base", "config", "io", "layout", "scan", "gan", "training", "export", "evaluate", "curate", "cli",
+          "demo"]
 RANK = {stage: min(STAGES.index(stage), STAGES.index("cli")) for stage in STAGES}
 # Test support sits beside the stages: nothing in the library imports it.
 APART = {"testing"}

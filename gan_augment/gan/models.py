@@ -138,6 +138,21 @@ def _d_norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
+def _discriminator_blocks(config: ModelConfig) -> list[nn.Module]:
+    """N x [Conv 4x4 stride 2 -> LeakyReLU(0.2) -> Dropout -> Norm (not in the first block)]."""
+    blocks: list[nn.Module] = []
+    c_in = config.channels
+    for block in range(1, config.num_blocks + 1):
+        c_out = _discriminator_width(config, block)
+        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+                                   nn.Dropout(config.d_dropout)]
+        if block > 1:  # Radford et al.: no normalisation on D's input layer
+            layers.append(_d_norm(config.d_norm, c_out))
+        blocks.append(nn.Sequential(*layers))
+        c_in = c_out
+    return blocks
+
+
 class Discriminator(nn.Module):
     """Image -> one logit per image (no sigmoid; losses work on logits).
 
@@ -148,27 +163,19 @@ class Discriminator(nn.Module):
     logit of an image of class y adds <embed(y), trunk> to the unconditional one; an image whose
     class is unknown (label -1) gets the unconditional logit alone. It also has a linear class
     head on the trunk (`classify`), the auxiliary classifier of AC-GAN (Odena et al. 2017).
+    With `config.critic`, it also holds `critic`: the same blocks with weights of their own and
+    a linear logit, the discriminator G faces (`training.step`); features never come from it.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        blocks: list[nn.Module] = []
-        c_in = config.channels
-        for block in range(1, config.num_blocks + 1):
-            c_out = _discriminator_width(config, block)
-            layers: list[nn.Module] = [
-                nn.Conv2d(c_in, c_out, 4, 2, 1),
-                nn.LeakyReLU(0.2, inplace=True),
-                nn.Dropout(config.d_dropout),
-            ]
-            if block > 1:  # Radford et al.: no normalisation on D's input layer
-                layers.append(_d_norm(config.d_norm, c_out))
-            blocks.append(nn.Sequential(*layers))
-            c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
-        self.trunk_dim = c_in * 4 * 4
+        self.blocks = nn.ModuleList(_discriminator_blocks(config))
+        self.trunk_dim = _discriminator_width(config, config.num_blocks) * 4 * 4
         self.classifier = nn.Linear(self.trunk_dim, 1)
+        # The critic shares nothing with the trunk: its gradients must not shape the features.
+        self.critic: nn.Module | None = nn.Sequential(
+            *_discriminator_blocks(config), nn.Flatten(), nn.Linear(self.trunk_dim, 1)) if config.critic else None
         self.projection: nn.Module | None = None
         if config.projection_dim:
             # SimCLR's two-layer MLP head (Chen et al. 2020); only the auxiliary loss uses it.
@@ -236,6 +243,33 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, ConditionalBatchNorm2d):  # after its embeddings: `apply` visits children first
         module.reset_affine()
+
+
+@torch.no_grad()
+def standing_statistics(generator: Generator, *, batches: int = 20, batch_size: int = 256, seed: int = 0) -> Generator:
+    """An eval-mode copy of `generator` whose BatchNorm running statistics are recomputed from
+    its own weights: the mean over `batches` batches of fresh noise (the "standing statistics" of
+    Brock et al. 2019, BigGAN). An EMA generator's copied statistics are those of the newest
+    weights, not of the averaged ones it samples with; the gap grows with G's updates per step.
+
+    Raises:
+        ValueError: a class-conditional generator (its classes would need a draw of their own).
+    """
+    if generator.config.num_classes:
+        raise ValueError("standing_statistics takes an unconditional generator")
+    device = next(generator.parameters()).device
+    copy_ = copy.deepcopy(generator).train()
+    for module in copy_.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative mean over the batches, not a moving one
+    rng = torch.Generator(device).manual_seed(seed)
+    for _ in range(batches):
+        copy_(torch.randn(batch_size, generator.config.latent_dim, device=device, generator=rng))
+    for module in copy_.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.1
+    return copy_.eval()
 
 
 def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:

@@ -48,6 +48,7 @@ class DiscriminatorUpdate(NamedTuple):
     fake: Tensor  # G's output, (F, C, S, S), with its graph when the update was asked to keep it
     real_input: Tensor  # the reals as D saw them, (B, C, S, S): the unrolled G loss replays them
     fake_labels: Tensor | None  # the classes G was asked for, (F,), in a class-conditional run
+    real: Tensor  # the real batch as read, (B, C, S, S): a critic's share of the step's reals
 
 
 class TrainingStep:
@@ -88,6 +89,13 @@ class TrainingStep:
         self.g_forward, self.d_forward = state.generator, state.discriminator
         if train_config.compile:
             self.g_forward, self.d_forward = torch.compile(self.g_forward), torch.compile(self.d_forward)
+        self.critic = state.discriminator.critic
+        if self.critic is not None and (not self.contrastive or self.num_classes or train_config.unrolled_steps):
+            raise ValueError("a critic (ModelConfig.critic) trains G in the unconditional contrastive recipe only: "
+                             "contrastive_weight > 0, no classes, unrolled_steps 0")
+        if self.critic is not None and train_config.critic_rounds > train_config.batch_size:
+            raise ValueError(f"critic_rounds={train_config.critic_rounds} is more than the batch_size "
+                             f"({train_config.batch_size}): every critic update needs real images of its own")
 
     def __call__(self) -> Tensor:
         """Run one G step and advance `state.step` by one.
@@ -99,16 +107,59 @@ class TrainingStep:
         tc, state = self.tc, self.state
         # (1) Update D, `d_steps` times, each on its own real batch and fresh fakes. Only the
         # last update's fakes feed G's update; the earlier ones need no graph.
-        for i in range(tc.d_steps):
-            d = self.update_discriminator(state.step * tc.d_steps + i, keep_graph=i == tc.d_steps - 1)
-        # (2) Update G against the D just updated, on those last fakes.
-        loss_g = self.update_generator(d.fake, d.real_input, d.fake_labels)
+        updates = [self.update_discriminator(state.step * tc.d_steps + i,
+                                             keep_graph=i == tc.d_steps - 1 and self.critic is None)
+                   for i in range(tc.d_steps)]
+        d = updates[-1]
+        # (2) Update G against the D just updated, on those last fakes; or, with a critic,
+        # `critic_rounds` times against the critic, which learns between G's updates.
+        if self.critic is None:
+            loss_g = self.update_generator(d.fake, d.real_input, d.fake_labels)
+            real_logits, fake_logits = d.real_logits, d.fake_logits
+        else:
+            loss_g, real_logits, fake_logits = self.critic_rounds(torch.cat([u.real for u in updates]))
         # (3) EMA of G's weights.
         self.update_ema()
         state.step += 1
         with torch.no_grad():
-            return torch.stack([d.loss.float(), loss_g.float(), torch.sigmoid(d.real_logits.float()).mean(),
-                                torch.sigmoid(d.fake_logits.float()).mean()])
+            return torch.stack([d.loss.float(), loss_g.float(), torch.sigmoid(real_logits.float()).mean(),
+                                torch.sigmoid(fake_logits.float()).mean()])
+
+    def critic_rounds(self, reals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`critic_rounds` x [`d_steps` updates of the critic, one update of G against it]: the
+        plain GAN of the seed, on the step's real images shared out among the critic's updates
+        (each seen once) and fresh fakes. G faces the critic in train mode, as in the plain GAN.
+
+        Returns:
+            G's last loss, and the critic's last real (R,) and fake (F,) logits.
+        """
+        tc, state, critic = self.tc, self.state, self.critic
+        shares = reals.tensor_split(tc.critic_rounds * tc.d_steps)
+        for round_ in range(tc.critic_rounds):
+            for share in shares[round_ * tc.d_steps:(round_ + 1) * tc.d_steps]:
+                with self.autocast():
+                    with torch.no_grad():
+                        fake = self.g_forward(self.noise())  # (F, C, S, S)
+                    real_logits = critic(self.augment(share)).squeeze(1)  # (R,)
+                    fake_logits = critic(self.augment(fake)).squeeze(1)  # (F,)
+                    loss = discriminator_loss(tc.loss, real_logits, fake_logits)
+                state.opt_d.zero_grad(set_to_none=True)  # only the critic has gradients: Adam skips the rest
+                loss.backward()
+                self.dist.average_gradients(critic)
+                state.opt_d.step()
+            critic.requires_grad_(False)
+            with self.autocast():
+                loss_g = generator_loss(tc.loss, critic(self.augment(self.g_forward(self.noise()))).squeeze(1))
+            state.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.dist.average_gradients(state.generator)
+            critic.requires_grad_(True)
+            state.opt_g.step()
+        return loss_g, real_logits, fake_logits
+
+    def noise(self) -> Tensor:
+        """A batch of G's input noise, (F, Z)."""
+        return torch.randn(self.tc.fakes_per_step, self.latent_dim, device=self.device, generator=self.state.rng)
 
     def update_discriminator(self, index: int, keep_graph: bool = False) -> DiscriminatorUpdate:
         """One update of D on real batch `index` against fresh fakes: maximise
@@ -122,7 +173,7 @@ class TrainingStep:
         state = self.state
         real = self.batches(index)  # (B, C, S, S)
         real_labels = self.batches.labels(index, state.labels) if state.labels is not None else None  # (B,)
-        z = torch.randn(self.tc.fakes_per_step, self.latent_dim, device=self.device, generator=state.rng)
+        z = self.noise()
         # A class-conditional G is asked for every class equally often.
         fake_labels = torch.randint(self.num_classes, (self.tc.fakes_per_step,), device=self.device,
                                     generator=state.rng) if self.num_classes else None  # (F,)
@@ -134,7 +185,7 @@ class TrainingStep:
         loss.backward()
         self.dist.average_gradients(state.discriminator)
         state.opt_d.step()
-        return DiscriminatorUpdate(loss, real_logits, fake_logits, fake, real_input, fake_labels)
+        return DiscriminatorUpdate(loss, real_logits, fake_logits, fake, real_input, fake_labels, real)
 
     def d_loss(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
                fake_labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -18,6 +18,7 @@ from torch import Tensor
 from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.checkpoint import save_model, write_model_card
 from gan_augment.gan.devices import has_native_bf16, select_device
+from gan_augment.gan.models import Generator, standing_statistics
 from gan_augment.io.fsio import basename, redact_url
 from gan_augment.io.parquet import read_table
 from gan_augment.io.progress import Progress
@@ -279,9 +280,9 @@ class Trainer:
             column.append(row[key])
         return row
 
-    def _write_samples(self, name: str) -> None:
+    def _write_samples(self, name: str, generator: Generator | None = None) -> None:
         if self.dist.is_main:
-            write_samples(self.model_dir, name, self.state.ema, self.fixed_noise, self.state.history,
+            write_samples(self.model_dir, name, generator or self.state.ema, self.fixed_noise, self.state.history,
                           title=self.dataset, storage_options=self.storage_options, labels=self.fixed_labels)
 
     def _finish(self, row: dict[str, float], seconds: float, images_per_second: float) -> TrainResult:
@@ -290,10 +291,13 @@ class Trainer:
         metrics = {k: v for k, v in row.items() if k != "step"}
         if self.resumed_from != state.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
-        self._write_samples("final")
+        # With a critic, G moves three times a step and its EMA's copied BatchNorm statistics
+        # lag; the saved G gets its own (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
+        sampler = standing_statistics(state.ema, seed=self.tc.seed) if self.mc.critic else state.ema
+        self._write_samples("final", sampler)
         if self.dist.is_main:
             extra = {"step": state.step, **({"classes": self.classes} if self.classes else {})}
-            save_model(self.model_dir, state.ema, state.discriminator, model_id=self.model_id,
+            save_model(self.model_dir, sampler, state.discriminator, model_id=self.model_id,
                        dataset=self.dataset, extra=extra, storage_options=self.storage_options)
             card = model_card(self.cache, self.mc, self.tc, model_id=self.model_id, dataset=self.dataset,
                               source=self.source, steps=state.step, images_per_step=self.images_per_step,

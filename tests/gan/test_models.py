@@ -3,7 +3,14 @@ import torch
 import torch.nn.functional as F
 
 from gan_augment.config import ModelConfig
-from gan_augment.gan.models import Discriminator, Generator, UpsampleConv2d, build_models, init_weights
+from gan_augment.gan.models import (
+    Discriminator,
+    Generator,
+    UpsampleConv2d,
+    build_models,
+    init_weights,
+    standing_statistics,
+)
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 128, 256])
@@ -77,3 +84,21 @@ def test_folded_upsample_conv_equals_upsample_then_conv():
     expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), layer.weight, layer.bias, padding=1)
     assert torch.allclose(layer(x), expected, atol=1e-12)
     assert set(layer.state_dict()) == {"weight", "bias"} and layer.weight.shape == (4, 5, 3, 3)
+
+
+def test_standing_statistics_recompute_the_batch_norms_of_a_copy(tiny_model_config):
+    generator, _ = build_models(tiny_model_config)
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:  # statistics of other weights: what an EMA's copied buffers are
+        norm.running_mean.fill_(5.0)
+        norm.running_var.fill_(0.01)
+    fixed = standing_statistics(generator, batches=4, batch_size=64, seed=0)
+    assert all(float(n.running_mean[0]) == 5.0 for n in norms)  # the original is left as it was
+    z = torch.randn(256, tiny_model_config.latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        batch_stats = generator.train()(z)
+        torch.testing.assert_close(fixed(z), batch_stats, atol=0.05, rtol=0.0)  # eval now matches the batch's
+        assert (generator.eval()(z) - batch_stats).abs().mean() > 0.3
+    assert not fixed.training
+    again = standing_statistics(generator, batches=4, batch_size=64, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(fixed.buffers(), again.buffers()))  # seeded

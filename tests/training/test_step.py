@@ -1,3 +1,6 @@
+import dataclasses
+
+import pytest
 import torch
 
 import gan_augment.training.step as step_module
@@ -89,3 +92,42 @@ def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder,
     off = _step(image_folder, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
     off.discriminate_contrastive(real, fake)
     assert len(calls) == 1
+
+
+def test_a_critic_trains_g_on_every_real_once_and_leaves_the_trunk_to_the_contrastive_losses(
+        image_folder, tiny_model_config):
+    model_config = dataclasses.replace(tiny_model_config, critic=True)
+    step = _step(image_folder, model_config, fake_batch_size=5, d_steps=2, critic_rounds=3)
+    d, critic = step.state.discriminator, step.state.discriminator.critic
+    seen, faced, g_updates = [], [], []
+    forward, g_step = critic.forward, step.state.opt_g.step
+    critic.forward = lambda x: (seen.append(x.shape[0]), forward(x))[1]
+    step.d_forward = lambda x: (faced.append(x.shape[0]), d(x))[1]
+    step.state.opt_g.step = lambda: (g_updates.append(1), g_step())[1]
+    trunk_before = [p.clone() for p in d.blocks.parameters()]
+    metrics = step()
+    assert len(g_updates) == 3 and faced == []  # G faced the critic three times and D never
+    assert seen.count(5) == 3 * 2 + 3  # fakes: two critic updates and one G update a round
+    assert sum(n for n in seen if n != 5) == 2 * 8  # the step's two batches of 8, each real once
+    assert all(not torch.equal(a, b) for a, b in zip(trunk_before, d.blocks.parameters()))  # D still learns
+    assert bool(torch.isfinite(metrics).all()) and 0 < metrics[2] < 1 and 0 < metrics[3] < 1
+
+
+def test_the_critics_gradients_never_reach_the_trunk(image_folder, tiny_model_config):
+    step = _step(image_folder, dataclasses.replace(tiny_model_config, critic=True), fake_batch_size=4, d_steps=1,
+                 critic_rounds=1)
+    d = step.state.discriminator
+    step.state.opt_d.step = lambda: None  # keep the gradients of the critic's update for inspection
+    step.critic_rounds(step.batches(0))
+    assert all(p.grad is None for p in d.blocks.parameters())
+    assert all(p.grad is not None for p in d.critic.parameters())
+
+
+def test_a_critic_needs_the_unconditional_contrastive_recipe(image_folder, tiny_model_config):
+    model_config = dataclasses.replace(tiny_model_config, critic=True)
+    with pytest.raises(ValueError, match="contrastive"):
+        _step(image_folder, model_config, contrastive_weight=0.0)
+    with pytest.raises(ValueError, match="contrastive"):
+        _step(image_folder, model_config, unrolled_steps=1)
+    with pytest.raises(ValueError, match="critic_rounds"):
+        _step(image_folder, model_config, critic_rounds=9)  # a batch of 8 cannot feed 9 critic updates

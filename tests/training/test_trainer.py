@@ -48,7 +48,9 @@ def test_training_writes_the_storage_layout(image_folder, tmp_path, tiny_model_c
     assert not model.generator.training
 
 
-def test_resume_is_exact(image_folder, tmp_path, tiny_model_config):
+@pytest.mark.parametrize("critic", [False, True])
+def test_resume_is_exact(image_folder, tmp_path, tiny_model_config, critic):
+    tiny_model_config = dataclasses.replace(tiny_model_config, critic=critic)
     config = TrainConfig(steps=8, batch_size=8, log_every=1, checkpoint_every=4, sample_every=100,
                          diffaugment="color,translation,cutout", flip=True)
     straight = train(image_folder, str(tmp_path / "a"), tiny_model_config, config)
@@ -181,3 +183,14 @@ def test_near_duplicates_are_left_out_on_request(image_folder, tmp_path, tiny_mo
     assert skipped["train_config"]["skip_near_duplicates"] is True
     plain = card(str(tmp_path / "c"), tiny_train_config, table=True)
     assert plain["num_images"] == 24 and "skip_near_duplicates" not in plain["train_config"]
+
+
+def test_a_critic_run_saves_its_ema_with_standing_statistics(image_folder, tmp_path, tiny_model_config):
+    model_config = dataclasses.replace(tiny_model_config, critic=True)
+    result = train(image_folder, str(tmp_path / "out"), model_config, TrainConfig(steps=2, batch_size=8,
+                                                                                   sample_every=100))
+    saved, last = load_model(result.model_dir).generator, _state_of(result.model_dir)["ema"]
+    weights = {k for k, _ in saved.named_parameters()}
+    assert all(torch.equal(v, last[k]) for k, v in saved.state_dict().items() if k in weights)
+    means = [k for k in last if k.endswith("running_mean")]
+    assert means and all(not torch.equal(saved.state_dict()[k], last[k]) for k in means)
