@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -61,14 +63,15 @@ def test_a_single_process_context_is_inert(monkeypatch):
         raise AssertionError("a malformed WORLD_SIZE must be refused")
 
 
-def _train_rank(rank: int, world: int, port: int, folder: str, out: str) -> None:
+def _train_rank(rank: int, world: int, port: int, folder: str, out: str, critic: bool = False) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     context = init_distributed("cpu")
     try:
         cache = build_cache(folder, MODEL.image_size, MODEL.channels)
-        trainer = Trainer(cache, os.path.join(out, "blobs", "model"), MODEL, TRAINING, dataset="blobs",
+        model = dataclasses.replace(MODEL, critic=critic)
+        trainer = Trainer(cache, os.path.join(out, "blobs", "model"), model, TRAINING, dataset="blobs",
                           distributed=context)
         trainer.run()
         # Parameters only: BatchNorm running statistics are per rank (each normalises its own
@@ -81,9 +84,10 @@ def _train_rank(rank: int, world: int, port: int, folder: str, out: str) -> None
         shutdown_distributed()
 
 
-def test_two_gloo_ranks_stay_identical_and_only_rank_0_writes(image_folder, tmp_path):
+@pytest.mark.parametrize("critic", [False, True])
+def test_two_gloo_ranks_stay_identical_and_only_rank_0_writes(image_folder, tmp_path, critic):
     out = str(tmp_path / "out")
-    mp.spawn(_train_rank, args=(2, free_port(), image_folder, out), nprocs=2, join=True)
+    mp.spawn(_train_rank, args=(2, free_port(), image_folder, out, critic), nprocs=2, join=True)
     ranks = [torch.load(os.path.join(out, f"rank-{r}.pt"), weights_only=True) for r in range(2)]
     # Different data on each rank, yet the same weights: the gradients were averaged.
     assert set(ranks[0]["seen"].tolist()).isdisjoint(ranks[1]["seen"].tolist())
