@@ -122,7 +122,7 @@ class ModelConfig(JsonConfig):
         ok = isinstance(size, int) and 16 <= size <= 256 and size & (size - 1) == 0
         check(ok, self, "image_size", size, "a power of two from 16 to 256")
         check(self.channels in (1, 3) and isinstance(self.channels, int), self, "channels",
-               self.channels, "1 (grayscale) or 3 (RGB)")
+              self.channels, "1 (grayscale) or 3 (RGB)")
         for name in ("latent_dim", "ngf", "ndf"):
             check_int(self, name, 1)
         check_int(self, "projection_dim", 0)
@@ -276,8 +276,8 @@ class TrainConfig(JsonConfig):
         check_float(self, "fake_contrastive_weight", 0.0, 1e3)
         if self.fake_contrastive_weight and self.contrastive_weight:
             check(self.fakes_per_step >= 2, self, "fake_batch_size", self.fake_batch_size,
-                   "at least 2 generated images per D step when fake_contrastive_weight > 0 (each fake's "
-                   "positives are the others)")
+                  "at least 2 generated images per D step when fake_contrastive_weight > 0 (each fake's "
+                  "positives are the others)")
         check_float(self, "ema_decay", 0.0, 1.0)
         check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
         check_float(self, "pseudo_label_at", 0.0, 1.0)
@@ -290,7 +290,7 @@ class TrainConfig(JsonConfig):
             check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
         unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
         check(not unknown, self, "diffaugment", self.diffaugment,
-               f"a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
+              f"a comma-separated subset of {', '.join(AUGMENT_POLICIES)}")
 
     @classmethod
     def seed_dcgan(cls, **overrides: Any) -> TrainConfig:
@@ -328,7 +328,7 @@ class FeatureProtocol(JsonConfig):
         if isinstance(self.blocks, list):  # what a JSON round-trip gives back
             object.__setattr__(self, "blocks", tuple(self.blocks))
         check(isinstance(self.blocks, tuple) and all(isinstance(b, int) and b >= 1 for b in self.blocks),
-               self, "blocks", self.blocks, "a tuple of 1-based block numbers")
+              self, "blocks", self.blocks, "a tuple of 1-based block numbers")
         check_int(self, "grid", 1)
         check_choice(self, "pooling", POOLINGS)
 

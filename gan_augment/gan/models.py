@@ -258,18 +258,18 @@ def standing_statistics(generator: Generator, *, batches: int = 20, batch_size: 
     if generator.config.num_classes:
         raise ValueError("standing_statistics takes an unconditional generator")
     device = next(generator.parameters()).device
-    copy_ = copy.deepcopy(generator).train()
-    for module in copy_.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # a cumulative mean over the batches, not a moving one
+    fixed = copy.deepcopy(generator).train()
+    norms = [m for m in fixed.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean over the batches, not a moving one
     rng = torch.Generator(device).manual_seed(seed)
     for _ in range(batches):
-        copy_(torch.randn(batch_size, generator.config.latent_dim, device=device, generator=rng))
-    for module in copy_.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.1
-    return copy_.eval()
+        fixed(torch.randn(batch_size, generator.config.latent_dim, device=device, generator=rng))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return fixed.eval()
 
 
 def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:

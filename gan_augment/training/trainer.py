@@ -291,8 +291,8 @@ class Trainer:
         metrics = {k: v for k, v in row.items() if k != "step"}
         if self.resumed_from != state.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
-        # With a critic, G moves three times a step and its EMA's copied BatchNorm statistics
-        # lag; the saved G gets its own (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
+        # With a critic, G moves `critic_rounds` times a step and its EMA's copied BatchNorm
+        # statistics lag; the saved G gets its own (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
         sampler = standing_statistics(state.ema, seed=self.tc.seed) if self.mc.critic else state.ema
         self._write_samples("final", sampler)
         if self.dist.is_main:
