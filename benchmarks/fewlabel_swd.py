@@ -100,22 +100,22 @@ def _mean(cells: list[str]) -> str:
 def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int) -> tuple[str, str]:
     """Train every recipe of `RECIPES` for each seed, two side by side, and tabulate each model's
     SWD next to the floor, with its few-label probe; returns (the table, the means over seeds)."""
-    names = list(RECIPES)
-    jobs = {}
+    jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
     for seed in range(seeds):
         for index, (name, (model_change, train_change)) in enumerate(RECIPES.items()):
-            jobs[(name, seed)] = (train_ours, dict(
-                root=digits.root, split="pool", out=digits.out, name=f"swd-{index}-{seed}",
+            folder = f"swd-{index}-{seed}"
+            runs[folder] = (name, seed)
+            jobs[folder] = (train_ours, dict(
+                root=digits.root, split="pool", out=digits.out, name=folder,
                 model=dataclasses.replace(digits.model, **model_change).to_dict(),
                 train=dataclasses.replace(recipe, seed=seed, **train_change).to_dict(), threads=threads))
-    keys, timing = list(jobs), {}
-    for i in range(0, len(keys), 2):
-        pair = {f"{name}|{seed}": jobs[(name, seed)] for name, seed in keys[i:i + 2]}
-        timing.update({tuple(key.split("|")): run for key, run in run_pair(pair).items()})
+    folders, timing = list(jobs), {}
+    for i in range(0, len(folders), 2):
+        timing.update(run_pair({folder: jobs[folder] for folder in folders[i:i + 2]}))
     results, probes = {}, {}
-    for name, seed in keys:
-        model = load_model(os.path.join(digits.out, f"swd-{names.index(name)}-{seed}", "model"))
-        run = timing[(name, str(seed))]
+    for folder, (name, seed) in runs.items():
+        model = load_model(os.path.join(digits.out, folder, "model"))
+        run = timing[folder]
         title = f"{name}, seed {seed} ({run['steps']} D steps, {run['seconds']:.0f} s)"
         results[title] = sample_swd(model, digits.pool)
         probes[title] = digits.probe(*digits.ours_features(model))
