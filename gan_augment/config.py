@@ -74,9 +74,9 @@ class ModelConfig(JsonConfig):
         critic: D also holds a critic, a plain DCGAN discriminator of its own (D's blocks, a
             linear logit) that G trains against in the contrastive recipe; D's trunk, whose
             features are exported, learns from the contrastive losses alone. Its samples come
-            much closer to the data, at 1.7x the training time; the features held on MNIST-5k
-            and lost 1-3 points on Fashion-MNIST (BENCHMARKS.md, "Sample distance (SWD) of the
-            recipes").
+            much closer to the data, at 1.7-1.8x the training time; the features held on
+            MNIST-5k and Wesnoth's sprites and lost 1-3 points on Fashion-MNIST (BENCHMARKS.md,
+            "Sample distance (SWD) of the recipes").
 
     `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
     networks' input; training, feature extraction and evaluation all decode by them, so a
@@ -181,6 +181,8 @@ class TrainConfig(JsonConfig):
             loss alone (ContraD); the generator still learns through the whole D.
         fake_contrastive_weight: weight of ContraD's contrastive loss on generated images, 0 is
             off (`losses.fake_contrastive`: all fakes one class, the real views its negatives).
+            It pays on greyscale digits and garments; on colour sprites, whose samples are
+            still blobs at the automatic budget, 0 scored 5-6 points higher (BENCHMARKS.md).
         critic_rounds: with a critic (`ModelConfig.critic`), G updates per step, each after
             `d_steps` critic updates; the step's real images are shared out among the critic's.
         ema_decay: decay of the generator's exponential moving average used for sampling.
