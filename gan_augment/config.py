@@ -180,9 +180,12 @@ class TrainConfig(JsonConfig):
             linear layer on the (detached) trunk, so D's features are shaped by the contrastive
             loss alone (ContraD); the generator still learns through the whole D.
         fake_contrastive_weight: weight of ContraD's contrastive loss on generated images, 0 is
-            off (`losses.fake_contrastive`: all fakes one class, the real views its negatives).
-            It pays on greyscale digits and garments; on colour sprites, whose samples are
-            still blobs at the automatic budget, 0 scored 5-6 points higher (BENCHMARKS.md).
+            off (`losses.fake_contrastive`: all fakes one class, the real views its negatives);
+            None is automatic (`fake_contrastive_weight_for`): 1.0 on greyscale images, 0 on
+            colour ones. The loss pays on greyscale digits and garments; on colour sprites and
+            terrain tiles, whose samples are still blobs of colour at the automatic budget, the
+            features scored higher without it (BENCHMARKS.md, "Sample distance (SWD) of the
+            recipes").
         critic_rounds: with a critic (`ModelConfig.critic`), G updates per step, each after
             `d_steps` critic updates; the step's real images are shared out among the critic's.
         ema_decay: decay of the generator's exponential moving average used for sampling.
@@ -232,7 +235,7 @@ class TrainConfig(JsonConfig):
     contrastive_temperature: float = 0.2
     fake_negatives: bool = True
     detach_gan_head: bool = True
-    fake_contrastive_weight: float = 1.0
+    fake_contrastive_weight: float | None = None
     critic_rounds: int = 3
     ema_decay: float = 0.999
     amp: bool = True
@@ -275,10 +278,11 @@ class TrainConfig(JsonConfig):
         check_float(self, "gp_weight", 0.0, 1e6)
         check_float(self, "contrastive_weight", 0.0, 1e3)
         check_float(self, "contrastive_temperature", 0.0, 10.0, open_low=True)
-        check_float(self, "fake_contrastive_weight", 0.0, 1e3)
-        if self.fake_contrastive_weight and self.contrastive_weight:
+        if self.fake_contrastive_weight is not None:
+            check_float(self, "fake_contrastive_weight", 0.0, 1e3)
+        if self.fake_contrastive_weight != 0 and self.contrastive_weight:
             check(self.fakes_per_step >= 2, self, "fake_batch_size", self.fake_batch_size,
-                  "at least 2 generated images per D step when fake_contrastive_weight > 0 (each fake's "
+                  "at least 2 generated images per D step when fake_contrastive_weight is not 0 (each fake's "
                   "positives are the others)")
         check_float(self, "ema_decay", 0.0, 1.0)
         check_float(self, "nan_lr_factor", 0.0, 1.0, open_low=True)
@@ -300,6 +304,13 @@ class TrainConfig(JsonConfig):
         for both networks, no contrastive loss."""
         return cls(**{"batch_size": 64, "fake_batch_size": None, "d_lr": 2e-4, "d_beta1": 0.5, "d_steps": 1,
                       "contrastive_weight": 0.0, **overrides})
+
+    def fake_contrastive_weight_for(self, channels: int) -> float:
+        """The weight of ContraD's loss on fakes that a run on `channels`-channel images uses:
+        `fake_contrastive_weight`, or when it is None, 1.0 for greyscale and 0 for colour."""
+        if self.fake_contrastive_weight is not None:
+            return float(self.fake_contrastive_weight)
+        return 1.0 if channels == 1 else 0.0
 
     @property
     def fakes_per_step(self) -> int:

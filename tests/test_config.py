@@ -76,6 +76,17 @@ def test_defaults_are_the_contrastive_recipe_and_the_seed_is_one_call_away():
     assert TrainConfig.from_json(seed.to_json()) == seed
 
 
+def test_the_loss_on_fakes_is_automatic_by_channel_count_unless_given():
+    auto = TrainConfig()
+    assert auto.fake_contrastive_weight is None and TrainConfig.from_json(auto.to_json()) == auto
+    assert auto.fake_contrastive_weight_for(1) == 1.0 and auto.fake_contrastive_weight_for(3) == 0.0
+    given = TrainConfig(fake_contrastive_weight=0.5)
+    assert given.fake_contrastive_weight_for(1) == given.fake_contrastive_weight_for(3) == 0.5
+    with pytest.raises(ValueError, match="fake_batch_size"):  # automatic may mean 1.0: it needs two fakes
+        TrainConfig(fake_batch_size=1)
+    assert TrainConfig(fake_batch_size=1, fake_contrastive_weight=0.0).fakes_per_step == 1
+
+
 def test_decode_options_are_what_build_cache_takes():
     config = ModelConfig(background="#FF8000", fit="crop")
     assert config.decode_options == {"background": "#FF8000", "fit": "crop"}

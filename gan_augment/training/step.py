@@ -82,6 +82,7 @@ class TrainingStep:
         self.latent_dim = state.generator.config.latent_dim
         self.policies = train_config.augment_policies
         self.contrastive = train_config.contrastive_weight > 0
+        self.fake_contrastive_weight = train_config.fake_contrastive_weight_for(state.generator.config.channels)
         self.num_classes = state.generator.config.num_classes
         if self.num_classes and train_config.unrolled_steps:
             raise ValueError("unrolled_steps is not supported with a class-conditional model")
@@ -318,13 +319,13 @@ class TrainingStep:
         real_in, fake_in = self.augment(self.view(real)), self.augment(self.view(fake))
         trunk = discriminator.trunk(torch.cat([real_in, self.view(real), fake_in]))  # (2B + F, T)
         real_trunk, fake_trunk = trunk[: 2 * batch], trunk[2 * batch:]
-        fake_projection = discriminator.project(fake_trunk) if tc.fake_negatives or tc.fake_contrastive_weight \
+        fake_projection = discriminator.project(fake_trunk) if tc.fake_negatives or self.fake_contrastive_weight \
             else None
         real_projection = discriminator.project(real_trunk)  # (2B, P)
         first, second = real_projection.chunk(2)
         loss = nt_xent(first, second, tc.contrastive_temperature, fake_projection if tc.fake_negatives else None)
-        if tc.fake_contrastive_weight:
-            loss = loss + tc.fake_contrastive_weight * fake_contrastive(
+        if self.fake_contrastive_weight:
+            loss = loss + self.fake_contrastive_weight * fake_contrastive(
                 real_projection, fake_projection, tc.contrastive_temperature)
         gan_real, gan_fake = real_trunk[:batch], fake_trunk
         if tc.detach_gan_head:

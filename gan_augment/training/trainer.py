@@ -306,6 +306,8 @@ class Trainer:
                               files=files)
             if self.classes:
                 card["labels"] = self.label_summary()
+            if self.training_step.contrastive:  # what an automatic (None) weight resolved to
+                card["fake_contrastive_weight"] = self.training_step.fake_contrastive_weight
             write_model_card(self.model_dir, card, self.storage_options)
         return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
                            self.resumed_from, seconds, images_per_second, metrics, files)

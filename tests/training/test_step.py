@@ -92,6 +92,12 @@ def test_contrad_loss_on_fakes_sees_both_real_views_and_every_fake(image_folder,
     off = _step(image_folder, tiny_model_config, fake_batch_size=4, fake_contrastive_weight=0.0)
     off.discriminate_contrastive(real, fake)
     assert len(calls) == 1
+    # the automatic weight: 1.0 on greyscale (above), 0 on colour, where the loss cost the features
+    colour = _step(image_folder, dataclasses.replace(tiny_model_config, channels=3), fake_batch_size=4)
+    assert (step.fake_contrastive_weight, colour.fake_contrastive_weight) == (1.0, 0.0)
+    noise = torch.randn(4, tiny_model_config.latent_dim)
+    colour.discriminate_contrastive(colour.batches(0), colour.state.generator(noise).detach())
+    assert len(calls) == 1
 
 
 def test_a_critic_trains_g_on_every_real_once_and_leaves_the_trunk_to_the_contrastive_losses(

@@ -42,6 +42,7 @@ def test_training_writes_the_storage_layout(image_folder, tmp_path, tiny_model_c
     card = json.loads((model_dir / "model.json").read_text())
     assert card["model_id"] == result.model_id and card["num_images"] == 24 and card["steps"] == 6
     assert card["model_config"] == tiny_model_config.to_dict()
+    assert card["fake_contrastive_weight"] == 1.0  # what the automatic weight was for these greyscale images
     assert len(card["data_fingerprint"]) == 64
     model = load_model(str(model_dir))
     assert model.model_id == result.model_id and model.model_config == tiny_model_config
