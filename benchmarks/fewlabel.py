@@ -59,7 +59,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCHMARKS_MD, machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
 from fewlabel_data import DATASETS, HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
-from fewlabel_swd import SWD_TEXT, sample_swd, swd_of_recipes, swd_table  # noqa: E402
+from fewlabel_swd import SWD_TEXT, other_weight, sample_swd, swd_of_recipes, swd_table  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
@@ -232,10 +232,9 @@ def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> N
         data = DATASETS[args.data]
         budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
         model = f"`ModelConfig(image_size={data.model.image_size}, channels={data.model.channels})`"
-        automatic = recipe.fake_contrastive_weight_for(data.model.channels)
-        other = (f"ContraD's loss on fakes {'off' if automatic else 'on'} (`fake_contrastive_weight="
-                 f"{0 if automatic else 1}`; the automatic choice for {data.model.channels}-channel images is "
-                 f"{'on' if automatic else 'off'})")
+        weight = other_weight(recipe, data.model.channels)
+        other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
+                 f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
         write_section(section(args, SECTION_SWD.format(title=data.title)), "\n\n".join([
             command(args, "--swd-only"),
             f"{machine_line(args.threads)}. {data.text}. The default recipe ({model}, `TrainConfig()`, {budget}), "

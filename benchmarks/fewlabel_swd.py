@@ -32,15 +32,19 @@ from gan_augment.scan.cache import ImageCache  # noqa: E402
 SWD_IMAGES = 2 * TEST  # real images drawn from the pool: 1,000 reference, 1,000 for the floor
 
 
-def recipes(channels: int) -> dict[str, tuple[dict, dict]]:
-    """{row title: (the change to the default model config, the change to the default recipe)}:
-    the default recipe; the same with ContraD's loss on fakes turned the other way from its
-    automatic choice for `channels`-channel images (off for greyscale, on for colour); and the
-    same with a critic for G."""
-    if TrainConfig().fake_contrastive_weight_for(channels):
-        title, weight = "recipe without ContraD's loss on fakes (`fake_contrastive_weight=0`)", 0.0
-    else:
-        title, weight = "recipe with ContraD's loss on fakes (`fake_contrastive_weight=1`)", 1.0
+def other_weight(recipe: TrainConfig, channels: int) -> float:
+    """The weight of ContraD's loss on fakes turned the other way from `recipe`'s choice for
+    `channels`-channel images: 0 where the recipe has it on (greyscale), 1 where off (colour)."""
+    return 0.0 if recipe.fake_contrastive_weight_for(channels) else 1.0
+
+
+def recipes(recipe: TrainConfig, channels: int) -> dict[str, tuple[dict, dict]]:
+    """{row title: (the change to the default model config, the change to `recipe`)}: the recipe;
+    the same with ContraD's loss on fakes turned the other way (`other_weight`); and the same with
+    a critic for G."""
+    weight = other_weight(recipe, channels)
+    title = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
+             f"(`fake_contrastive_weight={weight:g}`)")
     return {"ours: default recipe": ({}, {}), title: ({}, {"fake_contrastive_weight": weight}),
             "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {})}
 SWD_TEXT = (
@@ -110,7 +114,7 @@ def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int
     """Train every recipe of `recipes` for each seed, two side by side, and tabulate each model's
     SWD next to the floor, with its few-label probe; returns (the table, the means over seeds)."""
     jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
-    compared = recipes(digits.model.channels)
+    compared = recipes(recipe, digits.model.channels)
     for seed in range(seeds):
         for index, (name, (model_change, train_change)) in enumerate(compared.items()):
             folder = f"swd-{index}-{seed}"
