@@ -35,9 +35,10 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
 Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
 (BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
-    python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth] [--threads 1] [--seeds 3] [--ablations]
+    python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--ablations]
                                   [--augmentation] [--no-write]
-    python benchmarks/fewlabel.py --swd-only [--data mnist|fashion] [--threads 1] [--seeds 3] [--no-write]
+    python benchmarks/fewlabel.py --swd-only [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3]
+                                  [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
 """
@@ -240,12 +241,13 @@ def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> N
             f"{machine_line(args.threads)}. {data.text}. The default recipe ({model}, `TrainConfig()`, {budget}), "
             f"the same recipe with {other}, and the same recipe with a critic for G "
             "(`ModelConfig(critic=True)`: G trains against a plain DCGAN discriminator of its own, "
-            "`TrainConfig.critic_rounds` = 3 G updates a step, and D's trunk learns from the contrastive losses "
-            f"alone) train on the pool for each of {args.seeds} seeds, two at a time side by side, in processes with "
-            "the same thread count. The seconds are wall-clock and depend on the machine's load; the budgets are "
-            "fixed step counts. The probe columns are the few-label probe of each model's features, as in "
-            f"\"{SECTION.format(title=data.title)}\" (test accuracy %, mean ± standard deviation over "
-            f"{args.draws} label draws).",
+            f"`TrainConfig.critic_rounds` = {recipe.critic_rounds} G updates a step, each also against D's "
+            f"real/fake head at `TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk "
+            f"learns from the contrastive losses alone) train on the pool for each of {args.seeds} seeds, two at "
+            "a time side by side, in processes with the same thread count. The seconds are wall-clock and "
+            "depend on the machine's load; the budgets are fixed step counts. The probe columns are the "
+            f"few-label probe of each model's features, as in \"{SECTION.format(title=data.title)}\" (test "
+            f"accuracy %, mean ± standard deviation over {args.draws} label draws).",
             SWD_TEXT,
             table,
             "Means over the seeds (± the standard deviation of the seeds' values):",

@@ -14,6 +14,11 @@ def test_round_trip_keeps_non_defaults():
     assert TrainConfig.from_json(config.to_json()) == config
 
 
+def test_the_critics_head_weight_leaves_the_dict_of_runs_at_its_default():
+    assert "critic_head_weight" not in TrainConfig().to_dict()  # model ids of existing runs stand
+    assert TrainConfig.from_json(TrainConfig(critic_head_weight=0.0).to_json()).critic_head_weight == 0.0
+
+
 def test_unknown_key_names_it():
     with pytest.raises(ValueError, match="unknown field.*'image_sise'"):
         ModelConfig.from_dict({"image_sise": 32})
@@ -45,6 +50,7 @@ def test_unknown_key_names_it():
         (TrainConfig, {"fake_negatives": 1}, "fake_negatives"),
         (TrainConfig, {"fake_batch_size": 1}, "fake_batch_size"),  # ContraD's loss on fakes needs two
         (TrainConfig, {"fake_contrastive_weight": -1.0}, "fake_contrastive_weight"),
+        (TrainConfig, {"critic_head_weight": -0.5}, "critic_head_weight"),
     ],
 )
 def test_impossible_values_name_the_field(cls, kwargs, field):

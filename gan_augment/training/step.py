@@ -150,13 +150,24 @@ class TrainingStep:
                 state.opt_d.step()
             critic.requires_grad_(False)
             with self.autocast():
-                loss_g = generator_loss(tc.loss, critic(self.augment(self.g_forward(self.noise()))).squeeze(1))
+                fake = self.g_forward(self.noise())  # (F, C, S, S)
+                loss_g = generator_loss(tc.loss, critic(self.augment(fake)).squeeze(1))
+                if tc.critic_head_weight:
+                    loss_g = loss_g + tc.critic_head_weight * self.head_loss(fake)
             state.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.dist.average_gradients(state.generator)
             critic.requires_grad_(True)
+            state.discriminator.requires_grad_(True).train()
             state.opt_g.step()
         return loss_g, real_logits, fake_logits
+
+    def head_loss(self, fake: Tensor) -> Tensor:
+        """G's loss against D's real/fake head on a random view of `fake`, with D frozen and in
+        eval mode as in `update_generator`: with a critic, this term keeps G's fakes where D's
+        trunk can tell them from the data (BENCHMARKS.md, "Sample distance (SWD) of the recipes")."""
+        self.state.discriminator.requires_grad_(False).eval()
+        return generator_loss(self.tc.loss, self.d_logits(self.augment(self.view(fake))))
 
     def noise(self) -> Tensor:
         """A batch of G's input noise, (F, Z)."""

@@ -308,6 +308,8 @@ class Trainer:
                 card["labels"] = self.label_summary()
             if self.training_step.contrastive:  # what an automatic (None) weight resolved to
                 card["fake_contrastive_weight"] = self.training_step.fake_contrastive_weight
+            if self.mc.critic:  # train_config leaves it out at its default
+                card["critic_head_weight"] = self.tc.critic_head_weight
             write_model_card(self.model_dir, card, self.storage_options)
         return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
                            self.resumed_from, seconds, images_per_second, metrics, files)

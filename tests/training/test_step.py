@@ -112,11 +112,29 @@ def test_a_critic_trains_g_on_every_real_once_and_leaves_the_trunk_to_the_contra
     step.state.opt_g.step = lambda: (g_updates.append(1), g_step())[1]
     trunk_before = [p.clone() for p in d.blocks.parameters()]
     metrics = step()
-    assert len(g_updates) == 3 and faced == []  # G faced the critic three times and D never
+    assert len(g_updates) == 3 and faced == [5, 5, 5]  # G faced the critic and D's head three times
     assert seen.count(5) == 3 * 2 + 3  # fakes: two critic updates and one G update a round
     assert sum(n for n in seen if n != 5) == 2 * 8  # the step's two batches of 8, each real once
     assert all(not torch.equal(a, b) for a, b in zip(trunk_before, d.blocks.parameters()))  # D still learns
     assert bool(torch.isfinite(metrics).all()) and 0 < metrics[2] < 1 and 0 < metrics[3] < 1
+
+
+def test_with_a_critic_g_also_faces_ds_head_in_eval_mode_unless_its_weight_is_0(image_folder, tiny_model_config):
+    model_config = dataclasses.replace(tiny_model_config, critic=True)
+    step = _step(image_folder, model_config, fake_batch_size=4, d_steps=1, critic_rounds=2)
+    d, modes = step.state.discriminator, []
+    step.d_forward = lambda x: (modes.append((d.training, d.critic.training)), d(x))[1]
+    step()
+    assert modes == [(False, False)] * 2 and d.training and d.critic.training  # eval for G, then back
+    assert all(p.requires_grad for p in d.parameters())
+    alone = _step(image_folder, model_config, fake_batch_size=4, d_steps=1, critic_rounds=2, critic_head_weight=0.0)
+    alone.d_forward = lambda x: (modes.append("alone"), d(x))[1]
+    alone()
+    assert "alone" not in modes
+    # the term reaches G through a frozen D
+    fake = step.state.generator(torch.randn(4, tiny_model_config.latent_dim))
+    head = step.head_loss(fake)
+    assert head.requires_grad and not any(p.requires_grad for p in d.blocks.parameters())
 
 
 def test_the_critics_gradients_never_reach_the_trunk(image_folder, tiny_model_config):

@@ -7,7 +7,7 @@ import torch
 
 import gan_augment.training.step as step_module
 from gan_augment.config import TrainConfig
-from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model
+from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model, read_model_card
 from gan_augment.gan.devices import select_device
 from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
 
@@ -195,3 +195,4 @@ def test_a_critic_run_saves_its_ema_with_standing_statistics(image_folder, tmp_p
     assert all(torch.equal(v, last[k]) for k, v in saved.state_dict().items() if k in weights)
     means = [k for k in last if k.endswith("running_mean")]
     assert means and all(not torch.equal(saved.state_dict()[k], last[k]) for k in means)
+    assert read_model_card(result.model_dir)["critic_head_weight"] == 1.0
