@@ -98,14 +98,13 @@ def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any
     rows = []
     for recipe in names:
         runs = [title for title in results if title.startswith(recipe + ", seed")]
-        ratios = [results[title].ratio for title in runs]
-        rows.append([recipe, _mean([f"{r:.2f}" for r in ratios]),
-                     *(_mean([f"{100 * probes[title][k].mean:.1f}" for title in runs]) for k in KS)])
+        rows.append([recipe, _mean([results[title].ratio for title in runs]),
+                     *(_mean([100 * probes[title][k].mean for title in runs]) for k in KS)])
     return markdown_table(header, rows)
 
 
-def _mean(cells: list[str]) -> str:
-    values = [float(c) for c in cells]
+def _mean(values: list[float]) -> str:
+    """The mean of the seeds' unrounded values, ± their standard deviation."""
     spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
     return f"{np.mean(values):.1f}{spread}"
 
