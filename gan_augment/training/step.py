@@ -129,7 +129,8 @@ class TrainingStep:
     def critic_rounds(self, reals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """`critic_rounds` x [`d_steps` updates of the critic, one update of G against it]: the
         plain GAN of the seed, on the step's real images shared out among the critic's updates
-        (each seen once) and fresh fakes. G faces the critic in train mode, as in the plain GAN.
+        (each seen once) and fresh fakes. G faces the critic in train mode, as in the plain GAN,
+        and D's real/fake head at `critic_head_weight` (`head_loss`).
 
         Returns:
             G's last loss, and the critic's last real (R,) and fake (F,) logits.
@@ -157,15 +158,14 @@ class TrainingStep:
             state.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.dist.average_gradients(state.generator)
-            critic.requires_grad_(True)
-            state.discriminator.requires_grad_(True).train()
+            state.discriminator.requires_grad_(True).train()  # the critic and, after `head_loss`, D
             state.opt_g.step()
         return loss_g, real_logits, fake_logits
 
     def head_loss(self, fake: Tensor) -> Tensor:
         """G's loss against D's real/fake head on a random view of `fake`, with D frozen and in
-        eval mode as in `update_generator`: with a critic, this term keeps G's fakes where D's
-        trunk can tell them from the data (BENCHMARKS.md, "Sample distance (SWD) of the recipes")."""
+        eval mode as in `update_generator`. Beside a critic it keeps G adversarial to the trunk the
+        features come from (BENCHMARKS.md, "Sample distance (SWD) of the recipes")."""
         self.state.discriminator.requires_grad_(False).eval()
         return generator_loss(self.tc.loss, self.d_logits(self.augment(self.view(fake))))
 
