@@ -74,9 +74,10 @@ class ModelConfig(JsonConfig):
         critic: D also holds a critic, a plain DCGAN discriminator of its own (D's blocks, a
             linear logit) that G trains against in the contrastive recipe; D's trunk, whose
             features are exported, learns from the contrastive losses alone. Its samples come
-            much closer to the data, at 1.7-1.8x the training time; the features held on
-            MNIST-5k and Wesnoth's sprites and lost 1-3 points on Fashion-MNIST (BENCHMARKS.md,
-            "Sample distance (SWD) of the recipes").
+            much closer to the data, at 1.7-2x the training time; with G also facing D's head
+            (`TrainConfig.critic_head_weight`) the features held on MNIST-5k and Fashion-MNIST
+            (0.8 points under at 10 labels), and the critic alone held them on Wesnoth's sprites
+            and terrain tiles (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
 
     `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
     networks' input; training, feature extraction and evaluation all decode by them, so a
@@ -189,9 +190,9 @@ class TrainConfig(JsonConfig):
         critic_rounds: with a critic (`ModelConfig.critic`), G updates per step, each after
             `d_steps` critic updates; the step's real images are shared out among the critic's.
         critic_head_weight: with a critic, G's loss adds its loss against D's real/fake head at
-            this weight (0: the critic alone). Both together brought the samples closer and the
-            features higher than the critic alone on MNIST-5k and Fashion-MNIST (BENCHMARKS.md,
-            "Sample distance (SWD) of the recipes").
+            this weight (0: the critic alone). On Fashion-MNIST both together brought the samples
+            closer and the features higher than the critic alone; on MNIST-5k they held both
+            (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
