@@ -162,12 +162,22 @@ class TrainingStep:
             state.opt_g.step()
         return loss_g, real_logits, fake_logits
 
-    def head_loss(self, fake: Tensor) -> Tensor:
-        """G's loss against D's real/fake head on a random view of `fake`, with D frozen and in
-        eval mode as in `update_generator`. Beside a critic it keeps G adversarial to the trunk the
-        features come from (BENCHMARKS.md, "Sample distance (SWD) of the recipes")."""
-        self.state.discriminator.requires_grad_(False).eval()
-        return generator_loss(self.tc.loss, self.d_logits(self.augment(self.view(fake))))
+    def head_loss(self, fake: Tensor, fake_labels: Tensor | None = None) -> Tensor:
+        """G's loss against D's real/fake head (with the classes asked for in a class-conditional
+        run). D is frozen: G needs the gradient through D, not D's weight gradients, which would
+        cost a third of D's backward and be thrown away. In the contrastive recipe G sees D in
+        eval mode, on a random view of `fake`. Beside a critic it keeps G adversarial to the
+        trunk the features come from (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
+        The caller puts D back (`requires_grad_(True).train()`)."""
+        discriminator = self.state.discriminator.requires_grad_(False)
+        if self.contrastive:
+            discriminator.eval()
+            fake = self.view(fake)
+        fake_input = self.augment(fake)
+        with self.autocast():
+            if fake_labels is None:
+                return generator_loss(self.tc.loss, self.d_logits(fake_input))
+            return self.conditional_generator_loss(fake_input, fake_labels)
 
     def noise(self) -> Tensor:
         """A batch of G's input noise, (F, Z)."""
@@ -232,14 +242,10 @@ class TrainingStep:
         return loss, real_logits, fake_logits, real_input
 
     def update_generator(self, fake: Tensor, real_input: Tensor, fake_labels: Tensor | None = None) -> Tensor:
-        """One update of G: maximise log D(G(z)) (non-saturating), optionally against an
-        unrolled D.
-
-        D's weights are frozen for this backward: G needs the gradient through D, not D's own
-        weight gradients, which would cost a third of D's backward and be thrown away. In the
-        contrastive recipe G faces D in eval mode: BatchNorm then uses the running statistics
-        of mixed real+fake batches, not those of an all-fake batch, which G could otherwise
-        game as a whole.
+        """One update of G: maximise log D(G(z)) (non-saturating) against D's head (`head_loss`)
+        or an unrolled D. In the contrastive recipe G faces D in eval mode: BatchNorm then uses
+        the running statistics of mixed real+fake batches, not those of an all-fake batch, which
+        G could otherwise game as a whole.
 
         Args:
             fake: G's output with its graph, (F, C, S, S).
@@ -249,19 +255,15 @@ class TrainingStep:
             G's loss.
         """
         tc, state = self.tc, self.state
-        fake_input = self.augment(self.view(fake) if self.contrastive else fake)
-        if self.contrastive:
-            state.discriminator.eval()
-        with self.autocast():
-            if tc.unrolled_steps:
+        if tc.unrolled_steps:
+            fake_input = self.augment(self.view(fake) if self.contrastive else fake)
+            if self.contrastive:
+                state.discriminator.eval()
+            with self.autocast():
                 loss = unrolled_generator_loss(tc.loss, state.discriminator, state.opt_d, real_input, fake_input,
                                                tc.unrolled_steps)
-            else:
-                state.discriminator.requires_grad_(False)
-                if fake_labels is None:
-                    loss = generator_loss(tc.loss, self.d_logits(fake_input))
-                else:
-                    loss = self.conditional_generator_loss(fake_input, fake_labels)
+        else:
+            loss = self.head_loss(fake, fake_labels)
         state.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.dist.average_gradients(state.generator)
