@@ -32,11 +32,15 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
    on greyscale, `fake_contrastive_weight=0`; with it in colour, `=1`) and the recipe with a
    critic for G (`ModelConfig(critic=True)`), two at a time side by side, each with its SWD and
    its few-label probe, and writes only its section.
+`--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
+peer again stopping when ours finishes, and writes part 1's section under its own name.
 Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
 (BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
     python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--ablations]
                                   [--augmentation] [--no-write]
+    python benchmarks/fewlabel.py --critic [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3]
+                                  [--no-write]
     python benchmarks/fewlabel.py --swd-only [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3]
                                   [--no-write]
 
@@ -87,6 +91,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--draws", type=int, default=5, help="label draws per k (default: 5)")
     parser.add_argument("--steps", type=int, help="G steps instead of the recipe's automatic budget (every run "
                                                   "gets it; the sections are written under their own names)")
+    parser.add_argument("--critic", action="store_true", help="race the recipe with a critic for G "
+                        "(`ModelConfig(critic=True)`) instead of the default (its sections are written under their "
+                        "own names)")
     parser.add_argument("--ablations", action="store_true", help="train the recipe's ablations too")
     parser.add_argument("--augmentation", action="store_true", help="run the per-class augmentation experiment")
     parser.add_argument("--class-steps", type=int, default=200, help="G steps of each per-class GAN (default: 200)")
@@ -99,6 +106,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
         parser.error("--swd-only runs no other part; drop --ablations and --augmentation")
+    if args.critic and (args.swd_only or args.ablations or args.augmentation):
+        parser.error("--critic races the critic's recipe only; --swd-only already has a critic row")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -143,7 +152,7 @@ def race_rows(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> 
     """Race ours against the peer for each seed; a peer row and an ours row per seed."""
     rows, races = [], Races()
     for seed in range(args.seeds):
-        run = race(digits.root, digits.out, recipe, seed, args.threads, digits.model)
+        run = race(digits.root, digits.out, recipe, seed, args.threads, ours_model(args, digits))
         races.runs.append(run)
         simclr = Discriminator(digits.model)
         simclr.load_state_dict(torch.load(os.path.join(digits.out, f"simclr-{seed}.pt"), weights_only=True))
@@ -153,11 +162,20 @@ def race_rows(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> 
         races.ours_rows.append(digits.probe(*features))
         rows.append([f"SimCLR peer, seed {seed} ({run['simclr']['steps']} steps, same wall-clock)",
                      *(fmt(r) for r in races.peer_rows[-1].values())])
-        rows.append([f"ours: default recipe, seed {seed} ({run['recipe']['steps']} D steps, "
+        rows.append([f"ours: {ours_name(args)}, seed {seed} ({run['recipe']['steps']} D steps, "
                      f"{run['recipe']['seconds']:.0f} s)", *(fmt(r) for r in races.ours_rows[-1].values())])
         if seed == 0:
             races.ours_pool_features = features[0]
     return rows, races
+
+
+def ours_model(args: argparse.Namespace, digits: Digits) -> ModelConfig:
+    """The model config of our runs: the data set's, with a critic under `--critic`."""
+    return dataclasses.replace(digits.model, critic=args.critic)
+
+
+def ours_name(args: argparse.Namespace) -> str:
+    return "recipe with a critic" if args.critic else "default recipe"
 
 
 def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
@@ -165,13 +183,13 @@ def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
     differences = {k: [100 * (o[k].mean - p[k].mean) for o, p in zip(races.ours_rows, races.peer_rows)] for k in KS}
     return [
         mean_row(f"SimCLR peer, mean of {args.seeds} seeds", races.peer_rows),
-        mean_row(f"**ours: default recipe**, mean of {args.seeds} seeds", races.ours_rows),
+        mean_row(f"**ours: {ours_name(args)}**, mean of {args.seeds} seeds", races.ours_rows),
         ["ours − SimCLR peer, paired by seed (points)",
          *(f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "") for d in differences.values())],
     ]
 
 
-def seed_zero_rows(digits: Digits, steps: int) -> list[list[str]]:
+def seed_zero_rows(args: argparse.Namespace, digits: Digits, steps: int) -> list[list[str]]:
     """Our seed-0 D with the DCGAN paper's 4x4 pooling, and at its newest checkpoint before the end."""
     model_dir = os.path.join(digits.out, "recipe-0", "model")
     rows = [["ours seed 0, the DCGAN paper's 4x4 pooling",
@@ -181,7 +199,7 @@ def seed_zero_rows(digits: Digits, steps: int) -> list[list[str]]:
                    if 0 < step < steps]
     if checkpoints:
         step, url = checkpoints[0]  # the newest before the end
-        mid = Discriminator(digits.model)
+        mid = Discriminator(ours_model(args, digits))
         mid.load_state_dict(load_state(url, CHECKPOINT_FORMAT)["discriminator"])
         rows.append([f"ours seed 0 at step {step} (its checkpoint)",
                      *(fmt(r) for r in digits.probe(*digits.d_features(mid)).values())])
@@ -197,13 +215,13 @@ def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig,
                         ("random-init D", digits.d_features(random_discriminator(digits.model, seed=0)))):
         rows.append([name, *(fmt(r) for r in digits.probe(*space).values())])
     seed_rows, races = race_rows(args, digits, recipe)
-    rows += seed_rows + summary_rows(args, races) + seed_zero_rows(digits, steps)
+    rows += seed_rows + summary_rows(args, races) + seed_zero_rows(args, digits, steps)
     features_table = markdown_table(HEADER, rows)
     print(features_table)
 
     # The samples' SWD by `gan-augment evaluate`'s own path, so that its floor is a fair one.
     model = load_model(os.path.join(digits.out, "recipe-0", "model"))
-    samples_table = swd_table({"ours: default recipe, seed 0": sample_swd(model, digits.pool)})
+    samples_table = swd_table({f"ours: {ours_name(args)}, seed 0": sample_swd(model, digits.pool)})
     print(samples_table)
     if not args.no_write:
         grid = write_sample_grid(args, model, digits)
@@ -217,7 +235,8 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
     one PNG beside BENCHMARKS.md; returns its file name."""
     rows = torch.randperm(len(digits.pool), generator=torch.Generator().manual_seed(0))[:64]
     samples = SyntheticDataset(model, num_samples=64, seed=0, output="uint8").images(range(64))  # (64, C, S, S)
-    name = f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps") + ".png"
+    name = (f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps")
+            + ("-critic" if args.critic else "") + ".png")
     with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
         f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
     return name
@@ -298,16 +317,17 @@ def ablations_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig
 # -- the sections' text --------------------------------------------------------------------------
 
 def section(args: argparse.Namespace, name: str) -> str:
-    """A run with `--steps` writes beside the default budget's sections, never over them."""
-    return name if args.steps is None else f"{name}, {args.steps} G steps"
+    """A run with `--steps` or `--critic` writes beside the default's sections, never over them."""
+    return name + ("" if args.steps is None else f", {args.steps} G steps") + (", with a critic" if args.critic else "")
 
 
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     budget = [] if args.steps is None else [f"--steps {args.steps}"]
     seed_flag = [f"--seeds {args.seeds}"] if seeds else []
     data = [] if args.data == "mnist" else [f"--data {args.data}"]
+    critic = ["--critic"] if args.critic else []
     return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
-                           *flags]) + "`"
+                           *critic, *flags]) + "`"
 
 
 def features_report(args: argparse.Namespace, runs: list[dict], features_table: str, samples_table: str,
@@ -318,17 +338,27 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
                        for seed, run in enumerate(runs))
     budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps instead of its automatic budget"
     data = DATASETS[args.data]
-    model = data.model
+    model, recipe = data.model, TrainConfig()
+    if args.critic:
+        ours = (f"Our recipe with a critic for G (`ModelConfig(image_size={model.image_size}, "
+                f"channels={model.channels}, critic=True)`, `TrainConfig()`, {budget}: G trains against a plain "
+                f"DCGAN discriminator of its own and D's real/fake head, `critic_rounds` = {recipe.critic_rounds} "
+                "G updates a step, each after "
+                f"{recipe.d_steps} updates of the critic, and D's trunk learns from the contrastive losses alone)")
+        generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
+    else:
+        ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
+                f"`TrainConfig()`, {budget})")
+        generator = f"ours updates its generator every {recipe.d_steps} of them"
     return "\n\n".join([
         command(args),
-        f"{machine_line(args.threads)}. {data.text}. Our default recipe "
-        f"(`ModelConfig(image_size={model.image_size}, channels={model.channels})`, `TrainConfig()`, {budget}) and "
+        f"{machine_line(args.threads)}. {data.text}. {ours} and "
         "the SimCLR peer (NT-Xent on the same discriminator backbone and projection head, the same views, optimiser, "
         "batch and precision, no generator) train side by side in two processes with the same thread count; the "
         f"peer stops when ours finishes, so both get the same wall-clock ({timing}). Test accuracy (%) of the "
         "few-label linear probe (`probe.few_label_probe`, C by cross-validation on the labelled rows only) on the "
         f"test split, mean ± standard deviation over {args.draws} label draws; every row sees the same draws. "
-        "A step is one discriminator update (ours updates its generator every second one). "
+        f"A step is one discriminator update ({generator}). "
         "The mean rows average the seeds' means (± their standard deviation).",
         features_table,
         SWD_TEXT,

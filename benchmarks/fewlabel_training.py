@@ -146,8 +146,10 @@ def race(root: str, out: str, recipe: TrainConfig, seed: int, threads: int,
         root=root, split="pool", out=out, name=f"recipe-{seed}", model=model.to_dict(),
         train=dataclasses.replace(recipe, seed=seed).to_dict(), threads=threads, ready=ready_ours, go=go, done=stop),
         results, "recipe"))
+    peer_model = dataclasses.replace(model, critic=False)  # the peer has no generator, so no critic
     peer = ctx.Process(target=_call, args=(train_simclr, dict(
-        root=root, out=out, model=model.to_dict(), threads=threads, seed=seed, ready=ready_peer, go=go, stop=stop), results, "simclr"))
+        root=root, out=out, model=peer_model.to_dict(), threads=threads, seed=seed, ready=ready_peer, go=go,
+        stop=stop), results, "simclr"))
     ours.start(), peer.start()
     ready_ours.wait(), ready_peer.wait()
     go.set()
