@@ -169,15 +169,20 @@ class TrainingStep:
         eval mode, on a random view of `fake`. Beside a critic it keeps G adversarial to the
         trunk the features come from (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
         The caller puts D back (`requires_grad_(True).train()`)."""
-        discriminator = self.state.discriminator.requires_grad_(False)
-        if self.contrastive:
-            discriminator.eval()
-            fake = self.view(fake)
-        fake_input = self.augment(fake)
+        self.state.discriminator.requires_grad_(False)
+        fake_input = self.generator_input(fake)
         with self.autocast():
             if fake_labels is None:
                 return generator_loss(self.tc.loss, self.d_logits(fake_input))
             return self.conditional_generator_loss(fake_input, fake_labels)
+
+    def generator_input(self, fake: Tensor) -> Tensor:
+        """What D sees of `fake` in G's update: in the contrastive recipe a random view, with D put
+        in eval mode; then DiffAugment."""
+        if self.contrastive:
+            self.state.discriminator.eval()
+            fake = self.view(fake)
+        return self.augment(fake)
 
     def noise(self) -> Tensor:
         """A batch of G's input noise, (F, Z)."""
@@ -256,9 +261,7 @@ class TrainingStep:
         """
         tc, state = self.tc, self.state
         if tc.unrolled_steps:
-            fake_input = self.augment(self.view(fake) if self.contrastive else fake)
-            if self.contrastive:
-                state.discriminator.eval()
+            fake_input = self.generator_input(fake)
             with self.autocast():
                 loss = unrolled_generator_loss(tc.loss, state.discriminator, state.opt_d, real_input, fake_input,
                                                tc.unrolled_steps)
