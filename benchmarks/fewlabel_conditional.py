@@ -12,7 +12,10 @@ training split as the pool, 1,000 of its test split). The two data sets train in
 process and `--threads` threads each.
 
     python benchmarks/fewlabel_conditional.py [--steps 800] [--cnn-steps 400] [--cnn-seeds 3] [--threads 1]
-        [--no-write]
+        [--critic] [--no-write]
+
+With `--critic` the conditional models hold a critic (`ModelConfig.critic`), whose samples came
+much closer to the data in the unconditional runs; its table goes to a section of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from gan_augment.scan.images import decode_image  # noqa: E402
 from gan_augment.training.labels import cache_labels  # noqa: E402
 from gan_augment.training.trainer import Trainer  # noqa: E402
 
+SECTION = "Class-conditional samples from few labels (MNIST-5k, Fashion-MNIST)"
+RECIPES = {False: "the default recipe", True: "the default recipe with a critic (`ModelConfig(critic=True)`)"}
 LABELLED_PER_CLASS = 10
 WHAT = (
     "What it measures: whether the samples of one class-conditional model per data set help a small "
@@ -102,7 +107,7 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class: int, threads: int,
-                synthetic_share: float = 0.5) -> dict:
+                synthetic_share: float = 0.5, critic: bool = False) -> dict:
     """Everything for one data set; returns its rows and notes."""
     setup_process(threads)
     root = tempfile.mkdtemp(prefix=f"conditional-{name}-")
@@ -111,8 +116,8 @@ def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class
     labelled = np.concatenate([rng.choice(np.flatnonzero(y_pool == c), LABELLED_PER_CLASS, replace=False)
                                for c in range(10)])
     classes, given = cache_labels(pool, {pool.uris[i]: int(y_pool[i]) for i in labelled})
-    trainer = Trainer(pool, os.path.join(root, "out", name, "model"), MODEL, TrainConfig(steps=steps),
-                      dataset=name, labels=given, classes=classes)
+    trainer = Trainer(pool, os.path.join(root, "out", name, "model"), dataclasses.replace(MODEL, critic=critic),
+                      TrainConfig(steps=steps), dataset=name, labels=given, classes=classes)
     started = time.perf_counter()
     trainer.run(resume=False)
     seconds, load = time.perf_counter() - started, os.getloadavg()[0]
@@ -170,9 +175,10 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:
         f"{100 * r['pseudo_share']:.1f}% of the unlabelled pool pseudo-labelled, {100 * r['pseudo_correct']:.1f}% "
         f"of those correctly." for r in results)
     return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-steps {args.cnn_steps} "
-            f"--cnn-seeds {args.cnn_seeds} --threads {args.threads} --synthetic-share {args.synthetic_share}`\n\n{WHAT}\n\n"
+            f"--cnn-seeds {args.cnn_seeds} --threads {args.threads} --synthetic-share {args.synthetic_share}"
+            f"{' --critic' if args.critic else ''}`\n\n{WHAT}\n\n"
             f"{machine_line(args.threads)} One class-conditional model per data set "
-            f"(the default recipe, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
+            f"({RECIPES[args.critic]}, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
             f"pseudo-labels at half of the steps with a 0.9 threshold), {args.per_class} samples per class. A small "
             f"CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, "
             f"{args.synthetic_share:.0%} of every batch is synthetic. Mean ± spread over CNN seeds. {notes}\n\n{table}")
@@ -187,10 +193,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic-share", type=float, default=0.5, help="share of each CNN batch that is synthetic")
     parser.add_argument("--datasets", default="mnist,fashion")
+    parser.add_argument("--critic", action="store_true", help="conditional models with a critic (ModelConfig.critic)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     jobs = [dict(name=name, steps=args.steps, cnn_seeds=args.cnn_seeds, cnn_steps=args.cnn_steps,
-                 per_class=args.per_class, threads=args.threads, synthetic_share=args.synthetic_share)
+                 per_class=args.per_class, threads=args.threads, synthetic_share=args.synthetic_share,
+                 critic=args.critic)
             for name in args.datasets.split(",")]
     # Processes, not a Pool: decoding the PNGs starts worker processes of its own.
     with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -198,7 +206,7 @@ def main() -> None:
     text = report(args, results)
     print(text)
     if not args.no_write:
-        write_section("Class-conditional samples from few labels (MNIST-5k, Fashion-MNIST)", text)
+        write_section(SECTION + (", with a critic" if args.critic else ""), text)
 
 
 if __name__ == "__main__":

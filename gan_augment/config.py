@@ -77,7 +77,9 @@ class ModelConfig(JsonConfig):
             much closer to the data, at 1.7-2x the training time; with G also facing D's head
             (`TrainConfig.critic_head_weight`) the features held on MNIST-5k and Fashion-MNIST
             (0.8 points under at 10 labels), and the critic alone held them on Wesnoth's sprites
-            and terrain tiles (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
+            and terrain tiles (BENCHMARKS.md, "Sample distance (SWD) of the recipes"). In a
+            class-conditional model the critic judges realism alone; the classes reach G through
+            D's head.
 
     `image_size`, `channels`, `background` and `fit` say how a stored image becomes the
     networks' input; training, feature extraction and evaluation all decode by them, so a

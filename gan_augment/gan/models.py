@@ -251,12 +251,8 @@ def standing_statistics(generator: Generator, *, batches: int = 20, batch_size: 
     its own weights: the mean over `batches` batches of fresh noise (the "standing statistics" of
     Brock et al. 2019, BigGAN). An EMA generator's copied statistics are those of the newest
     weights, not of the averaged ones it samples with; the gap grows with G's updates per step.
-
-    Raises:
-        ValueError: a class-conditional generator (its classes would need a draw of their own).
+    A class-conditional generator is asked for every class equally often, as in training.
     """
-    if generator.config.num_classes:
-        raise ValueError("standing_statistics takes an unconditional generator")
     device = next(generator.parameters()).device
     fixed = copy.deepcopy(generator).train()
     norms = [m for m in fixed.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -265,8 +261,13 @@ def standing_statistics(generator: Generator, *, batches: int = 20, batch_size: 
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative mean over the batches, not a moving one
     rng = torch.Generator(device).manual_seed(seed)
+    num_classes = generator.config.num_classes
     for _ in range(batches):
-        fixed(torch.randn(batch_size, generator.config.latent_dim, device=device, generator=rng))
+        z = torch.randn(batch_size, generator.config.latent_dim, device=device, generator=rng)
+        if num_classes:
+            fixed(z, torch.randint(num_classes, (batch_size,), device=device, generator=rng))
+        else:
+            fixed(z)
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
     return fixed.eval()

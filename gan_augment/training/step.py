@@ -91,9 +91,9 @@ class TrainingStep:
         if train_config.compile:
             self.g_forward, self.d_forward = torch.compile(self.g_forward), torch.compile(self.d_forward)
         self.critic = state.discriminator.critic
-        if self.critic is not None and (not self.contrastive or self.num_classes or train_config.unrolled_steps):
-            raise ValueError("a critic (ModelConfig.critic) trains G in the unconditional contrastive recipe only: "
-                             "contrastive_weight > 0, no classes, unrolled_steps 0")
+        if self.critic is not None and (not self.contrastive or train_config.unrolled_steps):
+            raise ValueError("a critic (ModelConfig.critic) trains G in the contrastive recipe only: "
+                             "contrastive_weight > 0, unrolled_steps 0")
         if self.critic is not None and train_config.critic_rounds > train_config.batch_size:
             raise ValueError(f"critic_rounds={train_config.critic_rounds} is more than the batch_size "
                              f"({train_config.batch_size}): every critic update needs real images of its own")
@@ -130,7 +130,8 @@ class TrainingStep:
         """`critic_rounds` x [`d_steps` updates of the critic, one update of G against it]: the
         plain GAN of the seed, on the step's real images shared out among the critic's updates
         (each seen once) and fresh fakes. G faces the critic in train mode, as in the plain GAN,
-        and D's real/fake head at `critic_head_weight` (`head_loss`).
+        and D's real/fake head at `critic_head_weight` (`head_loss`). In a class-conditional run
+        the critic judges realism alone; the classes asked for reach G through D's head.
 
         Returns:
             G's last loss, and the critic's last real (R,) and fake (F,) logits.
@@ -141,7 +142,7 @@ class TrainingStep:
             for share in shares[round_ * tc.d_steps:(round_ + 1) * tc.d_steps]:
                 with self.autocast():
                     with torch.no_grad():
-                        fake = self.g_forward(self.noise())  # (F, C, S, S)
+                        fake, _ = self.fakes()  # (F, C, S, S)
                     real_logits = critic(self.augment(share)).squeeze(1)  # (R,)
                     fake_logits = critic(self.augment(fake)).squeeze(1)  # (F,)
                     loss = discriminator_loss(tc.loss, real_logits, fake_logits)
@@ -151,10 +152,10 @@ class TrainingStep:
                 state.opt_d.step()
             critic.requires_grad_(False)
             with self.autocast():
-                fake = self.g_forward(self.noise())  # (F, C, S, S)
+                fake, fake_labels = self.fakes()  # (F, C, S, S), (F,) or None
                 loss_g = generator_loss(tc.loss, critic(self.augment(fake)).squeeze(1))
                 if tc.critic_head_weight:
-                    loss_g = loss_g + tc.critic_head_weight * self.head_loss(fake)
+                    loss_g = loss_g + tc.critic_head_weight * self.head_loss(fake, fake_labels)
             state.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.dist.average_gradients(state.generator)
@@ -188,6 +189,16 @@ class TrainingStep:
         """A batch of G's input noise, (F, Z)."""
         return torch.randn(self.tc.fakes_per_step, self.latent_dim, device=self.device, generator=self.state.rng)
 
+    def fakes(self) -> tuple[Tensor, Tensor | None]:
+        """A batch of fakes, (F, C, S, S), with the graph when gradients are on; and in a
+        class-conditional run the classes asked for, (F,): every class equally often."""
+        z = self.noise()
+        if not self.num_classes:
+            return self.g_forward(z), None
+        labels = torch.randint(self.num_classes, (self.tc.fakes_per_step,), device=self.device,
+                               generator=self.state.rng)
+        return self.g_forward(z, labels), labels
+
     def update_discriminator(self, index: int, keep_graph: bool = False) -> DiscriminatorUpdate:
         """One update of D on real batch `index` against fresh fakes: maximise
         log D(x) + log(1 - D(G(z))) (or the hinge / critic objective), plus the contrastive
@@ -200,13 +211,9 @@ class TrainingStep:
         state = self.state
         real = self.batches(index)  # (B, C, S, S)
         real_labels = self.batches.labels(index, state.labels) if state.labels is not None else None  # (B,)
-        z = self.noise()
-        # A class-conditional G is asked for every class equally often.
-        fake_labels = torch.randint(self.num_classes, (self.tc.fakes_per_step,), device=self.device,
-                                    generator=state.rng) if self.num_classes else None  # (F,)
         with self.autocast():
             with torch.set_grad_enabled(keep_graph):
-                fake = self.g_forward(z) if fake_labels is None else self.g_forward(z, fake_labels)  # (F, C, S, S)
+                fake, fake_labels = self.fakes()  # (F, C, S, S), (F,) or None
             loss, real_logits, fake_logits, real_input = self.d_loss(real, fake.detach(), real_labels, fake_labels)
         state.opt_d.zero_grad(set_to_none=True)
         loss.backward()

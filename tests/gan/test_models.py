@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -86,8 +88,9 @@ def test_folded_upsample_conv_equals_upsample_then_conv():
     assert set(layer.state_dict()) == {"weight", "bias"} and layer.weight.shape == (4, 5, 3, 3)
 
 
-def test_standing_statistics_recompute_the_batch_norms_of_a_copy(tiny_model_config):
-    generator, _ = build_models(tiny_model_config)
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_standing_statistics_recompute_the_batch_norms_of_a_copy(tiny_model_config, num_classes):
+    generator, _ = build_models(dataclasses.replace(tiny_model_config, num_classes=num_classes))
     norms = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for norm in norms:  # statistics of other weights: what an EMA's copied buffers are
         norm.running_mean.fill_(5.0)
@@ -95,10 +98,11 @@ def test_standing_statistics_recompute_the_batch_norms_of_a_copy(tiny_model_conf
     fixed = standing_statistics(generator, batches=4, batch_size=64, seed=0)
     assert all(float(n.running_mean[0]) == 5.0 for n in norms)  # the original is left as it was
     z = torch.randn(256, tiny_model_config.latent_dim, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(256) % num_classes if num_classes else None  # every class equally often
     with torch.no_grad():
-        batch_stats = generator.train()(z)
-        torch.testing.assert_close(fixed(z), batch_stats, atol=0.05, rtol=0.0)  # eval now matches the batch's
-        assert (generator.eval()(z) - batch_stats).abs().mean() > 0.3
+        batch_stats = generator.train()(z, labels)
+        torch.testing.assert_close(fixed(z, labels), batch_stats, atol=0.05, rtol=0.0)  # eval matches the batch's
+        assert (generator.eval()(z, labels) - batch_stats).abs().mean() > 0.3
     assert not fixed.training
     again = standing_statistics(generator, batches=4, batch_size=64, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(fixed.buffers(), again.buffers()))  # seeded

@@ -77,14 +77,16 @@ def test_num_classes_without_labels_is_a_clear_error(tmp_path):
                 dataset="d")
 
 
-def test_a_conditional_generator_draws_the_class_it_is_asked_for(tmp_path):
+@pytest.mark.parametrize("critic", [False, True])
+def test_a_conditional_generator_draws_the_class_it_is_asked_for(tmp_path, critic):
     """Two classes anyone tells apart, dark and bright images: after a short training on their
-    labels, samples asked for "bright" are far brighter than samples asked for "dark"."""
+    labels, samples asked for "bright" are far brighter than samples asked for "dark". With a
+    critic, which judges realism alone, the class reaches G through D's head."""
     rng = np.random.default_rng(0)
     pixels = np.concatenate([rng.integers(0, 60, (32, 1, 16, 16)), rng.integers(190, 256, (32, 1, 16, 16))])
     cache = ImageCache(torch.from_numpy(pixels.astype(np.uint8)), [f"{i}.png" for i in range(64)], "fp", {})
     classes, given = cache_labels(cache, {f"{i}.png": "dark" if i < 32 else "bright" for i in range(64)})
-    trainer = Trainer(cache, str(tmp_path / "model"), ModelConfig(**TINY_MODEL),
+    trainer = Trainer(cache, str(tmp_path / "model"), ModelConfig(**TINY_MODEL, critic=critic),
                       TrainConfig(**{**TINY_TRAIN, "steps": 40}, device="cpu"), dataset="d", labels=given,
                       classes=classes)
     trainer.run(resume=False)

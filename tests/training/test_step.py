@@ -147,7 +147,7 @@ def test_the_critics_gradients_never_reach_the_trunk(image_folder, tiny_model_co
     assert all(p.grad is not None for p in d.critic.parameters())
 
 
-def test_a_critic_needs_the_unconditional_contrastive_recipe(image_folder, tiny_model_config):
+def test_a_critic_needs_the_contrastive_recipe(image_folder, tiny_model_config):
     model_config = dataclasses.replace(tiny_model_config, critic=True)
     with pytest.raises(ValueError, match="contrastive"):
         _step(image_folder, model_config, contrastive_weight=0.0)
