@@ -80,8 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(1)
     model = ModelConfig(image_size=args.size, channels=args.channels)
-    shape = (4000, args.channels, args.size, args.size)
-    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(0, 256, (4000, args.channels, args.size, args.size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
     cache = ImageCache(images, [str(i) for i in range(len(images))], "step-cost", {})
     steps = variants(cache, model)
     per_step: dict[str, list[float]] = {name: [] for name in steps}
