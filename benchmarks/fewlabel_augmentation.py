@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ class SmallCNN(torch.nn.Module):
         return self.net(x)
 
 
-def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, test: torch.Tensor,
+def train_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: Dataset | None, test: torch.Tensor,
               y_test: np.ndarray, seed: int, augment: bool = False, steps: int = 400, batch: int = 64,
               synthetic_share: float = 0.5) -> float:
     """Test accuracy of `fit_cnn`'s SmallCNN."""
@@ -58,11 +59,12 @@ def cnn_accuracy(cnn: torch.nn.Module, images: torch.Tensor, labels: np.ndarray)
     return float((predicted == labels).mean())
 
 
-def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDataset | None, seed: int,
+def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: Dataset | None, seed: int,
             augment: bool = False, steps: int = 400, batch: int = 64, synthetic_share: float = 0.5) -> SmallCNN:
-    """SmallCNN after `steps` Adam steps, in eval mode; with `synthetic`, `synthetic_share` of
-    each batch (in expectation) is synthetic (drawn through a DataLoader over ConcatDataset([real, synthetic]) with weights);
-    with `augment`, every training image gets a `random_view` (crop, rotation, shift, contrast)."""
+    """SmallCNN after `steps` Adam steps, in eval mode. `synthetic` is a dataset of (image, label)
+    pairs (a `SyntheticDataset` or any other); with it, `synthetic_share` of each batch (in
+    expectation) comes from it, drawn through a DataLoader over ConcatDataset([real, synthetic])
+    with weights. With `augment`, every training image gets a `random_view` (crop, rotation, shift, contrast)."""
     views = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     cnn = SmallCNN()
@@ -88,6 +90,11 @@ def fit_cnn(real: torch.Tensor, labels: torch.Tensor, synthetic: SyntheticDatase
         loss.backward()
         optimizer.step()
     return cnn.eval()
+
+
+def mean_spread(accuracies: list[float]) -> str:
+    """Accuracies over CNN seeds as "mean ± sample standard deviation", in percent."""
+    return f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1):.1f}"
 
 
 def per_class_job(root: str, out: str, classes: list[int], tag: str, train: dict, threads: int,
@@ -148,7 +155,7 @@ def augmentation(args: argparse.Namespace, root: str, out: str, pool_images: tor
             models, num_samples_per_model=args.synthetic_per_class, seed=0)
         accuracies = [train_cnn(real_01, labels, synthetic, to_01, y_test, seed, augment)
                       for seed in range(args.cnn_seeds)]
-        rows.append([title, f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1):.1f}"])
+        rows.append([title, mean_spread(accuracies)])
     table = markdown_table(["small CNN trained on", f"test accuracy ({args.cnn_seeds} seeds)"], rows)
     return (f"Pseudo-labels of the pool from the 10-label probe on our D's features: "
             f"{100 * pseudo_accuracy:.1f}% correct. Per-class GANs: the default recipe, {args.class_steps} G steps "
