@@ -138,12 +138,13 @@ def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class
     test_images = as_float(test.images)
     synthetic, labelled_noise = (SyntheticDataset(source, num_samples_per_class=per_class, seed=0, target_transform=int)
                                  for source in (model, noise))
+    rows = np.flatnonzero(pseudo)
+    pseudo_images = as_float(pool.images[rows])  # one conversion for both rows below
     # The pool images the model took a class from, with that class: what a perfect G would give back. Samples
     # carry no more about the classes than these labels, so this row bounds what they can add.
+    pseudo_labelled = list(zip(pseudo_images, final[rows].tolist()))
     # The same images under their true labels: what is left when the pseudo-labels' errors are taken away.
-    rows = np.flatnonzero(pseudo)
-    pseudo_labelled = [(as_float(pool.images[i]), int(final[i])) for i in rows]
-    truly_labelled = [(as_float(pool.images[i]), int(y_pool[i])) for i in rows]
+    truly_labelled = list(zip(pseudo_images, y_pool[rows].tolist()))
     arms = {
         "the 100 labelled images alone": (real, labels, None, False),
         "with random views (crop, rotation, shift, contrast)": (real, labels, None, True),
