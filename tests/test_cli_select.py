@@ -14,10 +14,10 @@ from gan_augment.cli import SELECTION_METHODS, main
 from gan_augment.curate import METHODS
 
 
-def test_the_parser_offers_every_method_default_first():
-    from gan_augment.curate.selection import DEFAULT_METHOD
+def test_the_parser_offers_every_method_auto_first():
+    from gan_augment.curate.selection import AUTO
 
-    assert SELECTION_METHODS == METHODS and SELECTION_METHODS[0] == DEFAULT_METHOD
+    assert SELECTION_METHODS == (AUTO, *METHODS)
 
 
 def fill_labels(path: str, leave_empty: int) -> dict[str, str]:
@@ -67,6 +67,12 @@ def test_select_label_evaluate_loop(trained_model_dir, tmp_path, capsys, caplog)
     assert "picked 5 of 12 candidates by kcenter (skipped: corrupt 1, labelled 12)" in capsys.readouterr().out
     with open(again, newline="") as f:
         assert not {row["uri"] for row in csv.DictReader(f)} & set(labels)
+    # By default the next round asks the probe fitted on the labels so far where it is least sure.
+    third = str(tmp_path / "round-3.csv")
+    assert main(["select", features, "--budget", "4", "--out", third, "--labelled", picks]) == 0
+    printed = capsys.readouterr().out
+    assert "picked 4 of 12 candidates by margin (skipped: corrupt 1, labelled 12)" in printed
+    assert "where the probe is unsure" in printed
 
 
 def test_bad_input_exits_1_with_one_line(tmp_path, capsys):

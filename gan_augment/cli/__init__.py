@@ -32,8 +32,8 @@ EPILOG = """exit codes:
   130  interrupted (Ctrl-C)
 """
 
-# `curate.selection.METHODS`, default first; the parser stays free of numpy and scikit-learn.
-SELECTION_METHODS = ("typiclust", "kmeans", "kcenter", "random")
+# "auto" (the default), then `curate.selection.METHODS`; the parser stays free of numpy and scikit-learn.
+SELECTION_METHODS = ("auto", "typiclust", "margin", "kmeans", "kcenter", "random")
 
 
 def _add_scan_command(sub: argparse._SubParsersAction) -> None:
@@ -178,14 +178,17 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--budget", type=int, required=True, help="how many images to label")
     select.add_argument("--out", required=True, help="the CSV to write (any fsspec URL)")
     select.add_argument("--method", choices=SELECTION_METHODS, default=SELECTION_METHODS[0],
-                        help="typiclust: the most typical image of each of BUDGET k-means clusters; kmeans: the "
-                             "image nearest each centre; kcenter: k-center greedy coreset; random "
-                             f"(default: {SELECTION_METHODS[0]})")
+                        help="typiclust: the most typical image of each of BUDGET k-means clusters; margin: "
+                             "where a probe fitted on the --labelled labels is least sure, spread by k-means; "
+                             "kmeans: the image nearest each centre; kcenter: k-center greedy coreset; random; "
+                             "auto (the default): typiclust, or margin once --labelled holds labels of two "
+                             "classes")
     select.add_argument("--manifest", metavar="URL",
                         help="the dataset's manifest (default: OUT/<dataset>/manifest.parquet beside FEATURES)")
     select.add_argument("--labelled", metavar="FILE",
                         help="a uri,label file of images already labelled or waiting to be (earlier picks): "
-                             "never picked again, and the budget goes where they are not")
+                             "never picked again, and the budget goes where they are not; its filled-in labels "
+                             "steer margin (and auto)")
     select.add_argument("--seed", type=int, default=0, help="seed of k-means and random draws (default: 0)")
     select.add_argument("--show", type=int, default=10, help="picks to print (default: 10)")
     add_storage_options(select)

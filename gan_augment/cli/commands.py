@@ -159,10 +159,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_select(args: argparse.Namespace) -> int:
     from gan_augment.curate.selection import select_for_labelling
-    from gan_augment.io.labels import read_listed_uris
+    from gan_augment.io.labels import read_listed_labels
 
     options = parse_storage_options(args.storage_options)
-    labelled = read_listed_uris(args.labelled, options) if args.labelled else ()
+    labelled = read_listed_labels(args.labelled, options) if args.labelled else {}
     selection = select_for_labelling(args.features, args.budget, args.method, manifest=args.manifest,
                                      labelled=labelled, seed=args.seed, storage_options=options)
     selection.write_csv(args.out, options)

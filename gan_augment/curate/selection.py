@@ -19,6 +19,15 @@ projected onto their top `EMBED_DIM` principal components; distances are Euclide
   cluster. Diversity comes from the clusters, typicality from where the discriminator's feature
   space is dense: its features were trained to tell real images from ever closer fakes, so the
   dense regions are what the data mostly holds.
+- `margin`: a later round, told the labels of the earlier ones. The probe (`fit_probe`) fitted on
+  them scores each candidate by its margin, the gap between its two likeliest classes; the
+  `UNSURE_SHARE` least sure go to k-means with one cluster per label, and the most typical image
+  of each is picked (typicality over the whole pool): the picks go where the boundary is unclear,
+  apart from each other and away from outliers (as cluster-margin sampling, Citovsky et al. 2021).
+
+The default, `auto`, is `typiclust` for a first round and `margin` once `labelled` gives the
+labels of two classes or more: at a budget of 100, half by each in two rounds beat one round of
+TypiClust on both benchmark sets (BENCHMARKS.md, "Which images to label").
 
 Picks come in order: the clustering methods rank the largest clusters first and k-center ranks
 in its greedy order, so a labeller who stops early still holds the best prefix.
@@ -31,7 +40,7 @@ import io
 import math
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +53,14 @@ from gan_augment.io.tables import features_matrix, read_features, read_manifest
 if TYPE_CHECKING:
     from gan_augment.export.features import Features
 
-METHODS = ("typiclust", "kmeans", "kcenter", "random")
-DEFAULT_METHOD = "typiclust"  # TypiClust (Hacohen et al. 2022); measured in BENCHMARKS.md, "Which images to label"
+METHODS = ("typiclust", "margin", "kmeans", "kcenter", "random")
+AUTO = "auto"
+# `auto`: TypiClust (Hacohen et al. 2022) for a first round, `margin` once labels of two classes or
+# more are known; measured in BENCHMARKS.md, "Which images to label".
+DEFAULT_METHOD, LATER_ROUND_METHOD = "typiclust", "margin"
+# The least-sure share `margin` spreads its picks over: at 50 + 50 labels, 0.25 beat 0.1 and 0.5 on both
+# benchmark sets (`benchmarks/selection.py --unsure-share S`; BENCHMARKS.md, "Which images to label").
+UNSURE_SHARE = 0.25
 # 20 components picked better than 50 at a budget of 10 on both benchmark sets and as well at 100
 # (BENCHMARKS.md, "Which images to label"; 3 seeds while choosing).
 EMBED_DIM = 20
@@ -112,10 +127,10 @@ class Selection:
 def select_for_labelling(
     features: str | Features,
     budget: int,
-    method: str = DEFAULT_METHOD,
+    method: str = AUTO,
     *,
     manifest: str | None = None,
-    labelled: Iterable[str] = (),
+    labelled: Iterable[str] | Mapping[str, Hashable | None] = (),
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
 ) -> Selection:
@@ -125,11 +140,13 @@ def select_for_labelling(
         features: the dataset's features table (`OUT/<dataset>/features`, any fsspec URL) or a
             `Features` from `extract_features`.
         budget: how many images to pick (all candidates when there are fewer).
-        method: one of `METHODS` (see the module's docstring).
+        method: one of `METHODS`, or `auto` (see the module's docstring).
         manifest: the dataset's manifest; rows it does not call `ok` are skipped. Default: the
             manifest beside a features table (`OUT/<dataset>/manifest.parquet`), if there is one.
-        labelled: URIs already labelled: never picked again, and the clustering methods and
-            k-center spend the budget away from them (the next round of a labelling loop).
+        labelled: images already labelled or waiting for a label (the next round of a labelling
+            loop): URIs, or {uri: label} with None for a label still to come. They are never
+            picked again; the clustering methods and k-center spend the budget away from them,
+            and `margin` fits its probe on those with a label.
         seed: seeds the random draw, k-means and the projection.
         storage_options: fsspec options for the URLs.
 
@@ -137,7 +154,8 @@ def select_for_labelling(
         A `Selection`; `.write_csv(url)` writes the file to label.
 
     Raises:
-        ValueError: an unknown method, a budget below 1, or no image left to pick.
+        ValueError: an unknown method, a budget below 1, no image left to pick, or `margin`
+            without labels of two classes.
         FileNotFoundError: no features table, or no manifest at an explicit `manifest`.
 
     Examples:
@@ -149,14 +167,15 @@ def select_for_labelling(
         >>> picks.reasons[1].startswith("farthest from every earlier pick")
         True
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in (AUTO, *METHODS):
+        raise ValueError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)} or {AUTO}")
     if budget < 1:
         raise ValueError(f"budget={budget}: ask for at least one image to label")
     uris, matrix, source = _load(features, storage_options)
     statuses = _manifest_statuses(features, manifest, storage_options)
-    done = {uri for uri in labelled}
-    is_labelled = np.array([uri in done or uri.split("://", 1)[-1] in done for uri in uris], dtype=bool)
+    answers = dict(labelled) if isinstance(labelled, Mapping) else dict.fromkeys(labelled)
+    listed = [_listed(answers, uri) for uri in uris]
+    is_labelled = np.array([entry is not None for entry in listed], dtype=bool)
     status = [statuses.get(uri, "ok") for uri in uris]
     usable = np.array([s == "ok" for s in status], dtype=bool)
     skipped = Counter(s for s in status if s != "ok")
@@ -169,8 +188,19 @@ def select_for_labelling(
                          "extract features of the dataset's ok images first")
     budget = min(budget, len(candidates))
     anchors = np.flatnonzero(usable & is_labelled)
+    known = [(row, entry[0]) for row, entry in enumerate(listed) if entry is not None and entry[0] is not None]
+    classes = len({label for _, label in known})
+    method = (LATER_ROUND_METHOD if classes >= 2 else DEFAULT_METHOD) if method == AUTO else method
     x = embed_features(matrix, seed) if method != "random" else matrix
-    picks, reasons, scores = _PICKERS[method](x, candidates, anchors, budget, seed)
+    if method == "margin":
+        if classes < 2:
+            raise ValueError(f"method 'margin' fits a probe on the labelled images and needs labels of two classes "
+                             f"or more; {len(known)} labelled images of {source} give {classes}: label a first "
+                             f"round ({DEFAULT_METHOD}) and pass it as `labelled`")
+        margin = _margins(matrix, [row for row, _ in known], [label for _, label in known], seed)
+        picks, reasons, scores = _pick_margin(x, candidates, anchors, budget, seed, margin=margin)
+    else:
+        picks, reasons, scores = _PICKERS[method](x, candidates, anchors, budget, seed)
     return Selection(tuple(uris[i] for i in picks), tuple(reasons), tuple(float(s) for s in scores), method, seed,
                      len(candidates), dict(sorted(skipped.items())), source)
 
@@ -184,6 +214,16 @@ def _load(features: str | Features, storage_options: dict[str, Any] | None) -> t
     if not (hasattr(features, "uris") and hasattr(features, "features")):
         raise TypeError(f"features must be a features table URL or a Features; got {type(features).__name__}")
     return list(features.uris), np.asarray(features.features), features.source or features.dataset
+
+
+def _listed(answers: dict[str, Hashable | None], uri: str) -> tuple[Hashable | None] | None:
+    """(label or None,) when `uri` is among the labelled (by full URI or path), else None."""
+    key = uri if uri in answers else uri.split("://", 1)[-1]
+    if key not in answers:
+        return None
+    label = answers[key]  # an empty string or a NaN (a blank cell in pandas) is a label still to come
+    waiting = (isinstance(label, str) and not label.strip()) or (isinstance(label, float) and math.isnan(label))
+    return (None if waiting else label,)
 
 
 def _manifest_statuses(features: str | Features, manifest: str | None,
@@ -309,11 +349,47 @@ def _cluster_picks(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, b
             reasons.append(f"nearest the centre of cluster {c} ({sizes[c]} images): distance {values[best]:.3g}")
         rows.append(int(sample[best]))
         scores.append(float(values[best]))
-    if len(rows) < budget:  # fewer distinct clusters than asked (identical images): k-center fills
+    return _fill_with_kcenter(x, candidates, anchors, budget, seed, (rows, reasons, scores))
+
+
+def _margins(matrix: np.ndarray, rows: list[int], labels: list[Hashable], seed: int) -> np.ndarray:
+    """Each row's margin under the probe fitted on the labelled rows: the probability of its
+    likeliest class minus that of the next (0 = a coin toss between two classes)."""
+    from gan_augment.evaluate.probe import fit_probe
+
+    probabilities = np.sort(fit_probe(matrix[rows], labels, seed=seed).predict_proba(matrix), axis=1)
+    return probabilities[:, -1] - probabilities[:, -2]
+
+
+def _fill_with_kcenter(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int,
+                       picks: Picks) -> Picks:
+    """`picks`, topped up by k-center where fewer distinct clusters than asked (identical images)."""
+    rows, reasons, scores = picks
+    if len(rows) < budget:
         rest = candidates[~np.isin(candidates, rows)]
         more = _pick_kcenter(x, rest, np.concatenate([anchors, rows]).astype(int), budget - len(rows), seed)
         rows, reasons, scores = rows + more[0], reasons + more[1], scores + more[2]
     return rows, reasons, scores
+
+
+def _pick_margin(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int, *,
+                 margin: np.ndarray) -> Picks:
+    """The most typical image of each of `budget` k-means clusters of the least-sure candidates."""
+    keep = max(budget, int(UNSURE_SHARE * len(candidates)))
+    unsure = candidates[np.argsort(margin[candidates], kind="stable")[:keep]]
+    clusters, _ = _cluster(x[unsure], min(budget, len(unsure)), seed)
+    sizes = np.bincount(clusters)
+    rng = np.random.default_rng(seed)
+    rows, reasons, scores = [], [], []
+    for c in sorted(np.flatnonzero(sizes), key=lambda c: (-sizes[c], c)):
+        members = unsure[clusters == c]
+        values = _typicality(x, np.arange(len(x)), members, rng)
+        best = int(members[np.argmax(values)])
+        rows.append(best)
+        reasons.append(f"most typical of {sizes[c]} images where the probe is unsure (cluster {c}): "
+                       f"margin {margin[best]:.3g}")
+        scores.append(float(margin[best]))
+    return _fill_with_kcenter(x, candidates, anchors, budget, seed, (rows, reasons, scores))
 
 
 _PICKERS: dict[str, Callable[..., Picks]] = {

@@ -32,9 +32,16 @@ def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
     return table
 
 
-def read_listed_uris(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Every uri of a labels file (see `read_labels`), labelled or still waiting for its label."""
-    return [uri for uri in _read_labels_table(url, storage_options).column("uri").to_pylist() if uri]
+def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable | None]:
+    """{uri: label} of every row of a labels file (see `read_labels`), None for a label still to
+    come: the images of earlier rounds, labelled or not."""
+    table = _read_labels_table(url, storage_options)
+    rows = zip(table.column("uri").to_pylist(), table.column("label").to_pylist())
+    return {uri: None if _empty(label) else label for uri, label in rows if uri}
+
+
+def _empty(label: Any) -> bool:
+    return label is None or (isinstance(label, str) and not label.strip())
 
 
 def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
@@ -50,7 +57,7 @@ def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict
     labels: dict[str, Hashable] = {}
     unlabelled = 0
     for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
-        if label is None or (isinstance(label, str) and not label.strip()):
+        if _empty(label):
             unlabelled += 1
             continue
         if labels.setdefault(uri, label) != label:

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from gan_augment.curate import METHODS, select_for_labelling
-from gan_augment.io.labels import read_labels, read_listed_uris
+from gan_augment.io.labels import read_labels, read_listed_labels
 from gan_augment.io.tables import features_table, write_features, write_manifest
 
 CLUSTERS, PER_CLUSTER, DIM = 6, 40, 24
+FIRST_ROUND = [m for m in METHODS if m != "margin"]  # margin needs the labels of an earlier round
 
 
 def blobs(seed: int = 0, sizes: list[int] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -46,7 +47,7 @@ def write_dataset(out, uris: list[str], features: np.ndarray, statuses: dict[str
     return str(out / "ds" / "features")
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", FIRST_ROUND)
 def test_every_method_picks_distinct_candidates_deterministically(method):
     uris, features, _ = blobs()
     first = select_for_labelling(as_features(uris, features), 10, method, seed=3)
@@ -80,7 +81,7 @@ def test_kcenter_starts_central_and_then_goes_far():
     assert len(set(cluster[[uris.index(u) for u in picks.uris]])) == CLUSTERS
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", FIRST_ROUND)
 def test_labelled_images_are_never_picked_and_the_budget_goes_elsewhere(method):
     uris, features, cluster = blobs()
     labelled = [uris[i] for i in np.flatnonzero(cluster == 0)[:3]]
@@ -116,7 +117,7 @@ def test_the_picks_file_is_a_labels_file_once_filled_in(tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["uri", "label", "rank", "method", "reason", "score"]
     assert [r["uri"] for r in rows] == list(picks.uris) and [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"]
-    assert all(r["label"] == "" for r in rows) and read_listed_uris(path) == list(picks.uris)
+    assert all(r["label"] == "" for r in rows) and read_listed_labels(path) == dict.fromkeys(picks.uris)
     with pytest.raises(ValueError, match="no row .* has a label yet .*5 rows with an empty label"):
         read_labels(path)
     for row in rows[:3]:  # a person labels three of the five
@@ -143,14 +144,57 @@ def test_identical_images_still_fill_the_budget():
     features[6:] = 1.0  # two distinct points, six copies each
     uris = [f"u{i}" for i in range(12)]
     for method in METHODS:
-        picks = select_for_labelling(as_features(uris, features), 5, method)
-        assert len(set(picks.uris)) == 5
+        labelled = {"u0": "a", "u6": "b"} if method == "margin" else ()
+        picks = select_for_labelling(as_features(uris, features), 5, method, labelled=labelled)
+        assert len(set(picks.uris)) == 5 and not set(labelled) & set(picks.uris)
+
+
+def two_classes(seed: int = 0, n: int = 400) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(uris, features, class): the class is the sign of the first dimension, spread evenly over
+    [-3, 3]; the second dimension is noise."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(scale=0.1, size=(n, 2)).astype(np.float32)
+    features[:, 0] = np.linspace(-3, 3, n)
+    return [f"s3://bucket/ds/{i:03d}.png" for i in range(n)], features, (features[:, 0] > 0).astype(int)
+
+
+def test_margin_picks_where_the_labels_so_far_leave_the_boundary_unclear():
+    uris, features, label = two_classes()
+    ends = [*range(0, 50, 5), *range(len(uris) - 50, len(uris), 5)]  # a first round that saw only the outer parts
+    labelled = {uris[i]: ["left", "right"][label[i]] for i in ends}
+    picks = select_for_labelling(as_features(uris, features), 6, "margin", labelled=labelled)
+    assert picks.method == "margin" and picks.skipped == {"labelled": 20}
+    x0 = features[[uris.index(u) for u in picks.uris], 0]
+    assert np.abs(x0).max() < 0.9  # inside the least-sure quarter around the boundary at 0
+    assert len(set(np.round(x0, 2))) == 6 and all("probe is unsure" in r for r in picks.reasons)
+    assert all(0 <= s < 1 for s in picks.scores)
+    random = select_for_labelling(as_features(uris, features), 6, "random", labelled=labelled)
+    assert np.abs(features[[uris.index(u) for u in random.uris], 0]).mean() > np.abs(x0).mean()
+
+
+def test_auto_is_typiclust_until_two_classes_are_labelled_then_margin():
+    uris, features, label = two_classes()
+    source = as_features(uris, features)
+    auto = select_for_labelling(source, 4)
+    assert auto.method == "typiclust" and auto == select_for_labelling(source, 4, "typiclust")
+    waiting = dict.fromkeys(auto.uris)  # picked, not labelled yet: "", None and NaN are labels to come
+    waiting[auto.uris[0]], waiting[auto.uris[1]] = "", float("nan")
+    assert select_for_labelling(source, 4, labelled=waiting).method == "typiclust"
+    one_class = {uris[0]: "left", uris[1]: "left"}
+    assert select_for_labelling(source, 4, labelled=one_class).method == "typiclust"
+    with pytest.raises(ValueError, match="'margin' fits a probe .* needs labels of two classes or more; 2 labelled "
+                                         "images of /store/ds give 1: label a first round"):
+        select_for_labelling(source, 4, "margin", labelled=one_class)
+    # Labels keyed by path (no scheme) match, as for the other methods.
+    both = {uris[0].split("://", 1)[1]: "left", uris[-1]: "right", uris[1]: None}
+    later = select_for_labelling(source, 4, labelled=both)
+    assert later.method == "margin" and later.skipped == {"labelled": 3} and later.candidates == len(uris) - 3
 
 
 def test_bad_requests_teach(tmp_path):
     uris, features, _ = blobs()
     source = as_features(uris, features)
-    with pytest.raises(ValueError, match="unknown selection method 'best'; choose one of typiclust"):
+    with pytest.raises(ValueError, match="unknown selection method 'best'; choose one of typiclust, margin, .* auto"):
         select_for_labelling(source, 5, "best")
     with pytest.raises(ValueError, match="budget=0: ask for at least one"):
         select_for_labelling(source, 0)
