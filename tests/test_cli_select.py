@@ -50,6 +50,7 @@ def test_select_label_evaluate_loop(trained_model_dir, tmp_path, capsys, caplog)
     printed = capsys.readouterr().out
     assert "most typical of cluster" in printed and "... 9 more in" in printed
     assert "picked 12 of 24 candidates by typiclust (skipped: corrupt 1)" in printed
+    assert f"gan-augment select {features} --budget N --labelled {picks} --out NEXT.csv" in printed
     labels = fill_labels(picks, leave_empty=2)
     assert len(labels) == 12 and not any(uri.endswith(("copy.png", "img-024.png")) for uri in labels)
 

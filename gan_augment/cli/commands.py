@@ -174,7 +174,8 @@ def run_select(args: argparse.Namespace) -> int:
     lines.append(f"picked {len(selection)} of {selection.candidates} candidates by {selection.method} "
                  f"(skipped: {skipped})")
     lines.append(f"fill in the label column of {redact_url(args.out)}, then: gan-augment evaluate MODEL SOURCE "
-                 f"--labels {redact_url(args.out)}")
+                 f"--labels {redact_url(args.out)}; or pick the next round with its labels: gan-augment select "
+                 f"{redact_url(args.features)} --budget N --labelled {redact_url(args.out)} --out NEXT.csv")
     picks = [{"uri": redact_url(uri), "rank": rank, "reason": reason, "score": score} for rank, (uri, reason, score)
              in enumerate(zip(selection.uris, selection.reasons, selection.scores), start=1)]
     emit(args, {**selection.summary(), "out": redact_url(args.out), "picks": picks}, "\n".join(lines))
