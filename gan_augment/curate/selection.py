@@ -54,10 +54,9 @@ if TYPE_CHECKING:
     from gan_augment.export.features import Features
 
 METHODS = ("typiclust", "margin", "kmeans", "kcenter", "random")
-AUTO = "auto"
 # `auto`: TypiClust (Hacohen et al. 2022) for a first round, `margin` once labels of two classes or
 # more are known; measured in BENCHMARKS.md, "Which images to label".
-DEFAULT_METHOD, LATER_ROUND_METHOD = "typiclust", "margin"
+AUTO, DEFAULT_METHOD, LATER_ROUND_METHOD = "auto", "typiclust", "margin"
 # The least-sure share `margin` spreads its picks over: at 50 + 50 labels, 0.25 beat 0.1 and 0.5 on both
 # benchmark sets (`benchmarks/selection.py --unsure-share S`; BENCHMARKS.md, "Which images to label").
 UNSURE_SHARE = 0.25
@@ -382,7 +381,8 @@ def _pick_margin(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, bud
     rng = np.random.default_rng(seed)
     rows, reasons, scores = [], [], []
     for c in sorted(np.flatnonzero(sizes), key=lambda c: (-sizes[c], c)):
-        members = unsure[clusters == c]
+        members = unsure[clusters == c]  # a large cluster: its typicality measured on a seeded sample
+        members = members if len(members) <= TYPICALITY_SAMPLE else rng.choice(members, TYPICALITY_SAMPLE, False)
         values = _typicality(x, np.arange(len(x)), members, rng)
         best = int(members[np.argmax(values)])
         rows.append(best)

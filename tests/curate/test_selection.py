@@ -172,6 +172,17 @@ def test_margin_picks_where_the_labels_so_far_leave_the_boundary_unclear():
     assert np.abs(features[[uris.index(u) for u in random.uris], 0]).mean() > np.abs(x0).mean()
 
 
+def test_margin_measures_typicality_of_a_large_cluster_on_a_seeded_sample(monkeypatch):
+    from gan_augment.curate import selection
+
+    uris, features, label = two_classes()
+    labelled = {uris[0]: "left", uris[-1]: "right"}
+    monkeypatch.setattr(selection, "TYPICALITY_SAMPLE", 30)  # each of 3 clusters of 99 unsure is larger
+    first = select_for_labelling(as_features(uris, features), 3, "margin", labelled=labelled, seed=2)
+    assert first == select_for_labelling(as_features(uris, features), 3, "margin", labelled=labelled, seed=2)
+    assert len(set(first.uris)) == 3 and not set(first.uris) & set(labelled)
+
+
 def test_auto_is_typiclust_until_two_classes_are_labelled_then_margin():
     uris, features, label = two_classes()
     source = as_features(uris, features)
