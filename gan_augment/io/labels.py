@@ -33,15 +33,25 @@ def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
 
 
 def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable | None]:
-    """{uri: label} of every row of a labels file (see `read_labels`), None for a label still to
-    come: the images of earlier rounds, labelled or not."""
+    """{uri: label} of every image a labels file lists (see `read_labels`), None where its label
+    is still to come: the images of earlier rounds, labelled or not.
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a missing column, or one uri with two labels.
+    """
     table = _read_labels_table(url, storage_options)
-    rows = zip(table.column("uri").to_pylist(), table.column("label").to_pylist())
-    return {uri: None if _empty(label) else label for uri, label in rows if uri}
-
-
-def _empty(label: Any) -> bool:
-    return label is None or (isinstance(label, str) and not label.strip())
+    listed: dict[str, Hashable | None] = {}
+    for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
+        if not uri:
+            continue
+        if label is None or (isinstance(label, str) and not label.strip()):
+            listed.setdefault(uri, None)
+        elif listed.setdefault(uri, label) is None:
+            listed[uri] = label  # listed empty first, labelled in a later row
+        elif listed[uri] != label:
+            raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({listed[uri]!r} and {label!r})")
+    return listed
 
 
 def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
@@ -53,15 +63,9 @@ def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict
         FileNotFoundError: nothing at `url`.
         ValueError: a missing column, one uri with two labels, or no labelled row at all.
     """
-    table = _read_labels_table(url, storage_options)
-    labels: dict[str, Hashable] = {}
-    unlabelled = 0
-    for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
-        if _empty(label):
-            unlabelled += 1
-            continue
-        if labels.setdefault(uri, label) != label:
-            raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({labels[uri]!r} and {label!r})")
+    listed = read_listed_labels(url, storage_options)
+    labels = {uri: label for uri, label in listed.items() if label is not None}
+    unlabelled = len(listed) - len(labels)
     if not labels:
         raise ValueError(f"no row of {redact_url(url)} has a label yet ({unlabelled} rows with an empty label); "
                          "fill in the label column first")

@@ -129,6 +129,16 @@ def test_the_picks_file_is_a_labels_file_once_filled_in(tmp_path):
     assert read_labels(path) == {r["uri"]: r["label"] for r in rows[:3]}
 
 
+def test_a_picks_file_that_lists_an_image_twice_keeps_its_label_or_refuses_two(tmp_path):
+    path = tmp_path / "picks.csv"
+    path.write_text("uri,label\na.png,\na.png,cat\nb.png,dog\nb.png,\nc.png,\n,cat\n")
+    assert read_listed_labels(str(path)) == {"a.png": "cat", "b.png": "dog", "c.png": None}
+    assert read_labels(str(path)) == {"a.png": "cat", "b.png": "dog"}
+    path.write_text("uri,label\na.png,cat\na.png,dog\n")
+    with pytest.raises(ValueError, match="gives 'a.png' two labels \\('cat' and 'dog'\\)"):
+        read_listed_labels(str(path))
+
+
 def test_the_summary_and_table_are_keyed_by_uri():
     uris, features, _ = blobs()
     picks = select_for_labelling(as_features(uris, features), 4, "typiclust", seed=1)
