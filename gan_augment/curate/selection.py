@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.io.fsio import atomic_write_bytes, exists, parent_url, redact_url
+from gan_augment.io.labels import label_missing
 from gan_augment.io.tables import features_matrix, read_features, read_manifest
 
 if TYPE_CHECKING:
@@ -173,8 +174,8 @@ def select_for_labelling(
     uris, matrix, source = _load(features, storage_options)
     statuses = _manifest_statuses(features, manifest, storage_options)
     answers = dict(labelled) if isinstance(labelled, Mapping) else dict.fromkeys(labelled)
-    listed = [_listed(answers, uri) for uri in uris]
-    is_labelled = np.array([entry is not None for entry in listed], dtype=bool)
+    listed = _listed_rows(answers, uris)
+    is_labelled = np.isin(np.arange(len(uris)), list(listed))
     status = [statuses.get(uri, "ok") for uri in uris]
     usable = np.array([s == "ok" for s in status], dtype=bool)
     skipped = Counter(s for s in status if s != "ok")
@@ -187,7 +188,7 @@ def select_for_labelling(
                          "extract features of the dataset's ok images first")
     budget = min(budget, len(candidates))
     anchors = np.flatnonzero(usable & is_labelled)
-    known = [(row, entry[0]) for row, entry in enumerate(listed) if entry is not None and entry[0] is not None]
+    known = [(row, label) for row, label in listed.items() if label is not None]
     classes = len({label for _, label in known})
     method = (LATER_ROUND_METHOD if classes >= 2 else DEFAULT_METHOD) if method == AUTO else method
     x = embed_features(matrix, seed) if method != "random" else matrix
@@ -215,14 +216,10 @@ def _load(features: str | Features, storage_options: dict[str, Any] | None) -> t
     return list(features.uris), np.asarray(features.features), features.source or features.dataset
 
 
-def _listed(answers: dict[str, Hashable | None], uri: str) -> tuple[Hashable | None] | None:
-    """(label or None,) when `uri` is among the labelled (by full URI or path), else None."""
-    key = uri if uri in answers else uri.split("://", 1)[-1]
-    if key not in answers:
-        return None
-    label = answers[key]  # an empty string or a NaN (a blank cell in pandas) is a label still to come
-    waiting = (isinstance(label, str) and not label.strip()) or (isinstance(label, float) and math.isnan(label))
-    return (None if waiting else label,)
+def _listed_rows(answers: dict[str, Hashable | None], uris: list[str]) -> dict[int, Hashable | None]:
+    """{row: label, None while it is still to come} of the images `answers` lists, by full URI or path."""
+    keys = {row: uri if uri in answers else uri.split("://", 1)[-1] for row, uri in enumerate(uris)}
+    return {row: None if label_missing(answers[key]) else answers[key] for row, key in keys.items() if key in answers}
 
 
 def _manifest_statuses(features: str | Features, manifest: str | None,

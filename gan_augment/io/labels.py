@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,13 @@ def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
     return table
 
 
+def label_missing(label: Any) -> bool:
+    """Whether a label is still to come: None, a blank string, or NaN (a blank cell of a float
+    column, or of a pandas frame)."""
+    return (label is None or (isinstance(label, str) and not label.strip())
+            or (isinstance(label, float) and math.isnan(label)))
+
+
 def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable | None]:
     """{uri: label} of every image a labels file lists (see `read_labels`), None where its label
     is still to come: the images of earlier rounds, labelled or not.
@@ -45,7 +53,7 @@ def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) 
     for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
         if not uri:
             continue
-        if label is None or (isinstance(label, str) and not label.strip()):
+        if label_missing(label):
             listed.setdefault(uri, None)
         elif listed.setdefault(uri, label) is None:
             listed[uri] = label  # listed empty first, labelled in a later row

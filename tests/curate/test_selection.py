@@ -10,6 +10,8 @@ import types
 from datetime import datetime, timezone
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gan_augment.curate import METHODS, select_for_labelling
@@ -134,6 +136,9 @@ def test_a_picks_file_that_lists_an_image_twice_keeps_its_label_or_refuses_two(t
     path.write_text("uri,label\na.png,\na.png,cat\nb.png,dog\nb.png,\nc.png,\n,cat\n")
     assert read_listed_labels(str(path)) == {"a.png": "cat", "b.png": "dog", "c.png": None}
     assert read_labels(str(path)) == {"a.png": "cat", "b.png": "dog"}
+    numbers = str(tmp_path / "labels.parquet")  # a float label column: NaN is a blank cell
+    pq.write_table(pa.table({"uri": ["a.png", "b.png"], "label": [1.0, float("nan")]}), numbers)
+    assert read_listed_labels(numbers) == {"a.png": 1.0, "b.png": None}
     path.write_text("uri,label\na.png,cat\na.png,dog\n")
     with pytest.raises(ValueError, match="gives 'a.png' two labels \\('cat' and 'dog'\\)"):
         read_listed_labels(str(path))
