@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 
+import pytest
+
 from conftest import write_png_folder
 
 from gan_augment.cli import SELECTION_METHODS, main
@@ -74,6 +76,17 @@ def test_select_label_evaluate_loop(trained_model_dir, tmp_path, capsys, caplog)
     printed = capsys.readouterr().out
     assert "picked 4 of 12 candidates by margin (skipped: corrupt 1, labelled 12)" in printed
     assert "where the probe is unsure" in printed
+    # A labels file of other images is named, or refused when none of its images is here.
+    with open(picks, "a") as f:
+        f.write("file:///elsewhere/img-000.png,odd,,,,\n")
+    with pytest.warns(UserWarning, match="1 of the 13 images listed as labelled are not in"):
+        assert main(["select", features, "--budget", "2", "--out", third, "--labelled", picks]) == 0
+    assert f"1 images of {picks} are not in the features" in capsys.readouterr().out
+    foreign = str(tmp_path / "foreign.csv")
+    with open(foreign, "w") as f:
+        f.write("uri,label\nfile:///elsewhere/img-000.png,odd\n")
+    assert main(["select", features, "--budget", "2", "--out", third, "--labelled", foreign]) == 1
+    assert "none of the 1 images listed as labelled is in" in capsys.readouterr().err
 
 
 def test_bad_input_exits_1_with_one_line(tmp_path, capsys):

@@ -173,6 +173,8 @@ def run_select(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{reason} {count}" for reason, count in selection.skipped.items()) or "none"
     lines.append(f"picked {len(selection)} of {selection.candidates} candidates by {selection.method} "
                  f"(skipped: {skipped})")
+    if selection.unmatched:  # listed by --labelled under URIs the features do not hold: they may be picked again
+        lines.append(f"{selection.unmatched} images of {redact_url(args.labelled)} are not in the features")
     lines.append(f"fill in the label column of {redact_url(args.out)}, then: gan-augment evaluate MODEL SOURCE "
                  f"--labels {redact_url(args.out)}; or pick the next round with its labels: gan-augment select "
                  f"{redact_url(args.features)} --budget N --labelled {redact_url(args.out)} --out NEXT.csv")

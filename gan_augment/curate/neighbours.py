@@ -5,6 +5,7 @@ Encoders live where their inputs are: the perceptual hash where pixels are decod
 compares encodings, as imagededup keeps its search (`handlers/search/`) apart from its hashers:
 all pairs, in blocks of rows (memory bounded by `BLOCK_ROWS` x N), by Hamming distance between
 64-bit hashes or cosine distance between feature vectors, or only the candidate pairs given.
+Selection's Euclidean distances (`squared_distances`, `nearest_distances`) live here too.
 
 Examples:
     >>> import numpy as np
@@ -30,6 +31,20 @@ def _distances(metric: str, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
         # stay uint8 (an eighth of float64's memory traffic) until a pair is kept.
         return np.bitwise_count(rows[:, None] ^ others[None, :])  # (R, O)
     return 1.0 - rows @ others.T  # (R, O); rows are unit vectors
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared Euclidean distances, without an (a, b, d) intermediate."""
+    return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :], 0)
+
+
+def nearest_distances(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row of `x`'s Euclidean distance to the nearest of `x[rows]` (inf when `rows` is
+    empty), 256 of `rows` at a time."""
+    nearest = np.full(len(x), np.inf, dtype=np.float32)
+    for start in range(0, len(rows), 256):
+        nearest = np.minimum(nearest, np.sqrt(squared_distances(x, x[rows[start:start + 256]]).min(1)))
+    return nearest
 
 
 def _prepare(metric: str, encodings: np.ndarray) -> np.ndarray:

@@ -29,8 +29,7 @@ The default, `auto`, is `typiclust` for a first round and `margin` once `labelle
 labels of two classes or more: at a budget of 100, half by each in two rounds beat one round of
 TypiClust on both benchmark sets (BENCHMARKS.md, "Which images to label").
 
-Picks come in order: the clustering methods rank the largest clusters first and k-center ranks
-in its greedy order, so a labeller who stops early still holds the best prefix.
+Picks come in order (largest clusters first, k-center greedily): a labeller who stops early holds the best prefix.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from gan_augment.curate.neighbours import nearest_distances, squared_distances
 from gan_augment.io.fsio import atomic_write_bytes, exists, parent_url, redact_url
 from gan_augment.io.labels import label_missing
 from gan_augment.io.tables import features_matrix, read_features, read_manifest
@@ -87,6 +87,7 @@ class Selection:
         candidates: images the method could pick from.
         skipped: rows left out before picking, by reason (a manifest status, or "labelled").
         source: where the features came from (credentials removed).
+        unmatched: images `labelled` listed that the features do not hold (a warning names them).
     """
 
     uris: tuple[str, ...]
@@ -97,6 +98,7 @@ class Selection:
     candidates: int
     skipped: Mapping[str, int] = field(default_factory=dict)
     source: str = ""
+    unmatched: int = 0
 
     def __len__(self) -> int:
         return len(self.uris)
@@ -111,7 +113,7 @@ class Selection:
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "picked": len(self), "candidates": self.candidates, "seed": self.seed,
-                "skipped": dict(self.skipped), "source": self.source}
+                "skipped": dict(self.skipped), "source": self.source, "unmatched": self.unmatched}
 
     def write_csv(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         """Write the picks as CSV (`CSV_COLUMNS`, atomically): `label` is empty for the person who
@@ -154,8 +156,9 @@ def select_for_labelling(
         A `Selection`; `.write_csv(url)` writes the file to label.
 
     Raises:
-        ValueError: an unknown method, a budget below 1, no image left to pick, or `margin`
-            without labels of two classes.
+        ValueError: an unknown method, a budget below 1, no image left to pick, `margin` without
+            labels of two classes, or a `labelled` none of whose images the features hold (another
+            dataset's list, say): its picks could repeat the images already labelled.
         FileNotFoundError: no features table, or no manifest at an explicit `manifest`.
 
     Examples:
@@ -174,7 +177,7 @@ def select_for_labelling(
     uris, matrix, source = _load(features, storage_options)
     statuses = _manifest_statuses(features, manifest, storage_options)
     answers = dict(labelled) if isinstance(labelled, Mapping) else dict.fromkeys(labelled)
-    listed = _listed_rows(answers, uris)
+    listed, unmatched = _listed_rows(answers, uris, source)
     is_labelled = np.isin(np.arange(len(uris)), list(listed))
     status = [statuses.get(uri, "ok") for uri in uris]
     usable = np.array([s == "ok" for s in status], dtype=bool)
@@ -202,7 +205,7 @@ def select_for_labelling(
     else:
         picks, reasons, scores = _PICKERS[method](x, candidates, anchors, budget, seed)
     return Selection(tuple(uris[i] for i in picks), tuple(reasons), tuple(float(s) for s in scores), method, seed,
-                     len(candidates), dict(sorted(skipped.items())), source)
+                     len(candidates), dict(sorted(skipped.items())), source, unmatched)
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -216,10 +219,23 @@ def _load(features: str | Features, storage_options: dict[str, Any] | None) -> t
     return list(features.uris), np.asarray(features.features), features.source or features.dataset
 
 
-def _listed_rows(answers: dict[str, Hashable | None], uris: list[str]) -> dict[int, Hashable | None]:
-    """{row: label, None while it is still to come} of the images `answers` lists, by full URI or path."""
+def _listed_rows(answers: dict[str, Hashable | None], uris: list[str],
+                 source: str) -> tuple[dict[int, Hashable | None], int]:
+    """{row: label, None while it is still to come} of the images `answers` lists, by full URI or
+    path, and how many it lists that the features lack (a warning; an error when it is all)."""
     keys = {row: uri if uri in answers else uri.split("://", 1)[-1] for row, uri in enumerate(uris)}
-    return {row: None if label_missing(answers[key]) else answers[key] for row, key in keys.items() if key in answers}
+    listed = {row: None if label_missing(answers[key]) else answers[key] for row, key in keys.items() if key in answers}
+    found = {keys[row] for row in listed}
+    missing = [redact_url(key) for key in answers if key not in found]
+    if missing:
+        if not listed:
+            raise ValueError(f"none of the {len(answers)} images listed as labelled is in {source} (e.g. "
+                             f"{missing[0]}): pass the labels or picks file of these features, under the URIs they "
+                             "were extracted from; picks made without it could repeat the images already labelled")
+        warnings.warn(f"{len(missing)} of the {len(answers)} images listed as labelled are not in {source} (e.g. "
+                      f"{missing[0]}): left out, and picked again if the features hold them under another name",
+                      stacklevel=3)
+    return listed, len(missing)
 
 
 def _manifest_statuses(features: str | Features, manifest: str | None,
@@ -258,35 +274,22 @@ def _pick_random(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, bud
     return [int(r) for r in rows], [f"drawn at random (seed {seed})"] * budget, [math.nan] * budget
 
 
-def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) squared Euclidean distances, without an (a, b, e) intermediate."""
-    return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :], 0)
-
-
-def _distances_to(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Each row's distance to the nearest of `rows` (inf when there is none), in chunks."""
-    nearest = np.full(len(x), np.inf, dtype=np.float32)
-    for start in range(0, len(rows), 256):
-        nearest = np.minimum(nearest, np.sqrt(_squared_distances(x, x[rows[start:start + 256]]).min(1)))
-    return nearest
-
-
 def _pick_kcenter(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int) -> Picks:
     rows, reasons, scores = [], [], []
-    distance = _distances_to(x, anchors)[candidates]
+    distance = nearest_distances(x, anchors)[candidates]
     if not len(anchors):  # start where the data is, not at an outlier: the image nearest the mean
         first = int(np.argmin(((x[candidates] - x[candidates].mean(0)) ** 2).sum(1)))
         rows.append(int(candidates[first]))
         reasons.append("nearest the mean of the pool (k-center's first pick)")
         scores.append(0.0)
-        distance = np.minimum(distance, _distances_to(x[candidates], np.array([first])))
+        distance = np.minimum(distance, nearest_distances(x[candidates], np.array([first])))
         distance[first] = -np.inf  # picked (copies of it stay available at distance 0)
     while len(rows) < budget:
         best = int(np.argmax(distance))
         rows.append(int(candidates[best]))
         reasons.append(f"farthest from every earlier pick: distance {distance[best]:.3g}")
         scores.append(float(distance[best]))
-        distance = np.minimum(distance, _distances_to(x[candidates], np.array([best])))
+        distance = np.minimum(distance, nearest_distances(x[candidates], np.array([best])))
         distance[best] = -np.inf
     return rows, reasons, scores
 
@@ -310,7 +313,7 @@ def _typicality(x: np.ndarray, members: np.ndarray, rows: np.ndarray, rng: np.ra
     if k < 1:
         return np.zeros(len(rows), dtype=np.float32)
     reference = members if len(members) <= TYPICALITY_SAMPLE else rng.choice(members, TYPICALITY_SAMPLE, False)
-    squared = _squared_distances(x[rows], x[reference])  # (rows, reference)
+    squared = squared_distances(x[rows], x[reference])  # (rows, reference)
     squared[rows[:, None] == reference[None, :]] = np.inf  # an image is not its own neighbour
     nearest = np.sqrt(np.partition(squared, k - 1, axis=1)[:, :k])
     return 1.0 / (nearest.mean(1) + 1e-12)

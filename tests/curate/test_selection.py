@@ -94,6 +94,21 @@ def test_labelled_images_are_never_picked_and_the_budget_goes_elsewhere(method):
         assert 0 not in cluster[[uris.index(u) for u in picks.uris]]
 
 
+def test_a_labelled_list_of_other_images_is_refused_or_named_not_silently_ignored():
+    uris, features, _ = blobs()
+    source = as_features(uris, features)
+    elsewhere = ["file:///store/other/img-000.png", "file:///store/other/img-001.png"]
+    # none found: picks made as if nothing were labelled could repeat the images already labelled
+    with pytest.raises(ValueError, match=r"none of the 2 images listed as labelled is in /store/ds \(e\.g\. "
+                                         r"file:///store/other/img-000\.png\): pass the labels or picks file"):
+        select_for_labelling(source, 3, labelled={uri: "a" for uri in elsewhere})
+    with pytest.warns(UserWarning, match=r"1 of the 3 images listed as labelled are not in /store/ds "
+                                         r"\(e\.g\. file:///store/other/img-001\.png\)"):
+        picks = select_for_labelling(source, 3, labelled=[uris[0], uris[1], elsewhere[1]])
+    assert picks.unmatched == 1 and picks.summary()["unmatched"] == 1 and picks.skipped == {"labelled": 2}
+    assert select_for_labelling(source, 3, labelled=["/store/ds/img-000.png"]).unmatched == 0  # a path matches
+
+
 def test_the_manifest_beside_the_features_skips_bad_and_duplicate_images(tmp_path):
     uris, features, _ = blobs()
     bad = {uris[0]: "duplicate", uris[1]: "duplicate", uris[2]: "corrupt"}
@@ -151,7 +166,7 @@ def test_the_summary_and_table_are_keyed_by_uri():
     assert table.column_names == ["uri", "rank", "method", "reason", "score"]
     assert table.column("uri").to_pylist() == list(picks.uris) and table.column("rank").to_pylist() == [1, 2, 3, 4]
     assert picks.summary() == {"method": "typiclust", "picked": 4, "candidates": len(uris), "seed": 1,
-                               "skipped": {}, "source": "/store/ds"}
+                               "skipped": {}, "source": "/store/ds", "unmatched": 0}
 
 
 def test_identical_images_still_fill_the_budget():
