@@ -23,14 +23,22 @@ def _read_labels_table(url: str, storage_options: dict[str, Any] | None) -> Any:
     if url.rstrip("/").endswith(".parquet"):
         table = read_table(url, storage_options)
     else:
+        data = read_bytes(url, storage_options)
         try:
-            table = pa_csv.read_csv(io.BytesIO(read_bytes(url, storage_options)))
+            table = pa_csv.read_csv(io.BytesIO(data), parse_options=pa_csv.ParseOptions(delimiter=_delimiter(data)))
         except Exception as exc:  # noqa: BLE001 - pyarrow reports CSV problems with several types
             raise ValueError(f"{redact_url(url)} is not a readable CSV file: {exc}") from exc
     missing = [name for name in ("uri", "label") if name not in table.column_names]
     if missing:
         raise ValueError(f"{redact_url(url)} has no column {missing[0]!r}; a labels file has columns uri,label")
     return table
+
+
+def _delimiter(data: bytes) -> str:
+    """',' unless the header row holds none and holds ';' (what a spreadsheet writes where the
+    decimal mark is a comma) or a tab."""
+    header = data.split(b"\n", 1)[0]
+    return next((delimiter for delimiter in ",;\t" if delimiter.encode() in header), ",")
 
 
 def label_missing(label: Any) -> bool:
@@ -51,6 +59,8 @@ def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) 
     table = _read_labels_table(url, storage_options)
     listed: dict[str, Hashable | None] = {}
     for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
+        # spaces a person typed around a cell: " cat" and "cat" are one class, as a labeller means
+        uri, label = (value.strip() if isinstance(value, str) else value for value in (uri, label))
         if not uri:
             continue
         if label_missing(label):
@@ -65,7 +75,8 @@ def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) 
 def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
     """{uri: label} from a CSV or Parquet file with columns `uri` and `label` (other columns, such
     as those of `gan-augment select`'s picks, are ignored). Rows whose label is empty are not
-    labelled yet: they are left out and counted in a log line.
+    labelled yet: they are left out and counted in a log line. A CSV file as a spreadsheet saves
+    it reads the same: separated by ';' or tabs, with a byte-order mark, spaces around a cell.
 
     Raises:
         FileNotFoundError: nothing at `url`.

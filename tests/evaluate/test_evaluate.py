@@ -16,7 +16,6 @@ from torch import nn
 from gan_augment.cli import main
 from gan_augment.evaluate.evaluation import evaluate_model, format_table
 from gan_augment.gan.checkpoint import load_model, read_model_card
-from gan_augment.io.labels import read_labels
 
 
 class Pooled(nn.Module):
@@ -117,36 +116,6 @@ def test_without_labelled_per_class_the_probe_takes_what_the_labels_allow(model_
     assert list(evaluation.probes["trained D"]) == [1]
     many = evaluate_model(model_dir, source, labels=labels_by_name(), draws=1, write_card=False)
     assert list(many.probes["trained D"]) == [1, 5, 10]
-
-
-def test_read_labels_leaves_out_rows_not_labelled_yet(tmp_path, caplog):
-    csv = tmp_path / "picks.csv"
-    csv.write_text("uri,label,rank,reason\na.png,3,1,x\nb.png,,2,y\nc.png,4,3,z\n")  # numbers with a gap
-    with caplog.at_level("INFO", logger="gan_augment"):
-        assert read_labels(str(csv)) == {"a.png": 3, "c.png": 4}
-    assert "2 labelled images; 1 rows with an empty label left out" in caplog.text
-    csv.write_text("uri,label\na.png,cat\nb.png, \n")
-    assert read_labels(str(csv)) == {"a.png": "cat"}
-    csv.write_text("uri,label,rank\na.png,,1\nb.png,,2\n")
-    with pytest.raises(ValueError, match="no row of .* has a label yet .*fill in the label column"):
-        read_labels(str(csv))
-
-
-def test_read_labels_from_csv_and_parquet(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    csv = tmp_path / "labels.csv"
-    csv.write_text("uri,label\nimg-000.png,cat\nimg-001.png,dog\n")
-    assert read_labels(str(csv)) == {"img-000.png": "cat", "img-001.png": "dog"}
-    pq.write_table(pa.table({"uri": ["a.png", "b.png"], "label": [3, 4]}), tmp_path / "labels.parquet")
-    assert read_labels(str(tmp_path / "labels.parquet")) == {"a.png": 3, "b.png": 4}
-    csv.write_text("uri,label\na.png,1\na.png,2\n")
-    with pytest.raises(ValueError, match="two labels"):
-        read_labels(str(csv))
-    csv.write_text("path,label\na.png,1\n")
-    with pytest.raises(ValueError, match="no column 'uri'"):
-        read_labels(str(csv))
 
 
 def test_cli_prints_the_table_and_writes_the_card_when_asked(model_dir, source, tmp_path, capsys):
