@@ -76,12 +76,24 @@ def test_select_label_evaluate_loop(trained_model_dir, tmp_path, capsys, caplog)
     printed = capsys.readouterr().out
     assert "picked 4 of 12 candidates by margin (skipped: corrupt 1, labelled 12)" in printed
     assert "where the probe is unsure" in printed
+    # Each round's picks file, once filled in, joins the next: no merging by hand.
+    labels.update(fill_labels(again, leave_empty=0))
+    fourth = str(tmp_path / "round-4.csv")
+    assert main(["select", features, "--budget", "3", "--out", fourth, "--labelled", picks, "--labelled", again]) == 0
+    printed = capsys.readouterr().out
+    assert "picked 3 of 7 candidates by margin (skipped: corrupt 1, labelled 17)" in printed
+    assert f"--labelled {picks} --labelled {again} --labelled {fourth} --out NEXT.csv" in printed
+    with open(fourth, newline="") as f:
+        assert not {row["uri"] for row in csv.DictReader(f)} & set(labels)
+    assert main(["evaluate", trained_model_dir, str(store / "ds"), "--labels", picks, "--labels", again, "--draws",
+                 "1", "--no-card"]) == 0
+    assert "15 labelled images; 2 rows with an empty label left out" in caplog.text
     # A labels file of other images is named, or refused when none of its images is here.
     with open(picks, "a") as f:
         f.write("file:///elsewhere/img-000.png,odd,,,,\n")
     with pytest.warns(UserWarning, match="1 of the 13 images listed as labelled are not in"):
         assert main(["select", features, "--budget", "2", "--out", third, "--labelled", picks]) == 0
-    assert f"1 images of {picks} are not in the features" in capsys.readouterr().out
+    assert "1 images the --labelled files list are not in the features" in capsys.readouterr().out
     foreign = str(tmp_path / "foreign.csv")
     with open(foreign, "w") as f:
         f.write("uri,label\nfile:///elsewhere/img-000.png,odd\n")

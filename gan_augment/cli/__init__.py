@@ -81,11 +81,11 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--recipe", choices=("default", "seed-dcgan"), default="default",
                        help="the defaults the flags below change: the contrastive recipe measured best for few-label "
                             "features (default), or the seed article's plain DCGAN")
-    train.add_argument("--labels", metavar="FILE",
+    train.add_argument("--labels", metavar="FILE", action="append",
                        help="CSV or Parquet with columns uri,label for some or all images (the format `evaluate "
-                            "--labels` reads): trains a class-conditional model; the unlabelled images get "
-                            "pseudo-labels from its discriminator's features (--pseudo-label-at, "
-                            "--pseudo-label-threshold)")
+                            "--labels` reads; repeat it for several files): trains a class-conditional model; the "
+                            "unlabelled images get pseudo-labels from its discriminator's features "
+                            "(--pseudo-label-at, --pseudo-label-threshold)")
     add_storage_options(train)
     add_json_flag(train)
     add_config_flags(train, ModelConfig, "model (ModelConfig)")
@@ -147,9 +147,10 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                           help="the FID Inception weights (pt_inception-2015-12-05-*.pth) for FID/KID; "
                                "torchvision's inception_v3_google-*.pth gives FD/KD instead; nothing is "
                                "downloaded (default: no FID/KID)")
-    evaluate.add_argument("--labels", metavar="FILE", help="CSV or Parquet with columns uri,label (uri: the image's "
-                                                            "URI or its path under SOURCE) to run the probe; "
-                                                            "`select`'s picks once labelled (empty labels are left out)")
+    evaluate.add_argument("--labels", metavar="FILE", action="append",
+                          help="CSV or Parquet with columns uri,label (uri: the image's URI or its path under "
+                               "SOURCE) to run the probe; `select`'s picks once labelled (empty labels are left "
+                               "out); repeat it for the picks of several rounds")
     evaluate.add_argument("--labelled-per-class", type=parse_ints,
                           help="labelled images per class, comma-separated (default: those of 1,5,10 that every "
                                "class's labelled images allow)")
@@ -185,10 +186,10 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
                              "classes")
     select.add_argument("--manifest", metavar="URL",
                         help="the dataset's manifest (default: OUT/<dataset>/manifest.parquet beside FEATURES)")
-    select.add_argument("--labelled", metavar="FILE",
-                        help="a uri,label file of images already labelled or waiting to be (earlier picks): "
-                             "never picked again, and the budget goes where they are not; its filled-in labels "
-                             "steer margin (and auto)")
+    select.add_argument("--labelled", metavar="FILE", action="append",
+                        help="a uri,label file of images already labelled or waiting to be (earlier picks; repeat "
+                             "it for each earlier round): never picked again, and the budget goes where they are "
+                             "not; the filled-in labels steer margin (and auto)")
     select.add_argument("--seed", type=int, default=0, help="seed of k-means and random draws (default: 0)")
     select.add_argument("--show", type=int, default=10, help="picks to print (default: 10)")
     add_storage_options(select)

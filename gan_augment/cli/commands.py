@@ -174,10 +174,12 @@ def run_select(args: argparse.Namespace) -> int:
     lines.append(f"picked {len(selection)} of {selection.candidates} candidates by {selection.method} "
                  f"(skipped: {skipped})")
     if selection.unmatched:  # listed by --labelled under URIs the features do not hold: they may be picked again
-        lines.append(f"{selection.unmatched} images of {redact_url(args.labelled)} are not in the features")
+        lines.append(f"{selection.unmatched} images the --labelled files list are not in the features")
+    rounds = [redact_url(url) for url in [*(args.labelled or []), args.out]]  # every round so far, this one last
+    evaluate_flags, select_flags = (" ".join(f"--{flag} {url}" for url in rounds) for flag in ("labels", "labelled"))
     lines.append(f"fill in the label column of {redact_url(args.out)}, then: gan-augment evaluate MODEL SOURCE "
-                 f"--labels {redact_url(args.out)}; or pick the next round with its labels: gan-augment select "
-                 f"{redact_url(args.features)} --budget N --labelled {redact_url(args.out)} --out NEXT.csv")
+                 f"{evaluate_flags}; or pick the next round with its labels: gan-augment select "
+                 f"{redact_url(args.features)} --budget N {select_flags} --out NEXT.csv")
     picks = [{"uri": redact_url(uri), "rank": rank, "reason": reason, "score": score} for rank, (uri, reason, score)
              in enumerate(zip(selection.uris, selection.reasons, selection.scores), start=1)]
     emit(args, {**selection.summary(), "out": redact_url(args.out), "picks": picks}, "\n".join(lines))

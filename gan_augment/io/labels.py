@@ -48,49 +48,53 @@ def label_missing(label: Any) -> bool:
             or (isinstance(label, float) and math.isnan(label)))
 
 
-def read_listed_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable | None]:
+def read_listed_labels(url: str | Sequence[str],
+                       storage_options: dict[str, Any] | None = None) -> dict[str, Hashable | None]:
     """{uri: label} of every image a labels file lists (see `read_labels`), None where its label
-    is still to come: the images of earlier rounds, labelled or not.
+    is still to come: the images of earlier rounds, labelled or not. Several files (one per
+    labelling round) read as one.
 
     Raises:
-        FileNotFoundError: nothing at `url`.
-        ValueError: a missing column, or one uri with two labels.
+        FileNotFoundError: nothing at a `url`.
+        ValueError: a missing column, or one uri with two labels (in one file or across them).
     """
-    table = _read_labels_table(url, storage_options)
     listed: dict[str, Hashable | None] = {}
-    for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
-        # spaces a person typed around a cell: " cat" and "cat" are one class, as a labeller means
-        uri, label = (value.strip() if isinstance(value, str) else value for value in (uri, label))
-        if not uri:
-            continue
-        if label_missing(label):
-            listed.setdefault(uri, None)
-        elif listed.setdefault(uri, label) is None:
-            listed[uri] = label  # listed empty first, labelled in a later row
-        elif listed[uri] != label:
-            raise ValueError(f"{redact_url(url)} gives {uri!r} two labels ({listed[uri]!r} and {label!r})")
+    for each in [url] if isinstance(url, str) else url:
+        table = _read_labels_table(each, storage_options)
+        for uri, label in zip(table.column("uri").to_pylist(), table.column("label").to_pylist()):
+            # spaces a person typed around a cell: " cat" and "cat" are one class, as a labeller means
+            uri, label = (value.strip() if isinstance(value, str) else value for value in (uri, label))
+            if not uri:
+                continue
+            if label_missing(label):
+                listed.setdefault(uri, None)
+            elif listed.setdefault(uri, label) is None:
+                listed[uri] = label  # listed empty first, labelled in a later row or file
+            elif listed[uri] != label:
+                raise ValueError(f"{redact_url(each)} gives {uri!r} two labels ({listed[uri]!r} and {label!r})")
     return listed
 
 
-def read_labels(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
+def read_labels(url: str | Sequence[str], storage_options: dict[str, Any] | None = None) -> dict[str, Hashable]:
     """{uri: label} from a CSV or Parquet file with columns `uri` and `label` (other columns, such
     as those of `gan-augment select`'s picks, are ignored). Rows whose label is empty are not
     labelled yet: they are left out and counted in a log line. A CSV file as a spreadsheet saves
     it reads the same: separated by ';' or tabs, with a byte-order mark, spaces around a cell.
+    Several files (the picks of each labelling round) read as one.
 
     Raises:
-        FileNotFoundError: nothing at `url`.
+        FileNotFoundError: nothing at a `url`.
         ValueError: a missing column, one uri with two labels, or no labelled row at all.
     """
     listed = read_listed_labels(url, storage_options)
     labels = {uri: label for uri, label in listed.items() if label is not None}
     unlabelled = len(listed) - len(labels)
+    where = redact_url(url) if isinstance(url, str) else " + ".join(redact_url(each) for each in url)
     if not labels:
-        raise ValueError(f"no row of {redact_url(url)} has a label yet ({unlabelled} rows with an empty label); "
+        raise ValueError(f"no row of {where} has a label yet ({unlabelled} rows with an empty label); "
                          "fill in the label column first")
     if unlabelled:
-        log.info("%s: %d labelled images; %d rows with an empty label left out", redact_url(url), len(labels),
-                 unlabelled)
+        log.info("%s: %d labelled images; %d rows with an empty label left out", where, len(labels), unlabelled)
     return labels
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gan_augment.io.labels import read_labels, read_listed_labels
@@ -20,6 +22,18 @@ def test_a_spreadsheets_labels_file_reads_as_the_written_one(tmp_path, text):
     path.write_bytes(text.encode("utf-8"))
     assert read_listed_labels(str(path)) == CLEAN
     assert read_labels(str(path)) == {"a.png": "cat", "b.png": "dog"}
+
+
+def test_the_files_of_several_rounds_read_as_one(tmp_path):
+    first, second = tmp_path / "picks.csv", tmp_path / "more.parquet"
+    first.write_text("uri,label\na.png,cat\nb.png,\nc.png,dog\n")
+    pq.write_table(pa.table({"uri": ["b.png", "d.png"], "label": ["dog", None]}), second)  # b labelled later
+    rounds = [str(first), str(second)]
+    assert read_listed_labels(rounds) == {"a.png": "cat", "b.png": "dog", "c.png": "dog", "d.png": None}
+    assert read_labels(rounds) == {"a.png": "cat", "b.png": "dog", "c.png": "dog"}
+    pq.write_table(pa.table({"uri": ["a.png"], "label": ["dog"]}), second)
+    with pytest.raises(ValueError, match=r"more\.parquet gives 'a\.png' two labels \('cat' and 'dog'\)"):
+        read_labels(rounds)
 
 
 def test_a_comma_in_a_quoted_uri_keeps_the_comma_as_the_separator(tmp_path):
@@ -42,9 +56,6 @@ def test_read_labels_leaves_out_rows_not_labelled_yet(tmp_path, caplog):
 
 
 def test_read_labels_from_csv_and_parquet(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     csv = tmp_path / "labels.csv"
     csv.write_text("uri,label\nimg-000.png,cat\nimg-001.png,dog\n")
     assert read_labels(str(csv)) == {"img-000.png": "cat", "img-001.png": "dog"}
