@@ -9,7 +9,7 @@ The package is grouped by pipeline stage; an image's way reads top to bottom:
     export/    `SyntheticDataset`, discriminator features, Parquet exports
     evaluate/  SWD, FID/KID, the few-label probe, `evaluate_model`
 
-`config` and `layout` (the output paths) sit below them all. The names below are the public
+`config` and `layout` (the output paths) sit below them all, and `lazy` below those. The names below are the public
 API; they are imported on first use (PEP 562), so that `import gan_augment` and a scan never
 load torch.
 
@@ -21,8 +21,9 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gan_augment.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -65,14 +66,4 @@ if TYPE_CHECKING:
     from gan_augment.training.trainer import TrainResult, train
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gan_augment' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gan_augment"
 
 # Lower stages first: a module may import its own stage and the ones before it, never a later one.
 # The command line and the demo are the top: they call every stage.
-STAGES = ["config_base", "config", "io", "layout", "scan", "gan", "training", "export", "evaluate", "curate", "cli",
-          "demo"]
+STAGES = ["lazy", "config_base", "config", "io", "layout", "scan", "gan", "training", "export", "evaluate", "curate",
+          "cli", "demo"]
 RANK = {stage: min(STAGES.index(stage), STAGES.index("cli")) for stage in STAGES}
 # Test support sits beside the stages: nothing in the library imports it.
 APART = {"testing"}
@@ -115,6 +115,12 @@ def test_the_shape_checks_catch_what_they_guard(tmp_path):
     "import gan_augment.layout, gan_augment.config, gan_augment.io",
     "from gan_augment import scan_store, ModelConfig, TrainConfig",
     "from gan_augment.cli import build_parser; build_parser().format_help()",
+    "import gan_augment.evaluate, gan_augment.evaluate.linear",
+    # a labelling round that fits the probe on the labels so far (`margin`) needs its classifier only
+    "import numpy as np, types; from gan_augment.curate import select_for_labelling; "
+    "x = np.random.default_rng(0).normal(size=(60, 4)).astype('float32'); uris = [f'/s/{i}.png' for i in range(60)]; "
+    "picks = select_for_labelling(types.SimpleNamespace(uris=uris, features=x, source='/s', dataset='s'), 5, "
+    "labelled={'/s/0.png': 'a', '/s/1.png': 'b', '/s/2.png': 'a'}); assert picks.method == 'margin'",
 ])
 def test_torch_free_stages_do_not_load_torch(statement):
     code = f"import sys; {statement}; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
@@ -146,6 +152,12 @@ def test_public_names_resolve_lazily():
     assert callable(gan_augment.train) and gan_augment.train.__module__ == "gan_augment.training.trainer"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         gan_augment.nothing  # noqa: B018
+    import gan_augment.evaluate as evaluate
+
+    for name in evaluate.__all__:
+        assert getattr(evaluate, name) is not None and name in dir(evaluate)
+    with pytest.raises(AttributeError, match="'gan_augment.evaluate' has no attribute 'nothing'"):
+        evaluate.nothing  # noqa: B018
 
 
 # A module is read in one sitting and a function held in mind at once: these bounds leave a

@@ -19,11 +19,11 @@ projected onto their top `EMBED_DIM` principal components; distances are Euclide
   cluster. Diversity comes from the clusters, typicality from where the discriminator's feature
   space is dense: its features were trained to tell real images from ever closer fakes, so the
   dense regions are what the data mostly holds.
-- `margin`: a later round, told the labels of the earlier ones. The probe (`fit_probe`) fitted on
-  them scores each candidate by its margin, the gap between its two likeliest classes; the
-  `UNSURE_SHARE` least sure go to k-means with one cluster per label, and the most typical image
-  of each is picked (typicality over the whole pool): the picks go where the boundary is unclear,
-  apart from each other and away from outliers (as cluster-margin sampling, Citovsky et al. 2021).
+- `margin`: a later round, told the labels of the earlier ones. The probe fitted on them scores
+  each candidate by its margin, the gap between its two likeliest classes; the `UNSURE_SHARE` least
+  sure go to k-means with one cluster per label, and the most typical image of each is picked
+  (typicality over the whole pool): the picks go where the boundary is unclear, apart from each
+  other and away from outliers (as cluster-margin sampling, Citovsky et al. 2021).
 
 The default, `auto`, is `typiclust` for a first round and `margin` once `labelled` gives the
 labels of two classes or more: at a budget of 100, half by each in two rounds beat one round of
@@ -354,9 +354,9 @@ def _cluster_picks(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, b
 def _margins(matrix: np.ndarray, rows: list[int], labels: list[Hashable], seed: int) -> np.ndarray:
     """Each row's margin under the probe fitted on the labelled rows: the probability of its
     likeliest class minus that of the next (0 = a coin toss between two classes)."""
-    from gan_augment.evaluate.probe import fit_probe
+    from gan_augment.evaluate.linear import fit_linear  # the probe's classifier, without loading torch
 
-    probabilities = np.sort(fit_probe(matrix[rows], labels, seed=seed).predict_proba(matrix), axis=1)
+    probabilities = np.sort(fit_linear(matrix[rows], np.asarray(labels), seed=seed).predict_proba(matrix), axis=1)
     return probabilities[:, -1] - probabilities[:, -2]
 
 

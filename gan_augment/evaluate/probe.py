@@ -18,25 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline
 from torch import Tensor
 
 from gan_augment.config import FeatureProtocol, ModelConfig
+from gan_augment.evaluate.linear import C_GRID, FIXED_C, fit_linear, fit_with_c
 from gan_augment.evaluate.metrics import as_signed
 from gan_augment.export.features import Features, extract_features
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, init_weights
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.tables import features_matrix, read_features
-
-# L2 strengths tried by cross-validation (C is the inverse strength): standardised features of a
-# few thousand dimensions against tens of labels usually want strong regularisation.
-C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-# With one label per class there is nothing to cross-validate on; scikit-learn's default C.
-FIXED_C = 1.0
 
 FeatureSource = np.ndarray | Tensor | Features | str
 
@@ -121,20 +113,6 @@ def _draw_labelled(y: np.ndarray, classes: np.ndarray, k: int, rng: np.random.Ge
     return np.concatenate([rng.choice(np.flatnonzero(y == label), k, replace=False) for label in classes])
 
 
-def _fit(x: np.ndarray, y: np.ndarray, k: int, c_grid: Sequence[float], cv_folds: int, fixed_c: float,
-         max_iter: int, seed: int) -> tuple[Pipeline, float]:
-    """The probe fitted on (x, y), and its C. With k >= 2 labels per class, C is chosen by
-    stratified k-fold cross-validation on these labelled rows only; the scaler is fitted inside
-    each fold, then on all of them."""
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=fixed_c, max_iter=max_iter))
-    if k < 2:
-        return probe.fit(x, y), fixed_c
-    folds = StratifiedKFold(n_splits=min(cv_folds, k), shuffle=True, random_state=seed)
-    search = GridSearchCV(probe, {"logisticregression__C": list(c_grid)}, cv=folds, refit=True)
-    search.fit(x, y)
-    return search.best_estimator_, float(search.best_params_["logisticregression__C"])
-
-
 def fit_probe(
     features: np.ndarray,
     labels: Sequence[Hashable],
@@ -149,10 +127,7 @@ def fit_probe(
     logistic regression, C by cross-validation on these rows (the `fixed_c` with one row in
     some class). Use it to label the rest of a pool, e.g. to split a store by class."""
     x, y = labelled_rows(features, labels)
-    _, counts = np.unique(y, return_counts=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return _fit(x, y, int(counts.min()), c_grid, cv_folds, fixed_c, max_iter, seed)[0]
+    return fit_linear(x, y, c_grid=c_grid, cv_folds=cv_folds, fixed_c=fixed_c, max_iter=max_iter, seed=seed)
 
 
 def labelled_set_accuracy(
@@ -248,7 +223,7 @@ def few_label_probe(
         warnings.simplefilter("ignore", ConvergenceWarning)
         for draw in range(draws):
             rows = _draw_labelled(y_pool, classes, labelled_per_class, rng)
-            probe, c = _fit(x_pool[rows], y_pool[rows], labelled_per_class, c_grid, cv_folds, fixed_c, max_iter,
+            probe, c = fit_with_c(x_pool[rows], y_pool[rows], labelled_per_class, c_grid, cv_folds, fixed_c, max_iter,
                             seed + draw)
             accuracies.append(float(np.mean(probe.predict(x_test) == y_test)))
             c_values.append(c)
