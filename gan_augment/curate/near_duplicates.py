@@ -17,7 +17,7 @@ Three steps, one search (`curate.neighbours`):
    window per image, compared by one dot product a pair, then a coarse grid of crops, so
    that fewer pairs are aligned. An image that cannot be read or
    decoded is in no pair, and is counted. With discriminator features, a pair also needs a
-   cosine similarity of its standardised features (`selection.embed_features`) of at least
+   cosine similarity of its standardised features (`embedding.embed_features`) of at least
    `MIN_COSINE`.
 3. Groups, without chaining: images are visited with the most verified copies first (then the
    most pixels, then by uri; without verification, the most pixels first); an image not yet in
@@ -44,8 +44,8 @@ import numpy as np
 import pyarrow as pa
 
 from gan_augment.curate.copies import MIN_CORRELATION, Thumbnails, aligned_scores, screen
+from gan_augment.curate.embedding import embed_features
 from gan_augment.curate.neighbours import neighbour_arrays, neighbour_blocks
-from gan_augment.curate.selection import embed_features
 from gan_augment.curate.thumbnails import read_thumbnails
 from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import write_table

@@ -4,7 +4,7 @@ it counts.
 Every method picks from the same candidates: the rows of a dataset's features table that the
 manifest beside it calls `ok` (bad objects and duplicates are skipped, and counted), minus the
 images already labelled. Features are standardised per dimension (as the probe does) and
-projected onto their top `EMBED_DIM` principal components; distances are Euclidean there.
+projected onto their top principal components (`embedding`); distances are Euclidean there.
 
 - `random`: a seeded uniform draw; the baseline.
 - `kmeans`: k-means with one cluster per label; the image nearest each centre (the classic
@@ -46,10 +46,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from gan_augment.curate.embedding import CHUNK_ROWS, embed_features
 from gan_augment.curate.neighbours import nearest_distances, squared_distances
 from gan_augment.io.fsio import atomic_write_bytes, exists, parent_url, redact_url
 from gan_augment.io.labels import label_missing
-from gan_augment.io.tables import features_matrix, read_features, read_manifest
+from gan_augment.io.tables import read_features_matrix, read_manifest
 
 if TYPE_CHECKING:
     from gan_augment.export.features import Features
@@ -61,10 +62,6 @@ AUTO, DEFAULT_METHOD, LATER_ROUND_METHOD = "auto", "typiclust", "margin"
 # The least-sure share `margin` spreads its picks over: at 50 + 50 labels, 0.25 beat 0.1 and 0.5 on both
 # benchmark sets (`benchmarks/selection.py --unsure-share S`; BENCHMARKS.md, "Which images to label").
 UNSURE_SHARE = 0.25
-# 20 components picked better than 50 at a budget of 10 on both benchmark sets and as well at 100
-# (BENCHMARKS.md, "Which images to label"; 3 seeds while choosing).
-EMBED_DIM = 20
-PCA_ROWS = 20_000
 # TypiClust's neighbourhood; typicality of a larger cluster is measured on seeded samples of it,
 # since exact neighbours within a cluster cost its size squared.
 TYPICALITY_NEIGHBOURS = 20
@@ -212,7 +209,7 @@ def select_for_labelling(
 
 def _load(features: str | Features, storage_options: dict[str, Any] | None) -> tuple[list[str], np.ndarray, str]:
     if isinstance(features, str):
-        uris, matrix = features_matrix(read_features(features, storage_options))
+        uris, matrix = read_features_matrix(features, storage_options)
         return uris, matrix, redact_url(features)
     if not (hasattr(features, "uris") and hasattr(features, "features")):
         raise TypeError(f"features must be a features table URL or a Features; got {type(features).__name__}")
@@ -248,20 +245,6 @@ def _manifest_statuses(features: str | Features, manifest: str | None,
         return {}
     table = read_manifest(manifest, storage_options)
     return dict(zip(table.column("uri").to_pylist(), table.column("status").to_pylist()))
-
-
-def embed_features(matrix: np.ndarray, seed: int) -> np.ndarray:
-    """Standardised features on their top principal components, float32. The components come
-    from the covariance of at most `PCA_ROWS` seeded rows: exact, and cheap for any pool."""
-    x = np.asarray(matrix, dtype=np.float32)
-    std = x.std(axis=0)
-    x = (x - x.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)  # a constant dimension becomes 0
-    dims = min(EMBED_DIM, x.shape[0], x.shape[1])
-    if dims == x.shape[1]:
-        return x
-    fit = x if len(x) <= PCA_ROWS else x[np.random.default_rng(seed).choice(len(x), PCA_ROWS, replace=False)]
-    _, vectors = np.linalg.eigh(fit.T.astype(np.float64) @ fit / len(fit))  # ascending eigenvalues
-    return x @ vectors[:, ::-1][:, :dims].astype(np.float32)
 
 
 # -- methods: (x, candidates, anchors, budget, seed) -> (rows, reasons, scores) ---------------------
@@ -356,8 +339,12 @@ def _margins(matrix: np.ndarray, rows: list[int], labels: list[Hashable], seed: 
     likeliest class minus that of the next (0 = a coin toss between two classes)."""
     from gan_augment.evaluate.linear import fit_linear  # the probe's classifier, without loading torch
 
-    probabilities = np.sort(fit_linear(matrix[rows], np.asarray(labels), seed=seed).predict_proba(matrix), axis=1)
-    return probabilities[:, -1] - probabilities[:, -2]
+    probe = fit_linear(matrix[rows], np.asarray(labels), seed=seed)
+    margins = np.empty(len(matrix), dtype=np.float64)
+    for start in range(0, len(matrix), CHUNK_ROWS):  # the scaler's float64 copy of a chunk, not of the pool
+        probabilities = np.sort(probe.predict_proba(matrix[start:start + CHUNK_ROWS]), axis=1)
+        margins[start:start + CHUNK_ROWS] = probabilities[:, -1] - probabilities[:, -2]
+    return margins
 
 
 def _fill_with_kcenter(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, budget: int, seed: int,

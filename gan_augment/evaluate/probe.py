@@ -28,7 +28,7 @@ from gan_augment.export.features import Features, extract_features
 from gan_augment.gan.checkpoint import TrainedModel, as_trained_model
 from gan_augment.gan.models import Discriminator, init_weights
 from gan_augment.io.fsio import redact_url
-from gan_augment.io.tables import features_matrix, read_features
+from gan_augment.io.tables import read_features_matrix
 
 FeatureSource = np.ndarray | Tensor | Features | str
 
@@ -82,7 +82,7 @@ def labelled_rows(
         ValueError: labels that do not fit the rows, or no labelled row at all.
     """
     if isinstance(features, str):
-        uris, matrix = features_matrix(read_features(features, storage_options))
+        uris, matrix = read_features_matrix(features, storage_options)
         where = redact_url(features)
     elif isinstance(features, Features):
         uris, matrix, where = features.uris, features.features, features.source or features.dataset

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gan_augment import __version__
 from gan_augment.io.fsio import atomic_open, atomic_write_bytes, get_fs, join_url, redact_url, retry, to_url
+
+T = TypeVar("T")
 
 METADATA_KEY = b"gan_augment"
 
@@ -72,16 +74,29 @@ def read_table(url: str, storage_options: dict[str, Any] | None = None, columns:
         FileNotFoundError: nothing at `url`.
         ValueError: the object is not a readable Parquet file.
     """
+    return _with_parquet_file(url, storage_options, lambda parquet_file: parquet_file.read(columns=columns), "read")
+
+
+def parquet_footer(url: str, storage_options: dict[str, Any] | None = None) -> tuple[pa.Schema, int]:
+    """(schema, row count) of one Parquet file, from its footer alone; raises as `read_table`."""
+    return _with_parquet_file(url, storage_options, lambda parquet_file: (parquet_file.schema_arrow,
+                                                                          parquet_file.metadata.num_rows),
+                              "read the footer of")
+
+
+def _with_parquet_file(url: str, storage_options: dict[str, Any] | None, use: Callable[[pq.ParquetFile], T],
+                       what: str) -> T:
+    """`use(ParquetFile)` of one file, retried on transient errors; an unreadable file is a ValueError."""
     fs, path = get_fs(url, storage_options)
 
-    def read() -> pa.Table:
+    def read() -> T:
         # One file through ParquetFile, not pq.read_table: the latter goes through
         # pyarrow.dataset, which loads pandas (~55 MB), for what is only ever one file here.
         with pq.ParquetFile(path, filesystem=fs) as parquet_file:
-            return parquet_file.read(columns=columns)
+            return use(parquet_file)
 
     try:
-        return retry(read, fs=fs, what=f"read {redact_url(url)}")
+        return retry(read, fs=fs, what=f"{what} {redact_url(url)}")
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as exc:

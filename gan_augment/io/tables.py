@@ -18,6 +18,8 @@ from gan_augment.io.fsio import redact_url
 from gan_augment.io.parquet import (
     PART_BYTES,
     gan_augment_metadata,
+    parquet_files,
+    parquet_footer,
     read_parts,
     read_table,
     require_columns,
@@ -175,6 +177,38 @@ def features_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
     dim = table.schema.field("feature").type.list_size
     matrix = table.column("feature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return table.column("uri").to_pylist(), matrix.reshape(table.num_rows, dim)
+
+
+def read_features_matrix(url: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
+    """`features_matrix(read_features(url))` without holding the table: the array is allocated
+    once from the parts' footers and each part's rows are copied in, so memory peaks near the
+    array itself instead of twice it (BENCHMARKS.md, "Selection at scale").
+
+    Raises:
+        FileNotFoundError: nothing at `url`.
+        ValueError: a file that is not a features table, or parts of different widths.
+    """
+    parts = [(file_url, *parquet_footer(file_url, storage_options)) for file_url in parquet_files(url, storage_options)]
+    dims = set()
+    for file_url, schema, _ in parts:
+        _check_features_schema(schema, file_url)
+        dims.add(schema.field("feature").type.list_size)
+    if len(dims) > 1:
+        raise ValueError(f"the Parquet files in {redact_url(url)} hold features of widths {sorted(dims)} "
+                         "(mixed exports?)")
+    dim = dims.pop()
+    matrix = np.empty((sum(rows for _, _, rows in parts), dim), dtype=np.float32)
+    uris: list[str] = []
+    for file_url, _, rows in parts:
+        part = read_table(file_url, storage_options, columns=["uri", "feature"])
+        if part.num_rows != rows:
+            raise ValueError(f"{redact_url(file_url)} changed while it was read ({rows} rows, then {part.num_rows})")
+        start = len(uris)
+        for chunk in part.column("feature").chunks:  # one row group at a time: no copy of the whole part
+            matrix[start:start + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), dim)
+            start += len(chunk)
+        uris += part.column("uri").to_pylist()
+    return uris, matrix
 
 
 # -- manifest: one row per scanned object (store.scan_store) ---------------------------------

@@ -202,6 +202,16 @@ def test_margin_picks_where_the_labels_so_far_leave_the_boundary_unclear():
     assert np.abs(features[[uris.index(u) for u in random.uris], 0]).mean() > np.abs(x0).mean()
 
 
+def test_margin_scores_the_pool_a_chunk_at_a_time_as_in_one_piece(monkeypatch):
+    from gan_augment.curate import selection
+
+    uris, features, _ = two_classes()
+    labelled = {uris[0]: "left", uris[1]: "left", uris[-1]: "right", uris[-2]: "right"}
+    whole = select_for_labelling(as_features(uris, features), 6, "margin", labelled=labelled, seed=1)
+    monkeypatch.setattr(selection, "CHUNK_ROWS", 50)
+    assert select_for_labelling(as_features(uris, features), 6, "margin", labelled=labelled, seed=1) == whole
+
+
 def test_margin_measures_typicality_of_a_large_cluster_on_a_seeded_sample(monkeypatch):
     from gan_augment.curate import selection
 

@@ -14,8 +14,10 @@ import pytest
 from gan_augment.io.fsio import atomic_open, get_fs
 from gan_augment.io.parquet import gan_augment_metadata, read_gan_augment_metadata, write_parts
 from gan_augment.io.tables import (
+    features_matrix,
     features_table,
     read_features,
+    read_features_matrix,
     read_synthetic,
     synthetic_table,
     write_features,
@@ -78,6 +80,19 @@ def test_folder_output_is_split_into_bounded_parts_and_stale_parts_go(tmp_path):
     files = write_synthetic(out, [synthetic_rows(0, 10)], META)  # a smaller re-export replaces all parts
     assert sorted(os.listdir(out)) == ["part-00000.parquet"]
     assert read_synthetic(out).num_rows == 10
+
+
+def test_the_features_matrix_reads_part_by_part_as_the_whole_table_does(tmp_path):
+    out = str(tmp_path / "features")
+    rows = [feature_rows(start, 50, dim=64) for start in range(0, 400, 50)]
+    files = write_parts(out, rows, rows[0].schema, part_bytes=40_000, row_group_bytes=10_000)
+    assert len(files) >= 3 and pq.ParquetFile(files[0]).metadata.num_row_groups >= 2
+    uris, matrix = read_features_matrix(out)
+    expected_uris, expected = features_matrix(read_features(out))
+    assert uris == expected_uris == [f"s3://b/d/{i}.png" for i in range(400)]
+    assert matrix.dtype == np.float32 and np.array_equal(matrix, expected)
+    assert np.array_equal(matrix[-1], np.arange(399 * 64, 400 * 64))
+    assert read_features_matrix(write_features(str(tmp_path / "none"), [], 8, META)[0])[1].shape == (0, 8)
 
 
 def test_no_rows_still_writes_the_schema(tmp_path):
@@ -144,6 +159,14 @@ def test_wrong_schema_is_one_clear_error(tmp_path):
     write_features(str(mixed / "b.parquet"), [feature_rows(0, 2, dim=4)], 4, META)
     with pytest.raises(ValueError, match="do not share one schema"):
         read_features(str(mixed))
+    with pytest.raises(ValueError, match=r"hold features of widths \[4, 8\]"):
+        read_features_matrix(str(mixed))
+    with pytest.raises(ValueError, match="not a features table: it has no column 'uri'"):
+        read_features_matrix(synthetic)
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        read_features_matrix(str(tmp_path / "junk.parquet"))
+    with pytest.raises(FileNotFoundError):
+        read_features_matrix(str(tmp_path / "missing.parquet"))
 
 
 def test_atomic_open_gives_a_local_file_the_mode_open_would(tmp_path):
