@@ -74,19 +74,23 @@ def read_table(url: str, storage_options: dict[str, Any] | None = None, columns:
         FileNotFoundError: nothing at `url`.
         ValueError: the object is not a readable Parquet file.
     """
-    return _with_parquet_file(url, storage_options, lambda parquet_file: parquet_file.read(columns=columns), "read")
+    return with_parquet_file(url, storage_options, lambda parquet_file: parquet_file.read(columns=columns), "read")
 
 
-def parquet_footer(url: str, storage_options: dict[str, Any] | None = None) -> tuple[pa.Schema, int]:
-    """(schema, row count) of one Parquet file, from its footer alone; raises as `read_table`."""
-    return _with_parquet_file(url, storage_options, lambda parquet_file: (parquet_file.schema_arrow,
-                                                                          parquet_file.metadata.num_rows),
-                              "read the footer of")
+def parquet_footer(url: str, storage_options: dict[str, Any] | None = None) -> tuple[pa.Schema, list[int]]:
+    """(schema, rows of each row group) of one Parquet file, from its footer alone; raises as
+    `read_table`."""
+    def footer(parquet_file: pq.ParquetFile) -> tuple[pa.Schema, list[int]]:
+        meta = parquet_file.metadata
+        return parquet_file.schema_arrow, [meta.row_group(group).num_rows for group in range(meta.num_row_groups)]
+
+    return with_parquet_file(url, storage_options, footer, "read the footer of")
 
 
-def _with_parquet_file(url: str, storage_options: dict[str, Any] | None, use: Callable[[pq.ParquetFile], T],
+def with_parquet_file(url: str, storage_options: dict[str, Any] | None, use: Callable[[pq.ParquetFile], T],
                        what: str) -> T:
-    """`use(ParquetFile)` of one file, retried on transient errors; an unreadable file is a ValueError."""
+    """`use(ParquetFile)` of one file, retried whole on transient errors (so `use` must be safe to
+    repeat); an unreadable file is a ValueError."""
     fs, path = get_fs(url, storage_options)
 
     def read() -> T:

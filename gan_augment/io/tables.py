@@ -7,9 +7,10 @@ config} (`parquet.gan_augment_metadata`). Writes are atomic.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +24,13 @@ from gan_augment.io.parquet import (
     read_parts,
     read_table,
     require_columns,
+    with_parquet_file,
     write_parts,
     write_table,
 )
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 # -- synthetic samples -------------------------------------------------------------------------
 
@@ -179,10 +184,14 @@ def features_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
     return table.column("uri").to_pylist(), matrix.reshape(table.num_rows, dim)
 
 
+# Row groups (32 MiB each as the exports write them) read together by `read_features_matrix`.
+ROW_GROUPS_AT_ONCE = 4
+
+
 def read_features_matrix(url: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
     """`features_matrix(read_features(url))` without holding the table: the array is allocated
-    once from the parts' footers and each part's rows are copied in, so memory peaks near the
-    array itself instead of twice it (BENCHMARKS.md, "Selection at scale").
+    once from the parts' footers and filled a row group at a time, so memory peaks near the array
+    itself instead of twice it (BENCHMARKS.md, "Selection at scale").
 
     Raises:
         FileNotFoundError: nothing at `url`.
@@ -197,18 +206,28 @@ def read_features_matrix(url: str, storage_options: dict[str, Any] | None = None
         raise ValueError(f"the Parquet files in {redact_url(url)} hold features of widths {sorted(dims)} "
                          "(mixed exports?)")
     dim = dims.pop()
-    matrix = np.empty((sum(rows for _, _, rows in parts), dim), dtype=np.float32)
+    matrix = np.empty((sum(sum(groups) for _, _, groups in parts), dim), dtype=np.float32)
     uris: list[str] = []
-    for file_url, _, rows in parts:
-        part = read_table(file_url, storage_options, columns=["uri", "feature"])
-        if part.num_rows != rows:
-            raise ValueError(f"{redact_url(file_url)} changed while it was read ({rows} rows, then {part.num_rows})")
-        start = len(uris)
-        for chunk in part.column("feature").chunks:  # one row group at a time: no copy of the whole part
-            matrix[start:start + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), dim)
-            start += len(chunk)
-        uris += part.column("uri").to_pylist()
+    for file_url, _, groups in parts:
+        copy = functools.partial(_copy_row_groups, groups=groups, matrix=matrix, start=len(uris))
+        uris += with_parquet_file(file_url, storage_options, copy, "read")
     return uris, matrix
+
+
+def _copy_row_groups(parquet_file: pq.ParquetFile, groups: list[int], matrix: np.ndarray, start: int) -> list[str]:
+    """Copy a part's features into `matrix` from row `start`, `ROW_GROUPS_AT_ONCE` row groups at a
+    time (decoded in parallel, and never the whole part); its uris. Safe to repeat on a retry."""
+    uris: list[str] = []
+    for first in range(0, len(groups), ROW_GROUPS_AT_ONCE):
+        batch = list(range(first, min(first + ROW_GROUPS_AT_ONCE, len(groups))))
+        table = parquet_file.read_row_groups(batch, columns=["uri", "feature"])
+        rows = sum(groups[group] for group in batch)
+        if table.num_rows != rows:
+            raise ValueError(f"row groups {batch} hold {table.num_rows} rows; the footer said {rows}")
+        features = table.column("feature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        matrix[start + len(uris):start + len(uris) + rows] = features.reshape(rows, matrix.shape[1])
+        uris += table.column("uri").to_pylist()
+    return uris
 
 
 # -- manifest: one row per scanned object (store.scan_store) ---------------------------------

@@ -82,7 +82,10 @@ def test_folder_output_is_split_into_bounded_parts_and_stale_parts_go(tmp_path):
     assert read_synthetic(out).num_rows == 10
 
 
-def test_the_features_matrix_reads_part_by_part_as_the_whole_table_does(tmp_path):
+def test_the_features_matrix_reads_part_by_part_as_the_whole_table_does(tmp_path, monkeypatch):
+    from gan_augment.io import tables
+
+    monkeypatch.setattr(tables, "ROW_GROUPS_AT_ONCE", 3)  # parts of 4 row groups: a batch of 3, then of 1
     out = str(tmp_path / "features")
     rows = [feature_rows(start, 50, dim=64) for start in range(0, 400, 50)]
     files = write_parts(out, rows, rows[0].schema, part_bytes=40_000, row_group_bytes=10_000)
