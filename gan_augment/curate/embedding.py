@@ -17,7 +17,7 @@ import numpy as np
 EMBED_DIM = 20
 # The principal components come from the covariance of at most this many seeded rows.
 PCA_ROWS = 20_000
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 16_384
 
 
 def embed_features(matrix: np.ndarray, seed: int) -> np.ndarray:
@@ -36,7 +36,9 @@ def embed_features(matrix: np.ndarray, seed: int) -> np.ndarray:
     projection = vectors[:, ::-1][:, :dims].astype(np.float32)
     embedded = np.empty((len(x), dims), dtype=np.float32)
     for start in range(0, len(x), CHUNK_ROWS):
-        embedded[start:start + CHUNK_ROWS] = ((x[start:start + CHUNK_ROWS] - mean) / scale) @ projection
+        chunk = x[start:start + CHUNK_ROWS] - mean
+        chunk /= scale
+        embedded[start:start + CHUNK_ROWS] = chunk @ projection
     return embedded
 
 
@@ -45,6 +47,7 @@ def _std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     row in float32, and so does this, carrying the running sums in as each chunk's first row."""
     squares = np.zeros((1, x.shape[1]), dtype=np.float32)
     for start in range(0, len(x), CHUNK_ROWS):
-        deviations = x[start:start + CHUNK_ROWS] - mean
-        squares = np.add.reduce(np.concatenate([squares, deviations * deviations]), axis=0, keepdims=True)
+        deviations = np.concatenate([squares, x[start:start + CHUNK_ROWS] - mean])
+        deviations[1:] *= deviations[1:]
+        squares = np.add.reduce(deviations, axis=0, keepdims=True)
     return np.sqrt(squares[0] / np.float32(max(len(x), 1)))
