@@ -98,6 +98,16 @@ def test_the_features_matrix_reads_part_by_part_as_the_whole_table_does(tmp_path
     assert read_features_matrix(write_features(str(tmp_path / "none"), [], 8, META)[0])[1].shape == (0, 8)
 
 
+def test_the_features_matrix_reads_from_every_store(store):
+    url = store.url_of("out/ds/features")
+    rows = [feature_rows(start, 40, dim=16) for start in range(0, 120, 40)]
+    write_parts(url, rows, rows[0].schema, storage_options=store.storage_options, part_bytes=4_000,
+                row_group_bytes=1_500)
+    uris, matrix = read_features_matrix(url, store.storage_options)
+    expected_uris, expected = features_matrix(read_features(url, store.storage_options))
+    assert uris == expected_uris and len(uris) == 120 and np.array_equal(matrix, expected)
+
+
 def test_no_rows_still_writes_the_schema(tmp_path):
     out = str(tmp_path / "features")
     files = write_features(out, [], 8, META)
