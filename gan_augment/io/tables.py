@@ -191,8 +191,8 @@ ROW_GROUPS_AT_ONCE = 2
 
 def read_features_matrix(url: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
     """`features_matrix(read_features(url))` without holding the table: the array is allocated
-    once from the parts' footers and filled a row group at a time, so memory peaks near the array
-    itself instead of twice it (BENCHMARKS.md, "Selection at scale").
+    once from the parts' footers and filled `ROW_GROUPS_AT_ONCE` row groups at a time, so memory
+    peaks near the array itself instead of twice it (BENCHMARKS.md, "Selection at scale").
 
     Raises:
         FileNotFoundError: nothing at `url`.
