@@ -9,8 +9,9 @@ Each analysis is one module that reads what the earlier stages wrote under `<out
     outliers         the images the discriminator finds most unusual (`rank_outliers`)
     report           `OUT/<dataset>/report.html` over all of them, and `OUT/index.html` (`write_reports`)
 
-`neighbours` is the one neighbour search the analyses share; `copies` tells a copy from a look-alike
-on pixels; `html` renders the report's pieces.
+`neighbours` is the one neighbour search the analyses share; `embedding` the space of standardised
+principal components that selection and the near-duplicate search measure features in; `copies`
+tells a copy from a look-alike on pixels; `html` renders the report's pieces.
 """
 
 from gan_augment.curate.near_duplicates import NearDuplicates, find_near_duplicates
