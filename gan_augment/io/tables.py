@@ -225,9 +225,9 @@ def _copy_row_groups(parquet_file: pq.ParquetFile, groups: list[int], matrix: np
         rows = sum(groups[group] for group in batch)
         if table.num_rows != rows:
             raise ValueError(f"row groups {batch} hold {table.num_rows} rows; the footer said {rows}")
-        features = table.column("feature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        matrix[start + len(uris):start + len(uris) + rows] = features.reshape(rows, matrix.shape[1])
-        uris += table.column("uri").to_pylist()
+        batch_uris, features = features_matrix(table)
+        matrix[start + len(uris):start + len(uris) + rows] = features
+        uris += batch_uris
     return uris
 
 
