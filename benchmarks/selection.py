@@ -28,6 +28,13 @@ labels passed as `labelled` (`auto` is then `margin`); the probe scores all of t
 `--unsure-share S` and `--first-round F` measure the two-round loop alone at a budget of 100 with
 `margin` spreading over the least sure share S and a first round of F x 100 labels (defaults:
 `UNSURE_SHARE`, 0.5), against random picks; they print and write nothing to BENCHMARKS.md.
+
+`--oracle N` asks how far any selection of 100 could go with this probe and these features. It
+starts from the two-round loop's picks and runs N steps of a swap search that no team can run:
+each step replaces one pick by a random pool image and keeps the swap when the probe (C fixed at
+what cross-validation chose for the loop's picks) classifies at least as many pool images right
+by their true labels. The searched picks are then scored like any others, by
+`labelled_set_accuracy` on the test split, and written to their own section.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ TARGETS = {10: 15.0, 100: 5.0}  # points over random picks that the issue asks f
 REFERENCE_BUDGET = 200  # random picks only: how many labels random needs to match a selection of 100
 TWO_ROUNDS = f"auto in two rounds ({DEFAULT_METHOD}, then {LATER_ROUND_METHOD})"
 TWO_ROUND_BUDGETS = (50, 100)
+ORACLE_SECTION = "Which images to label: how far an oracle gets"
 
 
 # -- data, model, features (cached) -----------------------------------------------------------------
@@ -198,6 +206,75 @@ def two_round_variant(prepared: dict, seeds: int, unsure_share: float | None, fi
               f"{_pm(gain, 1.0)} points over random (paired, {seeds} seeds)", flush=True)
 
 
+def oracle_search(pool: np.ndarray, y: np.ndarray, rows: list[int], steps: int, seed: int) -> list[int]:
+    """`rows` after `steps` swaps, each kept when the probe fitted on the rows classifies at least as
+    many of the pool's images right by their true labels."""
+    from gan_augment.evaluate.linear import C_GRID, FIXED_C, fit_with_c
+
+    _, c = fit_with_c(pool[rows], y[rows], int(np.unique(y[rows], return_counts=True)[1].min()), C_GRID, 5,
+                      FIXED_C, 2000, seed)
+
+    def right(rows: list[int]) -> int:  # k=1: no cross-validation, C fixed
+        return int((fit_with_c(pool[rows], y[rows], 1, (), 5, c, 2000, seed)[0].predict(pool) == y).sum())
+
+    rng, best, rows = np.random.default_rng(seed), right(rows), list(rows)
+    for _ in range(steps):
+        trial, image = list(rows), int(rng.integers(len(pool)))
+        if image in rows:
+            continue
+        trial[rng.integers(len(trial))] = image
+        if (score := right(trial)) >= best:
+            rows, best = trial, score
+    return rows
+
+
+def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) -> None:
+    """The two-round loop's picks against the same picks after an oracle's swap search (module doc)."""
+    from gan_augment.evaluate.probe import labelled_set_accuracy
+    from gan_augment.export.features import extract_features
+    from gan_augment.io.tables import features_matrix, read_features
+
+    header = ["data", "random 100", "two-round loop", f"loop after {steps:,} oracle swaps",
+              f"random {REFERENCE_BUDGET}", "loop − random (points)", "searched − random (points)",
+              "target: random + 5"]
+    rows = []
+    for name, each in prepared.items():
+        uris, pool = features_matrix(read_features(each["features"]))
+        row_of = {uri: row for row, uri in enumerate(uris)}
+        y = np.array([label_of(uri) for uri in uris])
+        test = extract_features(each["model"], each["test"])
+        test_y = np.array([label_of(uri) for uri in test.uris])
+        score = {key: [] for key in ("random", "loop", "searched", "random 200")}
+        for seed in range(seeds):
+            picks = {key: [row_of[uri] for uri in pick(each["features"], budget, method, seed)]
+                     for key, budget, method in [("random", 100, "random"), ("loop", 100, TWO_ROUNDS),
+                                                 ("random 200", REFERENCE_BUDGET, "random")]}
+            picks["searched"] = oracle_search(pool, y, picks["loop"], steps, seed)
+            for key, chosen in picks.items():
+                score[key].append(labelled_set_accuracy(pool[chosen], y[chosen], test.features, test_y, seed=seed))
+            print(name, seed, {key: round(100 * values[-1], 1) for key, values in score.items()}, flush=True)
+        mean = {key: 100 * np.mean(values) for key, values in score.items()}
+        rows.append([NAMES[name], f"{mean['random']:.1f}", f"{mean['loop']:.1f}", f"{mean['searched']:.1f}",
+                     f"{mean['random 200']:.1f}", _pm(np.subtract(score["loop"], score["random"])),
+                     _pm(np.subtract(score["searched"], score["random"])), f"{mean['random'] + 5:.1f}"])
+    table = markdown_table(header, rows)
+    print(table)
+    if write:
+        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --oracle {steps}"
+        write_section(ORACLE_SECTION, oracle_body(command, machine_line(threads), steps, table))
+
+
+def oracle_body(command: str, machine: str, steps: int, table: str) -> str:
+    """The oracle section's text around its table."""
+    return (f"`{command}` ({machine}; the models, features, pools and seeds of \"{SECTION}\", from its cache).\n\n"
+            f"How far any selection of 100 could go with this probe on these features. From the two-round loop's "
+            f"picks, {steps:,} steps of a swap search that no team can run: each step puts a random pool image in "
+            f"place of a random pick and keeps the swap when the probe (C fixed at what cross-validation chose for "
+            f"the loop's picks) fitted on the picks classifies at least as many of the pool's images right by their "
+            f"true labels. The searched picks are then scored like any others (`labelled_set_accuracy`, the "
+            f"test split). Probe accuracy %, means over the seeds; gains paired by seed.\n\n{table}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -208,6 +285,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--unsure-share", type=float, help="margin's least-sure share (the two-round loop only)")
     parser.add_argument("--first-round", type=float, help="the first round's share of 100 (the two-round loop only)")
+    parser.add_argument("--oracle", type=int, metavar="N", help="N swaps of the oracle's search (module doc)")
     args = parser.parse_args()
     set_threads(args.threads)
     names = args.datasets.split(",")
@@ -217,6 +295,8 @@ def main() -> None:
         print(name, prepared[name], flush=True)
     if args.prepare_only:
         return
+    if args.oracle is not None:
+        return oracle(prepared, args.seeds, args.oracle, args.threads, not args.no_write)
     if args.unsure_share is not None or args.first_round is not None:
         return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round)
     rows, verdicts = [], []
