@@ -161,19 +161,25 @@ def pick(features: str, budget: int, method: str, seed: int, first_round: float 
     return list(first.uris) + list(second.uris)
 
 
+def load_features(prepared: dict) -> tuple[list[str], np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
+    """(pool uris, pool features, row of each uri, test features, test labels) of a prepared set."""
+    from gan_augment.export.features import extract_features
+    from gan_augment.io.tables import features_matrix, read_features
+
+    uris, pool = features_matrix(read_features(prepared["features"]))
+    test = extract_features(prepared["model"], prepared["test"])
+    return (uris, pool, {uri: row for row, uri in enumerate(uris)}, test.features,
+            np.array([label_of(uri) for uri in test.uris]))
+
+
 def measure(prepared: dict, seeds: int, only: tuple[str, ...] = (),
             first_round: float = 0.5) -> dict[tuple[str, int], dict[str, list[float]]]:
     """{(method, budget): {"accuracy": [per seed], "classes": [...], "seconds": [...]}}; `only`:
     these methods at a budget of 100."""
     from gan_augment.curate import METHODS
     from gan_augment.evaluate.probe import labelled_set_accuracy
-    from gan_augment.export.features import extract_features
-    from gan_augment.io.tables import features_matrix, read_features
 
-    uris, pool = features_matrix(read_features(prepared["features"]))
-    row_of = {uri: row for row, uri in enumerate(uris)}
-    test = extract_features(prepared["model"], prepared["test"])
-    test_y = np.array([label_of(uri) for uri in test.uris])
+    _, pool, row_of, test_x, test_y = load_features(prepared)
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
     for budget in (100,) if only else (*BUDGETS, REFERENCE_BUDGET):
         methods = [m for m in METHODS if m != LATER_ROUND_METHOD]  # margin is a later round: in TWO_ROUNDS
@@ -186,7 +192,7 @@ def measure(prepared: dict, seeds: int, only: tuple[str, ...] = (),
                 cell["seconds"].append(time.perf_counter() - started)
                 rows = [row_of[uri] for uri in picks]
                 labels = [label_of(uri) for uri in picks]  # what the person labelling answers
-                cell["accuracy"].append(labelled_set_accuracy(pool[rows], labels, test.features, test_y, seed=seed))
+                cell["accuracy"].append(labelled_set_accuracy(pool[rows], labels, test_x, test_y, seed=seed))
                 cell["classes"].append(len(set(labels)))
             print(f"  {method:<10} {budget:>4}: {100 * np.mean(cell['accuracy']):.1f}%  "
                   f"classes {np.mean(cell['classes']):.1f}", flush=True)
@@ -251,19 +257,14 @@ def oracle_search(pool: np.ndarray, y: np.ndarray, rows: list[int], steps: int, 
 def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) -> None:
     """The two-round loop's picks against the same picks after an oracle's swap search (module doc)."""
     from gan_augment.evaluate.probe import labelled_set_accuracy
-    from gan_augment.export.features import extract_features
-    from gan_augment.io.tables import features_matrix, read_features
 
     header = ["data", "random 100", "two-round loop", f"loop after {steps:,} oracle swaps",
               f"random {REFERENCE_BUDGET}", "loop − random (points)", "searched − random (points)",
               "target: random + 5"]
     rows = []
     for name, each in prepared.items():
-        uris, pool = features_matrix(read_features(each["features"]))
-        row_of = {uri: row for row, uri in enumerate(uris)}
+        uris, pool, row_of, test_x, test_y = load_features(each)
         y = np.array([label_of(uri) for uri in uris])
-        test = extract_features(each["model"], each["test"])
-        test_y = np.array([label_of(uri) for uri in test.uris])
         score = {key: [] for key in ("random", "loop", "searched", "random 200")}
         for seed in range(seeds):
             picks = {key: [row_of[uri] for uri in pick(each["features"], budget, method, seed)]
@@ -271,7 +272,7 @@ def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) ->
                                                  ("random 200", REFERENCE_BUDGET, "random")]}
             picks["searched"] = oracle_search(pool, y, picks["loop"], steps, seed)
             for key, chosen in picks.items():
-                score[key].append(labelled_set_accuracy(pool[chosen], y[chosen], test.features, test_y, seed=seed))
+                score[key].append(labelled_set_accuracy(pool[chosen], y[chosen], test_x, test_y, seed=seed))
             print(name, seed, {key: round(100 * values[-1], 1) for key, values in score.items()}, flush=True)
         mean = {key: 100 * np.mean(values) for key, values in score.items()}
         rows.append([NAMES[name], f"{mean['random']:.1f}", f"{mean['loop']:.1f}", f"{mean['searched']:.1f}",
