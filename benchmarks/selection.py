@@ -29,9 +29,11 @@ labels passed as `labelled` (`auto` is then `margin`); the probe scores all of t
 
     python benchmarks/selection.py [--threads 2] [--seeds 5] [--cache DIR] [--no-write]
 
-`--unsure-share S` and `--first-round F` measure the two-round loop alone at a budget of 100 with
-`margin` spreading over the least sure share S and a first round of F x 100 labels (defaults:
-`UNSURE_SHARE`, 0.5), against random picks; they print and write nothing to BENCHMARKS.md.
+`--unsure-share S`, `--first-round F` and `--typicality-among A` measure the two-round loop alone
+at budgets of 50 and 100, with `margin` spreading over the least sure share S, a first round of F
+of the budget and `margin`'s typicality measured among A (`pool`, `unsure` or `cluster`; defaults:
+`UNSURE_SHARE`, 0.5, `MARGIN_TYPICALITY`), against random picks; they print and write nothing to
+BENCHMARKS.md.
 
 `--oracle N` asks how far any selection of 100 could go with this probe and these features. It
 starts from the two-round loop's picks and runs N steps of a swap search that no team can run:
@@ -175,13 +177,13 @@ def load_features(prepared: dict) -> tuple[list[str], np.ndarray, dict[str, int]
 def measure(prepared: dict, seeds: int, only: tuple[str, ...] = (),
             first_round: float = 0.5) -> dict[tuple[str, int], dict[str, list[float]]]:
     """{(method, budget): {"accuracy": [per seed], "classes": [...], "seconds": [...]}}; `only`:
-    these methods at a budget of 100."""
+    these methods at the two-round budgets."""
     from gan_augment.curate import METHODS
     from gan_augment.evaluate.probe import labelled_set_accuracy
 
     _, pool, row_of, test_x, test_y = load_features(prepared)
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
-    for budget in (100,) if only else (*BUDGETS, REFERENCE_BUDGET):
+    for budget in TWO_ROUND_BUDGETS if only else (*BUDGETS, REFERENCE_BUDGET):
         methods = [m for m in METHODS if m != LATER_ROUND_METHOD]  # margin is a later round: in TWO_ROUNDS
         methods += [TWO_ROUNDS] if budget in TWO_ROUND_BUDGETS else []
         for method in only or (methods if budget in BUDGETS else ("random",)):
@@ -218,18 +220,24 @@ def report(results: dict, name: str) -> tuple[list[list[str]], dict[int, dict[st
     return rows, gains
 
 
-def two_round_variant(prepared: dict, seeds: int, unsure_share: float | None, first_round: float | None) -> None:
-    """Print the two-round loop's gain over random at 100 with other settings; write nothing."""
+def two_round_variant(prepared: dict, seeds: int, unsure_share: float | None, first_round: float | None,
+                      typicality_among: str | None) -> None:
+    """Print the two-round loop's gain over random at 50 and 100 with other settings; write nothing."""
     from gan_augment.curate import selection
 
     if unsure_share is not None:
-        selection.UNSURE_SHARE = unsure_share  # read by `margin` at each call
+        selection.UNSURE_SHARE = unsure_share  # both read by `margin` at each call
+    if typicality_among is not None:
+        selection.MARGIN_TYPICALITY = typicality_among
     first_round = 0.5 if first_round is None else first_round
     for name, each in prepared.items():
         results = measure(each, seeds, only=("random", TWO_ROUNDS), first_round=first_round)
-        gain = 100 * (np.asarray(results[(TWO_ROUNDS, 100)]["accuracy"]) - results[("random", 100)]["accuracy"])
-        print(f"{NAMES[name]}, budget 100, unsure share {selection.UNSURE_SHARE}, first round {first_round:.0%}: "
-              f"{_pm(gain, 1.0)} points over random (paired, {seeds} seeds)", flush=True)
+        for budget in TWO_ROUND_BUDGETS:
+            gain = 100 * (np.asarray(results[(TWO_ROUNDS, budget)]["accuracy"])
+                          - results[("random", budget)]["accuracy"])
+            print(f"{NAMES[name]}, budget {budget}, unsure share {selection.UNSURE_SHARE}, typicality among "
+                  f"{selection.MARGIN_TYPICALITY}, first round {first_round:.0%}: {_pm(gain, 1.0)} points over "
+                  f"random (paired, {seeds} seeds)", flush=True)
 
 
 def oracle_search(pool: np.ndarray, y: np.ndarray, rows: list[int], steps: int, seed: int) -> list[int]:
@@ -314,7 +322,9 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true", help="scan, train and export; measure nothing")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--unsure-share", type=float, help="margin's least-sure share (the two-round loop only)")
-    parser.add_argument("--first-round", type=float, help="the first round's share of 100 (the two-round loop only)")
+    parser.add_argument("--first-round", type=float, help="the first round's share (the two-round loop only)")
+    parser.add_argument("--typicality-among", choices=("pool", "unsure", "cluster"),
+                        help="where margin measures typicality (the two-round loop only)")
     parser.add_argument("--oracle", type=int, metavar="N", help="N swaps of the oracle's search (module doc)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -327,8 +337,8 @@ def main() -> None:
         return
     if args.oracle is not None:
         return oracle(prepared, args.seeds, args.oracle, args.threads, not args.no_write)
-    if args.unsure_share is not None or args.first_round is not None:
-        return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round)
+    if (args.unsure_share, args.first_round, args.typicality_among) != (None, None, None):
+        return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round, args.typicality_among)
     rows, verdicts = [], []
     for name in names:
         print(f"{name}:", flush=True)

@@ -62,6 +62,11 @@ AUTO, DEFAULT_METHOD, LATER_ROUND_METHOD = "auto", "typiclust", "margin"
 # The least-sure share `margin` spreads its picks over: at 50 + 50 labels, 0.25 beat 0.1 and 0.5 on both
 # benchmark sets (`benchmarks/selection.py --unsure-share S`; BENCHMARKS.md, "Which images to label").
 UNSURE_SHARE = 0.25
+# Where `margin` measures a pick's typicality: among the whole pool (`pool`), the least-sure share
+# (`unsure`) or the pick's own cluster (`cluster`). On three benchmark sets the other two gain up to
+# 1.9 points at 50 + 50 labels and lose up to 4.5 at 25 + 25 (`benchmarks/selection.py
+# --typicality-among A`; BENCHMARKS.md, "Which images to label").
+MARGIN_TYPICALITY = "pool"
 # TypiClust's neighbourhood; typicality of a larger cluster is measured on seeded samples of it,
 # since exact neighbours within a cluster cost its size squared.
 TYPICALITY_NEIGHBOURS = 20
@@ -367,10 +372,12 @@ def _pick_margin(x: np.ndarray, candidates: np.ndarray, anchors: np.ndarray, bud
     sizes = np.bincount(clusters)
     rng = np.random.default_rng(seed)
     rows, reasons, scores = [], [], []
+    pool = np.arange(len(x))
     for c in sorted(np.flatnonzero(sizes), key=lambda c: (-sizes[c], c)):
         members = unsure[clusters == c]  # a large cluster: its typicality measured on a seeded sample
         members = members if len(members) <= TYPICALITY_SAMPLE else rng.choice(members, TYPICALITY_SAMPLE, False)
-        values = _typicality(x, np.arange(len(x)), members, rng)
+        among = {"pool": pool, "unsure": unsure, "cluster": members}[MARGIN_TYPICALITY]
+        values = _typicality(x, among, members, rng)
         best = int(members[np.argmax(values)])
         rows.append(best)
         reasons.append(f"most typical of {sizes[c]} images where the probe is unsure (cluster {c}): "

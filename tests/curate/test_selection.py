@@ -223,6 +223,26 @@ def test_margin_measures_typicality_of_a_large_cluster_on_a_seeded_sample(monkey
     assert len(set(first.uris)) == 3 and not set(first.uris) & set(labelled)
 
 
+@pytest.mark.parametrize("among", ["pool", "unsure", "cluster"])
+def test_margin_measures_typicality_where_margin_typicality_says(monkeypatch, among):
+    from gan_augment.curate import selection
+
+    # A band of 95 unsure images around the boundary at 0, and a dense clump of sure ones just past
+    # its right edge: counted in (`pool`), the clump makes the band's edge the most typical.
+    band, clump = np.linspace(-0.47, 0.47, 95), np.linspace(0.5, 0.51, 150)
+    rest = np.concatenate([np.linspace(-3, -0.6, 70), np.linspace(0.6, 3, 65)])
+    ends = np.concatenate([np.full(10, -3.0), np.full(10, 3.0)])
+    x0 = np.concatenate([ends, band, clump, rest])
+    features = np.stack([x0, np.zeros_like(x0)], axis=1).astype(np.float32)
+    uris = [f"s3://bucket/ds/{i:03d}.png" for i in range(len(x0))]
+    labelled = {uris[i]: "left" if x0[i] < 0 else "right" for i in range(20)}
+    monkeypatch.setattr(selection, "MARGIN_TYPICALITY", among)
+    picks = select_for_labelling(as_features(uris, features), 1, "margin", labelled=labelled)
+    assert picks.candidates == 380 and "95 images where the probe is unsure" in picks.reasons[0]
+    picked = abs(x0[uris.index(picks.uris[0])])
+    assert picked == band[-1] if among == "pool" else picked < 0.3  # one cluster: unsure and cluster agree
+
+
 def test_auto_is_typiclust_until_two_classes_are_labelled_then_margin():
     uris, features, label = two_classes()
     source = as_features(uris, features)
