@@ -63,7 +63,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_line, markdown_table, set_threads, write_section  # noqa: E402
 
 from gan_augment.config import ModelConfig, TrainConfig  # noqa: E402
-from gan_augment.curate.selection import DEFAULT_METHOD, LATER_ROUND_METHOD  # noqa: E402
+from gan_augment.curate.selection import DEFAULT_METHOD, LATER_ROUND_METHOD, MARGIN_TYPICALITIES  # noqa: E402
 from gan_augment.demo import load_fashion_mnist, load_mnist, load_wesnoth_sprites  # noqa: E402
 
 SECTION = "Which images to label (selection for a labelling budget)"
@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--unsure-share", type=float, help="margin's least-sure share (the two-round loop only)")
     parser.add_argument("--first-round", type=float, help="the first round's share (the two-round loop only)")
-    parser.add_argument("--typicality-among", choices=("pool", "unsure", "cluster"),
+    parser.add_argument("--typicality-among", choices=MARGIN_TYPICALITIES,
                         help="where margin measures typicality (the two-round loop only)")
     parser.add_argument("--oracle", type=int, metavar="N", help="N swaps of the oracle's search (module doc)")
     args = parser.parse_args()

@@ -66,6 +66,7 @@ UNSURE_SHARE = 0.25
 # (`unsure`) or the pick's own cluster (`cluster`). On three benchmark sets the other two gain up to
 # 1.9 points at 50 + 50 labels and lose up to 4.5 at 25 + 25 (`benchmarks/selection.py
 # --typicality-among A`; BENCHMARKS.md, "Which images to label").
+MARGIN_TYPICALITIES = ("pool", "unsure", "cluster")
 MARGIN_TYPICALITY = "pool"
 # TypiClust's neighbourhood; typicality of a larger cluster is measured on seeded samples of it,
 # since exact neighbours within a cluster cost its size squared.
