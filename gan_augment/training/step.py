@@ -129,15 +129,16 @@ class TrainingStep:
     def critic_rounds(self, reals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """`critic_rounds` x [`d_steps` updates of the critic, one update of G against it]: the
         plain GAN of the seed, on the step's real images shared out among the critic's updates
-        (each seen once) and fresh fakes. G faces the critic in train mode, as in the plain GAN,
-        and D's real/fake head at `critic_head_weight` (`head_loss`). In a class-conditional run
+        (each seen at most once; the first `critic_batch` of each share when that is set) and
+        fresh fakes. G faces the critic in train mode, as in the plain GAN, and D's real/fake
+        head at `critic_head_weight` (`head_loss`). In a class-conditional run
         the critic judges realism alone; the classes asked for reach G through D's head.
 
         Returns:
             G's last loss, and the critic's last real (R,) and fake (F,) logits.
         """
         tc, state, critic = self.tc, self.state, self.critic
-        shares = reals.tensor_split(tc.critic_rounds * tc.d_steps)
+        shares = [share[:tc.critic_batch] for share in reals.tensor_split(tc.critic_rounds * tc.d_steps)]
         for round_ in range(tc.critic_rounds):
             for share in shares[round_ * tc.d_steps:(round_ + 1) * tc.d_steps]:
                 with self.autocast():

@@ -119,6 +119,19 @@ def test_a_critic_trains_g_on_every_real_once_and_leaves_the_trunk_to_the_contra
     assert bool(torch.isfinite(metrics).all()) and 0 < metrics[2] < 1 and 0 < metrics[3] < 1
 
 
+def test_critic_batch_caps_the_reals_of_each_critic_update(image_folder, tiny_model_config):
+    model_config = dataclasses.replace(tiny_model_config, critic=True)
+    step = _step(image_folder, model_config, fake_batch_size=5, d_steps=2, critic_rounds=1, critic_batch=3)
+    critic, seen = step.state.discriminator.critic, []
+    forward = critic.forward
+    critic.forward = lambda x: (seen.append(x.shape[0]), forward(x))[1]
+    step()
+    # one round: two critic updates, each on 3 of its share of 8 reals and on 5 fakes; then G's update
+    assert seen == [3, 5, 3, 5, 5]
+    with pytest.raises(ValueError, match="critic_batch"):
+        TrainConfig(critic_batch=0)
+
+
 def test_with_a_critic_g_also_faces_ds_head_in_eval_mode_unless_its_weight_is_0(image_folder, tiny_model_config):
     model_config = dataclasses.replace(tiny_model_config, critic=True)
     step = _step(image_folder, model_config, fake_batch_size=4, d_steps=1, critic_rounds=2)
