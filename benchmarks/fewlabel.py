@@ -34,15 +34,19 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
    its few-label probe, and writes only its section.
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
 peer again stopping when ours finishes, and writes part 1's section under its own name.
+`--critic-batch N` sets the critic's `TrainConfig.critic_batch` (the real images of each critic
+update): under `--critic` for the race; under `--swd-only` it trains, for each seed, only the critic
+as it is and the critic with `critic_batch=N`, side by side, so that their seconds compare. Both
+write under their own section names.
 Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
 (BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
     python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--ablations]
                                   [--augmentation] [--no-write]
-    python benchmarks/fewlabel.py --critic [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3]
-                                  [--no-write]
-    python benchmarks/fewlabel.py --swd-only [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3]
-                                  [--no-write]
+    python benchmarks/fewlabel.py --critic [--critic-batch N] [--data mnist|fashion|wesnoth|terrain] [--threads 1]
+                                  [--seeds 3] [--no-write]
+    python benchmarks/fewlabel.py --swd-only [--critic-batch N] [--data mnist|fashion|wesnoth|terrain] [--threads 1]
+                                  [--seeds 3] [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
 """
@@ -102,12 +106,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--swd-only", action="store_true", help="train only the default recipe, the same with "
                         "ContraD's loss on fakes turned the other way and the same with a critic (each seed, two "
                         "side by side) and write only their SWD section")
+    parser.add_argument("--critic-batch", type=int, help="with --critic, the critic's `TrainConfig.critic_batch`; "
+                        "with --swd-only, train only the critic as it is and the critic with this `critic_batch`, "
+                        "side by side (the sections are written under their own names)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
         parser.error("--swd-only runs no other part; drop --ablations and --augmentation")
     if args.critic and (args.swd_only or args.ablations or args.augmentation):
         parser.error("--critic races the critic's recipe only; --swd-only already has a critic row")
+    if args.critic_batch is not None and not (args.critic or args.swd_only):
+        parser.error("--critic-batch sizes a critic: add --critic or --swd-only")
+    if args.critic_batch is not None and args.critic_batch < 1:
+        parser.error("--critic-batch must be at least 1")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -117,7 +128,7 @@ def main() -> None:
     args = parse_args()
     set_threads(args.threads)
     digits = prepare_digits(args.draws, DATASETS[args.data])
-    recipe = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
+    recipe = TrainConfig(steps=args.steps, critic_batch=args.critic_batch if args.critic else None)
     steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
     if args.swd_only:
@@ -175,7 +186,9 @@ def ours_model(args: argparse.Namespace, digits: Digits) -> ModelConfig:
 
 
 def ours_name(args: argparse.Namespace) -> str:
-    return "recipe with a critic" if args.critic else "default recipe"
+    if not args.critic:
+        return "default recipe"
+    return "recipe with a critic" + ("" if args.critic_batch is None else f", `critic_batch={args.critic_batch}`")
 
 
 def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
@@ -236,7 +249,8 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
     rows = torch.randperm(len(digits.pool), generator=torch.Generator().manual_seed(0))[:64]
     samples = SyntheticDataset(model, num_samples=64, seed=0, output="uint8").images(range(64))  # (64, C, S, S)
     name = (f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps")
-            + ("-critic" if args.critic else "") + ".png")
+            + ("-critic" if args.critic else "")
+            + ("" if args.critic_batch is None else f"-critic-batch-{args.critic_batch}") + ".png")
     with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
         f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
     return name
@@ -244,34 +258,49 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
 
 def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
     """`--swd-only`: for each seed, the SWD and the few-label probe of the default recipe, of the
-    same with ContraD's loss on fakes turned the other way and of the recipe with a critic for G,
-    next to the floor. Writes its section."""
-    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds)
+    same with ContraD's loss on fakes turned the other way and of the recipe with a critic for G
+    (with `--critic-batch`, of the critic as it is and with that `critic_batch`), next to the
+    floor. Writes its section."""
+    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds, args.critic_batch)
     print(table, means, sep="\n\n")
     if not args.no_write:
         data = DATASETS[args.data]
-        budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
-        model = f"`ModelConfig(image_size={data.model.image_size}, channels={data.model.channels})`"
-        weight = other_weight(recipe, data.model.channels)
-        other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
-                 f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
         write_section(section(args, SECTION_SWD.format(title=data.title)), "\n\n".join([
             command(args, "--swd-only"),
-            f"{machine_line(args.threads)}. {data.text}. The default recipe ({model}, `TrainConfig()`, {budget}), "
-            f"the same recipe with {other}, and the same recipe with a critic for G "
-            "(`ModelConfig(critic=True)`: G trains against a plain DCGAN discriminator of its own, "
-            f"`TrainConfig.critic_rounds` = {recipe.critic_rounds} G updates a step, each also against D's "
-            f"real/fake head at `TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk "
-            f"learns from the contrastive losses alone) train on the pool for each of {args.seeds} seeds, two at "
-            "a time side by side, in processes with the same thread count. The seconds are wall-clock and "
-            "depend on the machine's load; the budgets are fixed step counts. The probe columns are the "
-            f"few-label probe of each model's features, as in \"{SECTION.format(title=data.title)}\" (test "
-            f"accuracy %, mean ± standard deviation over {args.draws} label draws).",
+            f"{machine_line(args.threads)}. {data.text}. {swd_recipes_text(args, recipe)} train on the pool for "
+            f"each of {args.seeds} seeds, two at a time side by side, in processes with the same thread count. The "
+            "seconds are wall-clock and depend on the machine's load; the budgets are fixed step counts. The probe "
+            f"columns are the few-label probe of each model's features, as in \"{SECTION.format(title=data.title)}\" "
+            f"(test accuracy %, mean ± standard deviation over {args.draws} label draws).",
             SWD_TEXT,
             table,
             "Means over the seeds (± the standard deviation of the seeds' values):",
             means,
         ]))
+
+
+def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
+    """What `--swd-only` trains, in words."""
+    data = DATASETS[args.data]
+    budget = "its automatic budget" if args.steps is None else f"{args.steps} G steps"
+    model = f"`ModelConfig(image_size={data.model.image_size}, channels={data.model.channels})`"
+    critic = ("a critic for G (`ModelConfig(critic=True)`: G trains against a plain DCGAN discriminator of its own, "
+              f"`TrainConfig.critic_rounds` = {recipe.critic_rounds} G updates a step, each after "
+              f"{recipe.d_steps} updates of the critic and also against D's real/fake head at "
+              f"`TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk learns from the "
+              "contrastive losses alone)")
+    if args.critic_batch is not None:
+        fakes = recipe.fake_batch_size or recipe.batch_size
+        return (f"The recipe ({model}, `TrainConfig()`, {budget}) with {critic}, once as it is (the step's "
+                f"{recipe.batch_size} real images shared out among the critic's "
+                f"{recipe.critic_rounds * recipe.d_steps} updates) and once with "
+                f"`TrainConfig(critic_batch={args.critic_batch})` (each update takes the first "
+                f"{args.critic_batch} of its share; the fakes are {fakes} an update in both),")
+    weight = other_weight(recipe, data.model.channels)
+    other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
+             f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
+    return (f"The default recipe ({model}, `TrainConfig()`, {budget}), the same recipe with {other}, and the same "
+            f"recipe with {critic}")
 
 
 # -- (2) ablations: one change each, seed 0, the same step budget, two processes at a time -------------
@@ -317,15 +346,18 @@ def ablations_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig
 # -- the sections' text --------------------------------------------------------------------------
 
 def section(args: argparse.Namespace, name: str) -> str:
-    """A run with `--steps` or `--critic` writes beside the default's sections, never over them."""
-    return name + ("" if args.steps is None else f", {args.steps} G steps") + (", with a critic" if args.critic else "")
+    """A run with `--steps`, `--critic` or `--critic-batch` writes beside the default's sections, never over them."""
+    return (name + ("" if args.steps is None else f", {args.steps} G steps")
+            + (", with a critic" if args.critic else "")
+            + ("" if args.critic_batch is None else f", critic_batch {args.critic_batch}"))
 
 
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     budget = [] if args.steps is None else [f"--steps {args.steps}"]
     seed_flag = [f"--seeds {args.seeds}"] if seeds else []
     data = [] if args.data == "mnist" else [f"--data {args.data}"]
-    critic = ["--critic"] if args.critic else []
+    critic = (["--critic"] if args.critic else []) + ([] if args.critic_batch is None else
+                                                       [f"--critic-batch {args.critic_batch}"])
     return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
                            *critic, *flags]) + "`"
 
@@ -340,8 +372,9 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
     data = DATASETS[args.data]
     model, recipe = data.model, TrainConfig()
     if args.critic:
+        train = "`TrainConfig()`" if args.critic_batch is None else f"`TrainConfig(critic_batch={args.critic_batch})`"
         ours = (f"Our recipe with a critic for G (`ModelConfig(image_size={model.image_size}, "
-                f"channels={model.channels}, critic=True)`, `TrainConfig()`, {budget}: G trains against a plain "
+                f"channels={model.channels}, critic=True)`, {train}, {budget}: G trains against a plain "
                 f"DCGAN discriminator of its own and D's real/fake head, `critic_rounds` = {recipe.critic_rounds} "
                 "G updates a step, each after "
                 f"{recipe.d_steps} updates of the critic, and D's trunk learns from the contrastive losses alone)")

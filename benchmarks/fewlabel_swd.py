@@ -38,15 +38,22 @@ def other_weight(recipe: TrainConfig, channels: int) -> float:
     return 0.0 if recipe.fake_contrastive_weight_for(channels) else 1.0
 
 
-def recipes(recipe: TrainConfig, channels: int) -> dict[str, tuple[dict, dict]]:
+def recipes(recipe: TrainConfig, channels: int, critic_batch: int | None = None) -> dict[str, tuple[dict, dict]]:
     """{row title: (the change to the default model config, the change to `recipe`)}: the recipe;
     the same with ContraD's loss on fakes turned the other way (`other_weight`); and the same with
-    a critic for G."""
+    a critic for G. With `critic_batch`, only the critic as it is and the critic with that
+    `TrainConfig.critic_batch`."""
+    critic = "recipe with a critic for G (`ModelConfig(critic=True)`)"
+    if critic_batch is not None:
+        return {critic: ({"critic": True}, {}),
+                f"{critic}, `critic_batch={critic_batch}`": ({"critic": True}, {"critic_batch": critic_batch})}
     weight = other_weight(recipe, channels)
     title = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
              f"(`fake_contrastive_weight={weight:g}`)")
     return {"ours: default recipe": ({}, {}), title: ({}, {"fake_contrastive_weight": weight}),
-            "recipe with a critic for G (`ModelConfig(critic=True)`)": ({"critic": True}, {})}
+            critic: ({"critic": True}, {})}
+
+
 SWD_TEXT = (
     "SWD (Laplacian-pyramid patches, Karras et al. 2018; lower is closer), x1e3, computed by "
     "`compared_sets` and `swd_with_floor`, the path of `gan-augment evaluate MODEL POOL --max-images 2000`: "
@@ -109,11 +116,13 @@ def _mean(values: list[float]) -> str:
     return f"{np.mean(values):.1f}{spread}"
 
 
-def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int) -> tuple[str, str]:
-    """Train every recipe of `recipes` for each seed, two side by side, and tabulate each model's
-    SWD next to the floor, with its few-label probe; returns (the table, the means over seeds)."""
+def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int,
+                   critic_batch: int | None = None) -> tuple[str, str]:
+    """Train every recipe of `recipes` (with `critic_batch`, its two critics) for each seed, two side
+    by side, and tabulate each model's SWD next to the floor, with its few-label probe; returns (the
+    table, the means over seeds)."""
     jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
-    compared = recipes(recipe, digits.model.channels)
+    compared = recipes(recipe, digits.model.channels, critic_batch)
     for seed in range(seeds):
         for index, (name, (model_change, train_change)) in enumerate(compared.items()):
             folder = f"swd-{index}-{seed}"
