@@ -23,9 +23,25 @@ def set_threads(threads: int) -> None:
 def machine_line(threads: int) -> str:
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
     return (f"{os.cpu_count()} cores ({device}), torch {torch.__version__}, {threads} intra-op thread(s), "
             f"Python {platform.python_version()}")
+
+
+def cpu_name() -> str:
+    """The CPU and its bf16 path. A trained model's figures reproduce to the digit only where
+    oneDNN picks the same kernels: a CPU with AMX, with AVX512-BF16 alone, or with neither (where
+    the recipe trains in fp32, `devices.has_native_bf16`) trains the same seed to other weights."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "cpu"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.processor() or "cpu")
+    bf16 = ("bf16 on AMX" if " amx_bf16" in info else "bf16 on AVX512-BF16" if " avx512_bf16" in info
+            else "no native bf16: fp32")
+    return f"{model}, {bf16}"
 
 
 def timed(call: Callable[[], object]) -> tuple[float, float]:
