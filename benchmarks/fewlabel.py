@@ -292,7 +292,8 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
     if args.critic_batch is not None:
         fakes = recipe.fake_batch_size or recipe.batch_size
         return (f"The recipe ({model}, `TrainConfig()`, {budget}) with {critic}, once as it is (the step's "
-                f"{recipe.batch_size} real images shared out among the critic's "
+                f"{recipe.d_steps * recipe.batch_size} real images, {recipe.batch_size} for each of D's "
+                f"{recipe.d_steps} updates, shared out among the critic's "
                 f"{recipe.critic_rounds * recipe.d_steps} updates) and once with "
                 f"`TrainConfig(critic_batch={args.critic_batch})` (each update takes the first "
                 f"{args.critic_batch} of its share; the fakes are {fakes} an update in both),")
