@@ -192,7 +192,9 @@ class TrainConfig(JsonConfig):
         critic_rounds: with a critic (`ModelConfig.critic`), G updates per step, each after
             `d_steps` critic updates; the step's real images are shared out among the critic's.
         critic_batch: with a critic, the real images of each critic update, taken from its share
-            of the step's reals; None takes the whole share.
+            of the step's reals; None takes the whole share (about 85 at the defaults). 32 cost
+            0.8-1.0x the critic's time and brought MNIST-5k's samples closer, not Fashion-MNIST's
+            (BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), critic_batch 32").
         critic_head_weight: with a critic, G's loss adds its loss against D's real/fake head at
             this weight (0: the critic alone). On Fashion-MNIST both together brought the samples
             closer and the features higher than the critic alone; on MNIST-5k they held both
