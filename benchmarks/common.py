@@ -29,19 +29,16 @@ def machine_line(threads: int) -> str:
 
 
 def cpu_name() -> str:
-    """The CPU and its bf16 path. A trained model's figures reproduce to the digit only where
-    oneDNN picks the same kernels: a CPU with AMX, with AVX512-BF16 alone, or with neither (where
-    the recipe trains in fp32, `devices.has_native_bf16`) trains the same seed to other weights."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or "cpu"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                 platform.processor() or "cpu")
-    bf16 = ("bf16 on AMX" if " amx_bf16" in info else "bf16 on AVX512-BF16" if " avx512_bf16" in info
-            else "no native bf16: fp32")
-    return f"{model}, {bf16}"
+    """The CPU's model and its bf16 path (`devices.cpu_bf16_units`): a seed's figures repeat to
+    the digit only on CPUs whose bf16 units match, and in fp32 where there are none."""
+    from gan_augment.gan.devices import CPUINFO, cpu_bf16_units
+
+    model = platform.processor() or "cpu"
+    if os.path.exists(CPUINFO):
+        with open(CPUINFO) as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    units = cpu_bf16_units()
+    return f"{model}, " + (f"bf16 on {units}" if units else "no native bf16: fp32")
 
 
 def timed(call: Callable[[], object]) -> tuple[float, float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+CPUINFO = "/proc/cpuinfo"  # where Linux lists the CPU's flags
+
 
 def select_device(requested: str = "auto") -> torch.device:
     """"auto" picks cuda, then mps, then cpu; an explicit device must be available."""
@@ -26,10 +28,21 @@ def has_native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
+        return cpu_bf16_units() is not None
     return False
+
+
+def cpu_bf16_units() -> str | None:
+    """The CPU's native bf16 units, "AMX" or "AVX512-BF16" (by `CPUINFO`'s flags), or None.
+    oneDNN's bf16 kernels differ between the two, so one seed trains to other weights on each
+    (BENCHMARKS.md, "One seed on other CPUs")."""
+    try:
+        with open(CPUINFO) as f:
+            flags = f.read()
+    except OSError:
+        return None
+    if " amx_bf16" in flags:
+        return "AMX"
+    if " avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return None

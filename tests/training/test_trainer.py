@@ -8,6 +8,7 @@ import torch
 import gan_augment.training.step as step_module
 from gan_augment.config import TrainConfig
 from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model, read_model_card
+from gan_augment.gan import devices
 from gan_augment.gan.devices import select_device
 from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
 
@@ -151,6 +152,23 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             select_device("cuda")
+
+
+@pytest.mark.parametrize("flags, units", [("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+                                          ("fpu avx2 avx512f avx512_bf16", "AVX512-BF16"),
+                                          ("fpu avx2 avx512f", None)])
+def test_bf16_units_and_autocast_follow_the_cpu_flags(tmp_path, monkeypatch, flags, units):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(devices, "CPUINFO", str(cpuinfo))
+    assert devices.cpu_bf16_units() == units
+    assert devices.has_native_bf16(torch.device("cpu")) == (units is not None)
+
+
+def test_a_cpu_without_cpuinfo_has_no_bf16_units(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "CPUINFO", str(tmp_path / "missing"))
+    assert devices.cpu_bf16_units() is None
+    assert not devices.has_native_bf16(torch.device("cpu"))
 
 
 def test_empty_source_is_a_clear_error(tmp_path, tiny_model_config, tiny_train_config):
