@@ -7,9 +7,8 @@ import torch
 
 import gan_augment.training.step as step_module
 from gan_augment.config import TrainConfig
-from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model, read_model_card
 from gan_augment.gan import devices
-from gan_augment.gan.devices import select_device
+from gan_augment.gan.checkpoint import list_checkpoints, load_latest_checkpoint, load_model, read_model_card
 from gan_augment.training.trainer import TrainingDivergedError, auto_epochs, resolve_steps, train
 
 
@@ -147,11 +146,11 @@ def test_step_budget_resolution():
 
 
 def test_device_selection():
-    assert select_device("cpu").type == "cpu"
-    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    assert devices.select_device("cpu").type == "cpu"
+    assert devices.select_device("auto").type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
-            select_device("cuda")
+            devices.select_device("cuda")
 
 
 @pytest.mark.parametrize("flags, units", [("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
