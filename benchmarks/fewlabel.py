@@ -34,19 +34,20 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
    its few-label probe, and writes only its section.
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
 peer again stopping when ours finishes, and writes part 1's section under its own name.
-`--critic-batch N` sets the critic's `TrainConfig.critic_batch` (the real images of each critic
-update): under `--critic` for the race; under `--swd-only` it trains, for each seed, only the critic
-as it is and the critic with `critic_batch=N`, side by side, so that their seconds compare. Both
-write under their own section names.
+`--critic-batch N` and `--critic-rounds N` set the critic's `TrainConfig.critic_batch` (the real
+images of each critic update) and `critic_rounds` (G's updates a step): under `--critic` for the
+race; under `--swd-only` they train, for each seed, only the critic as it is and the critic with
+those settings, side by side, so that their seconds compare. Both write under their own section
+names.
 Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of our seed-0 model
 (BENCHMARKS-samples-<data>.png, beside BENCHMARKS.md) under 64 pool images.
 
     python benchmarks/fewlabel.py [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--ablations]
                                   [--augmentation] [--no-write]
-    python benchmarks/fewlabel.py --critic [--critic-batch N] [--data mnist|fashion|wesnoth|terrain] [--threads 1]
-                                  [--seeds 3] [--no-write]
-    python benchmarks/fewlabel.py --swd-only [--critic-batch N] [--data mnist|fashion|wesnoth|terrain] [--threads 1]
-                                  [--seeds 3] [--no-write]
+    python benchmarks/fewlabel.py --critic [--critic-batch N] [--critic-rounds N] [--data mnist|fashion|wesnoth|terrain]
+                                  [--threads 1] [--seeds 3] [--no-write]
+    python benchmarks/fewlabel.py --swd-only [--critic-batch N] [--critic-rounds N]
+                                  [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--no-write]
 
 Each part writes its own BENCHMARKS.md section.
 """
@@ -68,7 +69,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCHMARKS_MD, machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
 from fewlabel_data import DATASETS, HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
-from fewlabel_swd import SWD_TEXT, other_weight, sample_swd, swd_of_recipes, swd_table  # noqa: E402
+from fewlabel_swd import SWD_TEXT, critic_settings, other_weight, sample_swd, swd_of_recipes, swd_table  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
@@ -109,16 +110,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--critic-batch", type=int, help="with --critic, the critic's `TrainConfig.critic_batch`; "
                         "with --swd-only, train only the critic as it is and the critic with this `critic_batch`, "
                         "side by side (the sections are written under their own names)")
+    parser.add_argument("--critic-rounds", type=int, help="as --critic-batch, for `TrainConfig.critic_rounds` (G's "
+                        "updates a step against the critic)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
         parser.error("--swd-only runs no other part; drop --ablations and --augmentation")
     if args.critic and (args.swd_only or args.ablations or args.augmentation):
         parser.error("--critic races the critic's recipe only; --swd-only already has a critic row")
-    if args.critic_batch is not None and not (args.critic or args.swd_only):
-        parser.error("--critic-batch sizes a critic: add --critic or --swd-only")
-    if args.critic_batch is not None and args.critic_batch < 1:
-        parser.error("--critic-batch must be at least 1")
+    for flag, value in (("--critic-batch", args.critic_batch), ("--critic-rounds", args.critic_rounds)):
+        if value is not None and not (args.critic or args.swd_only):
+            parser.error(f"{flag} sizes a critic: add --critic or --swd-only")
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -128,7 +132,7 @@ def main() -> None:
     args = parse_args()
     set_threads(args.threads)
     digits = prepare_digits(args.draws, DATASETS[args.data])
-    recipe = TrainConfig(steps=args.steps, critic_batch=args.critic_batch if args.critic else None)
+    recipe = TrainConfig(steps=args.steps, **(critic_changes(args) if args.critic else {}))
     steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
     if args.swd_only:
@@ -185,10 +189,17 @@ def ours_model(args: argparse.Namespace, digits: Digits) -> ModelConfig:
     return dataclasses.replace(digits.model, critic=args.critic)
 
 
+def critic_changes(args: argparse.Namespace) -> dict[str, int]:
+    """The critic's settings that `--critic-batch` and `--critic-rounds` change, by `TrainConfig` name."""
+    changes = {"critic_batch": args.critic_batch, "critic_rounds": args.critic_rounds}
+    return {name: value for name, value in changes.items() if value is not None}
+
+
 def ours_name(args: argparse.Namespace) -> str:
     if not args.critic:
         return "default recipe"
-    return "recipe with a critic" + ("" if args.critic_batch is None else f", `critic_batch={args.critic_batch}`")
+    changes = critic_changes(args)
+    return "recipe with a critic" + (f", {critic_settings(changes)}" if changes else "")
 
 
 def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
@@ -250,7 +261,7 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
     samples = SyntheticDataset(model, num_samples=64, seed=0, output="uint8").images(range(64))  # (64, C, S, S)
     name = (f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps")
             + ("-critic" if args.critic else "")
-            + ("" if args.critic_batch is None else f"-critic-batch-{args.critic_batch}") + ".png")
+            + "".join(f"-{name.replace('_', '-')}-{value}" for name, value in critic_changes(args).items()) + ".png")
     with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
         f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
     return name
@@ -259,9 +270,9 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
 def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> None:
     """`--swd-only`: for each seed, the SWD and the few-label probe of the default recipe, of the
     same with ContraD's loss on fakes turned the other way and of the recipe with a critic for G
-    (with `--critic-batch`, of the critic as it is and with that `critic_batch`), next to the
-    floor. Writes its section."""
-    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds, args.critic_batch)
+    (with `--critic-batch` or `--critic-rounds`, of the critic as it is and with those settings),
+    next to the floor. Writes its section."""
+    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds, critic_changes(args))
     print(table, means, sep="\n\n")
     if not args.no_write:
         data = DATASETS[args.data]
@@ -289,19 +300,32 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
               f"{recipe.d_steps} updates of the critic and also against D's real/fake head at "
               f"`TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk learns from the "
               "contrastive losses alone)")
-    if args.critic_batch is not None:
-        fakes = recipe.fake_batch_size or recipe.batch_size
+    changes = critic_changes(args)
+    if changes:
         return (f"The recipe ({model}, `TrainConfig()`, {budget}) with {critic}, once as it is (the step's "
                 f"{recipe.d_steps * recipe.batch_size} real images, {recipe.batch_size} for each of D's "
                 f"{recipe.d_steps} updates, shared out among the critic's "
                 f"{recipe.critic_rounds * recipe.d_steps} updates) and once with "
-                f"`TrainConfig(critic_batch={args.critic_batch})` (each update takes the first "
-                f"{args.critic_batch} of its share; the fakes are {fakes} an update in both),")
+                f"`TrainConfig({critic_settings(changes)[1:-1]})` ({critic_change_text(recipe, changes)}),")
     weight = other_weight(recipe, data.model.channels)
     other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
              f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
     return (f"The default recipe ({model}, `TrainConfig()`, {budget}), the same recipe with {other}, and the same "
             f"recipe with {critic}")
+
+
+def critic_change_text(recipe: TrainConfig, changes: dict[str, int]) -> str:
+    """What `changes` to the critic's settings do, in words."""
+    fakes = recipe.fake_batch_size or recipe.batch_size
+    words = []
+    if "critic_rounds" in changes:
+        rounds = changes["critic_rounds"]
+        words.append(f"{rounds} G update{'' if rounds == 1 else 's'} a step, each after {recipe.d_steps} critic "
+                     "updates")
+    if "critic_batch" in changes:
+        words.append(f"each update takes the first {changes['critic_batch']} of its share; the fakes are "
+                     f"{fakes} an update in both")
+    return "; ".join(words)
 
 
 # -- (2) ablations: one change each, seed 0, the same step budget, two processes at a time -------------
@@ -350,15 +374,15 @@ def section(args: argparse.Namespace, name: str) -> str:
     """A run with `--steps`, `--critic` or `--critic-batch` writes beside the default's sections, never over them."""
     return (name + ("" if args.steps is None else f", {args.steps} G steps")
             + (", with a critic" if args.critic else "")
-            + ("" if args.critic_batch is None else f", critic_batch {args.critic_batch}"))
+            + "".join(f", {name} {value}" for name, value in critic_changes(args).items()))
 
 
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     budget = [] if args.steps is None else [f"--steps {args.steps}"]
     seed_flag = [f"--seeds {args.seeds}"] if seeds else []
     data = [] if args.data == "mnist" else [f"--data {args.data}"]
-    critic = (["--critic"] if args.critic else []) + ([] if args.critic_batch is None else
-                                                       [f"--critic-batch {args.critic_batch}"])
+    critic = (["--critic"] if args.critic else []) + [f"--{name.replace('_', '-')} {value}"
+                                                      for name, value in critic_changes(args).items()]
     return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
                            *critic, *flags]) + "`"
 
@@ -373,7 +397,9 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
     data = DATASETS[args.data]
     model, recipe = data.model, TrainConfig()
     if args.critic:
-        train = "`TrainConfig()`" if args.critic_batch is None else f"`TrainConfig(critic_batch={args.critic_batch})`"
+        changes = critic_changes(args)
+        recipe = TrainConfig(**changes)
+        train = f"`TrainConfig({critic_settings(changes)[1:-1] if changes else ''})`"
         ours = (f"Our recipe with a critic for G (`ModelConfig(image_size={model.image_size}, "
                 f"channels={model.channels}, critic=True)`, {train}, {budget}: G trains against a plain "
                 f"DCGAN discriminator of its own and D's real/fake head, `critic_rounds` = {recipe.critic_rounds} "

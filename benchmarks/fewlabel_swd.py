@@ -38,20 +38,24 @@ def other_weight(recipe: TrainConfig, channels: int) -> float:
     return 0.0 if recipe.fake_contrastive_weight_for(channels) else 1.0
 
 
-def recipes(recipe: TrainConfig, channels: int, critic_batch: int | None = None) -> dict[str, tuple[dict, dict]]:
+def critic_settings(changes: dict[str, int]) -> str:
+    """`changes` to the critic's settings as code, e.g. "`critic_batch=32, critic_rounds=1`"."""
+    return "`" + ", ".join(f"{name}={value}" for name, value in changes.items()) + "`"
+
+
+def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = None) -> dict[str, tuple[dict, dict]]:
     """{row title: (the change to the default model config, the change to `recipe`)}: the recipe;
     the same with ContraD's loss on fakes turned the other way (`other_weight`); and the same with
-    a critic for G. With `critic_batch`, only the critic as it is and the critic with that
-    `TrainConfig.critic_batch`."""
-    critic = "recipe with a critic for G (`ModelConfig(critic=True)`)"
-    if critic_batch is not None:
-        return {critic: ({"critic": True}, {}),
-                f"{critic}, `critic_batch={critic_batch}`": ({"critic": True}, {"critic_batch": critic_batch})}
+    a critic for G. With `critic` (changes to the critic's settings, such as `{"critic_batch": 32}`),
+    only the critic as it is and the critic with those changes."""
+    title = "recipe with a critic for G (`ModelConfig(critic=True)`)"
+    if critic:
+        return {title: ({"critic": True}, {}), f"{title}, {critic_settings(critic)}": ({"critic": True}, critic)}
     weight = other_weight(recipe, channels)
-    title = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
+    other = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
              f"(`fake_contrastive_weight={weight:g}`)")
-    return {"ours: default recipe": ({}, {}), title: ({}, {"fake_contrastive_weight": weight}),
-            critic: ({"critic": True}, {})}
+    return {"ours: default recipe": ({}, {}), other: ({}, {"fake_contrastive_weight": weight}),
+            title: ({"critic": True}, {})}
 
 
 SWD_TEXT = (
@@ -117,12 +121,12 @@ def _mean(values: list[float]) -> str:
 
 
 def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int,
-                   critic_batch: int | None = None) -> tuple[str, str]:
-    """Train every recipe of `recipes` (with `critic_batch`, its two critics) for each seed, two side
-    by side, and tabulate each model's SWD next to the floor, with its few-label probe; returns (the
+                   critic: dict[str, int] | None = None) -> tuple[str, str]:
+    """Train every recipe of `recipes` (with `critic`, its two critics) for each seed, two side by
+    side, and tabulate each model's SWD next to the floor, with its few-label probe; returns (the
     table, the means over seeds)."""
     jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
-    compared = recipes(recipe, digits.model.channels, critic_batch)
+    compared = recipes(recipe, digits.model.channels, critic)
     for seed in range(seeds):
         for index, (name, (model_change, train_change)) in enumerate(compared.items()):
             folder = f"swd-{index}-{seed}"
