@@ -199,7 +199,7 @@ def ours_name(args: argparse.Namespace) -> str:
     if not args.critic:
         return "default recipe"
     changes = critic_changes(args)
-    return "recipe with a critic" + (f", {critic_settings(changes)}" if changes else "")
+    return "recipe with a critic" + (f", `{critic_settings(changes)}`" if changes else "")
 
 
 def summary_rows(args: argparse.Namespace, races: Races) -> list[list[str]]:
@@ -306,7 +306,7 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
                 f"{recipe.d_steps * recipe.batch_size} real images, {recipe.batch_size} for each of D's "
                 f"{recipe.d_steps} updates, shared out among the critic's "
                 f"{recipe.critic_rounds * recipe.d_steps} updates) and once with "
-                f"`TrainConfig({critic_settings(changes)[1:-1]})` ({critic_change_text(recipe, changes)}),")
+                f"`TrainConfig({critic_settings(changes)})` ({critic_change_text(recipe, changes)}),")
     weight = other_weight(recipe, data.model.channels)
     other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
              f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
@@ -371,7 +371,8 @@ def ablations_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig
 # -- the sections' text --------------------------------------------------------------------------
 
 def section(args: argparse.Namespace, name: str) -> str:
-    """A run with `--steps`, `--critic` or `--critic-batch` writes beside the default's sections, never over them."""
+    """A run with `--steps`, `--critic`, `--critic-batch` or `--critic-rounds` writes beside the default's
+    sections, never over them."""
     return (name + ("" if args.steps is None else f", {args.steps} G steps")
             + (", with a critic" if args.critic else "")
             + "".join(f", {name} {value}" for name, value in critic_changes(args).items()))
@@ -399,7 +400,7 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
     if args.critic:
         changes = critic_changes(args)
         recipe = TrainConfig(**changes)
-        train = f"`TrainConfig({critic_settings(changes)[1:-1] if changes else ''})`"
+        train = f"`TrainConfig({critic_settings(changes)})`"
         ours = (f"Our recipe with a critic for G (`ModelConfig(image_size={model.image_size}, "
                 f"channels={model.channels}, critic=True)`, {train}, {budget}: G trains against a plain "
                 f"DCGAN discriminator of its own and D's real/fake head, `critic_rounds` = {recipe.critic_rounds} "

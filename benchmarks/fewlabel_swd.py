@@ -39,8 +39,8 @@ def other_weight(recipe: TrainConfig, channels: int) -> float:
 
 
 def critic_settings(changes: dict[str, int]) -> str:
-    """`changes` to the critic's settings as code, e.g. "`critic_batch=32, critic_rounds=1`"."""
-    return "`" + ", ".join(f"{name}={value}" for name, value in changes.items()) + "`"
+    """`changes` to the critic's settings as keyword arguments, e.g. "critic_batch=32, critic_rounds=1"."""
+    return ", ".join(f"{name}={value}" for name, value in changes.items())
 
 
 def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = None) -> dict[str, tuple[dict, dict]]:
@@ -50,7 +50,7 @@ def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = 
     only the critic as it is and the critic with those changes."""
     title = "recipe with a critic for G (`ModelConfig(critic=True)`)"
     if critic:
-        return {title: ({"critic": True}, {}), f"{title}, {critic_settings(critic)}": ({"critic": True}, critic)}
+        return {title: ({"critic": True}, {}), f"{title}, `{critic_settings(critic)}`": ({"critic": True}, critic)}
     weight = other_weight(recipe, channels)
     other = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
              f"(`fake_contrastive_weight={weight:g}`)")
