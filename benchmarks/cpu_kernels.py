@@ -71,8 +71,10 @@ def distance(first: dict, other: dict) -> tuple[float, float]:
     """(largest absolute difference of any weight, relative L2 distance of all weights)."""
     import torch
 
-    a = torch.cat([v.float().flatten() for k, v in sorted(first.items()) if v.is_floating_point()])
-    b = torch.cat([v.float().flatten() for k, v in sorted(other.items()) if v.is_floating_point()])
+    def flat(state: dict) -> torch.Tensor:  # every floating-point tensor, in name order, as one vector
+        return torch.cat([v.float().flatten() for _, v in sorted(state.items()) if v.is_floating_point()])
+
+    a, b = flat(first), flat(other)
     return (a - b).abs().max().item(), ((a - b).norm() / a.norm()).item()
 
 
