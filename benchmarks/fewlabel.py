@@ -34,6 +34,11 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
    its few-label probe, and writes only its section.
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
 peer again stopping when ours finishes, and writes part 1's section under its own name.
+`--finish-steps N` gives ours `TrainConfig(finish_steps=N)`: after the recipe's steps, N steps of G
+alone against a fresh plain critic, D as the recipe left it. In the race (without `--critic`) it
+races the default recipe with that finish; under `--swd-only` it trains, for each seed, only the
+default recipe and the same with the finish, side by side. Both write under their own section
+names.
 `--critic-batch N` and `--critic-rounds N` set the critic's `TrainConfig.critic_batch` (the real
 images of each critic update) and `critic_rounds` (G's updates a step): under `--critic` for the
 race; under `--swd-only` they train, for each seed, only the critic as it is and the critic with
@@ -46,6 +51,8 @@ Parts 2 and 3 run on MNIST-5k only. Part 1 also writes a grid of 64 samples of o
                                   [--augmentation] [--no-write]
     python benchmarks/fewlabel.py --critic [--critic-batch N] [--critic-rounds N] [--data mnist|fashion|wesnoth|terrain]
                                   [--threads 1] [--seeds 3] [--no-write]
+    python benchmarks/fewlabel.py [--swd-only] --finish-steps N [--data mnist|fashion|wesnoth|terrain] [--threads 1]
+                                  [--seeds 3] [--no-write]
     python benchmarks/fewlabel.py --swd-only [--critic-batch N] [--critic-rounds N]
                                   [--data mnist|fashion|wesnoth|terrain] [--threads 1] [--seeds 3] [--no-write]
 
@@ -112,6 +119,9 @@ def parse_args() -> argparse.Namespace:
                         "side by side (the sections are written under their own names)")
     parser.add_argument("--critic-rounds", type=int, help="as --critic-batch, for `TrainConfig.critic_rounds` (G's "
                         "updates a step against the critic)")
+    parser.add_argument("--finish-steps", type=int, help="ours with `TrainConfig(finish_steps=N)`: in the race, "
+                        "instead of the default; with --swd-only, the default and the same with the finish, side "
+                        "by side (the sections are written under their own names)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
@@ -123,6 +133,9 @@ def parse_args() -> argparse.Namespace:
             parser.error(f"{flag} sizes a critic: add --critic or --swd-only")
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1")
+    if args.finish_steps is not None and (args.critic or args.critic_batch or args.critic_rounds or args.ablations
+                                          or args.augmentation or args.finish_steps < 1):
+        parser.error("--finish-steps N (N >= 1) goes with the default recipe's race or with --swd-only alone")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -132,7 +145,8 @@ def main() -> None:
     args = parse_args()
     set_threads(args.threads)
     digits = prepare_digits(args.draws, DATASETS[args.data])
-    recipe = TrainConfig(steps=args.steps, **(critic_changes(args) if args.critic else {}))
+    recipe = TrainConfig(steps=args.steps, **(critic_changes(args) if args.critic else {}),
+                         **({} if args.finish_steps is None or args.swd_only else {"finish_steps": args.finish_steps}))
     steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
     if args.swd_only:
@@ -196,6 +210,8 @@ def critic_changes(args: argparse.Namespace) -> dict[str, int]:
 
 
 def ours_name(args: argparse.Namespace) -> str:
+    if args.finish_steps is not None:
+        return f"default recipe, `finish_steps={args.finish_steps}`"
     if not args.critic:
         return "default recipe"
     changes = critic_changes(args)
@@ -261,7 +277,8 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
     samples = SyntheticDataset(model, num_samples=64, seed=0, output="uint8").images(range(64))  # (64, C, S, S)
     name = (f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps")
             + ("-critic" if args.critic else "")
-            + "".join(f"-{name.replace('_', '-')}-{value}" for name, value in critic_changes(args).items()) + ".png")
+            + "".join(f"-{name.replace('_', '-')}-{value}" for name, value in critic_changes(args).items())
+            + ("" if args.finish_steps is None else f"-finish-steps-{args.finish_steps}") + ".png")
     with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
         f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
     return name
@@ -272,7 +289,7 @@ def swd_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig) -> N
     same with ContraD's loss on fakes turned the other way and of the recipe with a critic for G
     (with `--critic-batch` or `--critic-rounds`, of the critic as it is and with those settings),
     next to the floor. Writes its section."""
-    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds, critic_changes(args))
+    table, means = swd_of_recipes(digits, recipe, args.threads, args.seeds, critic_changes(args), args.finish_steps)
     print(table, means, sep="\n\n")
     if not args.no_write:
         data = DATASETS[args.data]
@@ -300,6 +317,11 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
               f"{recipe.d_steps} updates of the critic and also against D's real/fake head at "
               f"`TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk learns from the "
               "contrastive losses alone)")
+    if args.finish_steps is not None:
+        return (f"The default recipe ({model}, `TrainConfig()`, {budget}) and the same with "
+                f"`TrainConfig(finish_steps={args.finish_steps})` (then {args.finish_steps} steps of G alone against "
+                "a fresh plain DCGAN critic, 64 real images and 64 fakes a step, D as the recipe left it; the samples "
+                "from an EMA of G restarted for them, with standing statistics)")
     changes = critic_changes(args)
     if changes:
         return (f"The recipe ({model}, `TrainConfig()`, {budget}) with {critic}, once as it is (the step's "
@@ -375,7 +397,8 @@ def section(args: argparse.Namespace, name: str) -> str:
     sections, never over them."""
     return (name + ("" if args.steps is None else f", {args.steps} G steps")
             + (", with a critic" if args.critic else "")
-            + "".join(f", {name} {value}" for name, value in critic_changes(args).items()))
+            + "".join(f", {name} {value}" for name, value in critic_changes(args).items())
+            + ("" if args.finish_steps is None else f", finish_steps {args.finish_steps}"))
 
 
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
@@ -384,6 +407,7 @@ def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     data = [] if args.data == "mnist" else [f"--data {args.data}"]
     critic = (["--critic"] if args.critic else []) + [f"--{name.replace('_', '-')} {value}"
                                                       for name, value in critic_changes(args).items()]
+    critic += [] if args.finish_steps is None else [f"--finish-steps {args.finish_steps}"]
     return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
                            *critic, *flags]) + "`"
 
@@ -408,8 +432,11 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
                 f"{recipe.d_steps} updates of the critic, and D's trunk learns from the contrastive losses alone)")
         generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
     else:
+        train = "`TrainConfig()`" if args.finish_steps is None else (
+            f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a fresh plain "
+            "DCGAN critic after the recipe's steps, D as the recipe left it")
         ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
-                f"`TrainConfig()`, {budget})")
+                f"{train}, {budget})")
         generator = f"ours updates its generator every {recipe.d_steps} of them"
     return "\n\n".join([
         command(args),

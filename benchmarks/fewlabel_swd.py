@@ -43,11 +43,16 @@ def critic_settings(changes: dict[str, int]) -> str:
     return ", ".join(f"{name}={value}" for name, value in changes.items())
 
 
-def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = None) -> dict[str, tuple[dict, dict]]:
+def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = None,
+            finish: int | None = None) -> dict[str, tuple[dict, dict]]:
     """{row title: (the change to the default model config, the change to `recipe`)}: the recipe;
     the same with ContraD's loss on fakes turned the other way (`other_weight`); and the same with
     a critic for G. With `critic` (changes to the critic's settings, such as `{"critic_batch": 32}`),
-    only the critic as it is and the critic with those changes."""
+    only the critic as it is and the critic with those changes; with `finish` (N), only the recipe
+    and the same with `finish_steps=N`."""
+    if finish:
+        return {"ours: default recipe": ({}, {}),
+                f"default recipe, `finish_steps={finish}`": ({}, {"finish_steps": finish})}
     title = "recipe with a critic for G (`ModelConfig(critic=True)`)"
     if critic:
         return {title: ({"critic": True}, {}), f"{title}, `{critic_settings(critic)}`": ({"critic": True}, critic)}
@@ -121,12 +126,12 @@ def _mean(values: list[float]) -> str:
 
 
 def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int,
-                   critic: dict[str, int] | None = None) -> tuple[str, str]:
-    """Train every recipe of `recipes` (with `critic`, its two critics) for each seed, two side by
+                   critic: dict[str, int] | None = None, finish: int | None = None) -> tuple[str, str]:
+    """Train every recipe of `recipes` (with `critic` or `finish`, its two) for each seed, two side by
     side, and tabulate each model's SWD next to the floor, with its few-label probe; returns (the
     table, the means over seeds)."""
     jobs, runs = {}, {}  # both keyed by the run's folder under digits.out
-    compared = recipes(recipe, digits.model.channels, critic)
+    compared = recipes(recipe, digits.model.channels, critic, finish)
     for seed in range(seeds):
         for index, (name, (model_change, train_change)) in enumerate(compared.items()):
             folder = f"swd-{index}-{seed}"

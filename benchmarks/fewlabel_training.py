@@ -51,8 +51,10 @@ def train_ours(root: str, split: str, out: str, name: str, model: dict, train: d
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     if done is not None:
         done.set()
-    # D steps: what the SimCLR peer's steps compare with (each is one discriminator update)
-    return {"steps": result.steps * trainer.tc.d_steps, "seconds": seconds, "cpu_seconds": cpu_seconds}
+    # D steps: what the SimCLR peer's steps compare with (each is one discriminator update); the
+    # steps of a finish (`TrainConfig.finish_steps`) update no D and are not counted
+    d_steps = min(result.steps, trainer.main_steps) * trainer.tc.d_steps
+    return {"steps": d_steps, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 class SimCLRPeer:

@@ -199,6 +199,12 @@ class TrainConfig(JsonConfig):
             this weight (0: the critic alone). On Fashion-MNIST both together brought the samples
             closer and the features higher than the critic alone; on MNIST-5k they held both
             (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
+        finish_steps: G steps after the recipe's in which G trains alone against a fresh plain
+            DCGAN critic of D's shape (the seed's losses and optimiser settings, 64 real images
+            and 64 fakes a step) while D stays as the recipe left it: the features are those of
+            the run without them, and the samples come from a plain GAN warm-started from the
+            recipe's G, with an EMA of their own. 0: none. Not with `ModelConfig.critic` or in a
+            class-conditional run.
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -250,6 +256,7 @@ class TrainConfig(JsonConfig):
     critic_rounds: int = 3
     critic_batch: int | None = None
     critic_head_weight: float = 1.0
+    finish_steps: int = 0
     ema_decay: float = 0.999
     amp: bool = True
     channels_last: bool = True
@@ -268,7 +275,7 @@ class TrainConfig(JsonConfig):
     skip_near_duplicates: bool = False
 
     _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight", "skip_near_duplicates",
-                           "critic_rounds", "critic_batch", "critic_head_weight")
+                           "critic_rounds", "critic_batch", "critic_head_weight", "finish_steps")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -283,7 +290,7 @@ class TrainConfig(JsonConfig):
             check_int(self, "critic_batch", 1)
         for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every", "critic_rounds"):
             check_int(self, name, 1)
-        for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed"):
+        for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed", "finish_steps"):
             check_int(self, name, 0)
         check_float(self, "lr", 0.0, 1.0, open_low=True)
         check_float(self, "d_lr", 0.0, 1.0, open_low=True)

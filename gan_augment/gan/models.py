@@ -153,6 +153,13 @@ def _discriminator_blocks(config: ModelConfig) -> list[nn.Module]:
     return blocks
 
 
+def build_critic(config: ModelConfig) -> nn.Module:
+    """A plain DCGAN discriminator of D's shape, for G to train against: D's blocks -> Flatten ->
+    Linear logit. Freshly built, not initialised (`init_weights`)."""
+    return nn.Sequential(*_discriminator_blocks(config), nn.Flatten(),
+                         nn.Linear(_discriminator_width(config, config.num_blocks) * 4 * 4, 1))
+
+
 class Discriminator(nn.Module):
     """Image -> one logit per image (no sigmoid; losses work on logits).
 
@@ -174,8 +181,7 @@ class Discriminator(nn.Module):
         self.trunk_dim = _discriminator_width(config, config.num_blocks) * 4 * 4
         self.classifier = nn.Linear(self.trunk_dim, 1)
         # The critic shares nothing with the trunk: its gradients must not shape the features.
-        self.critic: nn.Module | None = nn.Sequential(
-            *_discriminator_blocks(config), nn.Flatten(), nn.Linear(self.trunk_dim, 1)) if config.critic else None
+        self.critic: nn.Module | None = build_critic(config) if config.critic else None
         self.projection: nn.Module | None = None
         if config.projection_dim:
             # SimCLR's two-layer MLP head (Chen et al. 2020); only the auxiliary loss uses it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ from gan_augment.io.parquet import (
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
 
 # -- synthetic samples -------------------------------------------------------------------------
 
@@ -293,3 +296,18 @@ def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> pa
     table = with_added_columns(table, _MANIFEST_ADDED)
     require_columns(table.schema, MANIFEST_SCHEMA, "manifest", url)
     return table
+
+
+# -- near duplicates (written by `gan-augment report`) ----------------------------------------
+
+def read_near_copies(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """{uri: the uri it is a near-copy of} from a dataset's `near_duplicates.parquet` at `url`
+    (`layout.near_duplicates_url`, written by `gan-augment report`); {} where there is none yet,
+    with a warning, since `skip_near_duplicates` then leaves nothing out."""
+    try:
+        table = read_table(url, storage_options, columns=["uri", "near_duplicate_of"])
+    except FileNotFoundError:
+        log.warning("skip_near_duplicates: no near-duplicate table at %s yet (gan-augment report writes it); "
+                    "training on every image", redact_url(url))
+        return {}
+    return dict(zip(table.column("uri").to_pylist(), table.column("near_duplicate_of").to_pylist()))

@@ -65,7 +65,7 @@ def model_card(
     dataset: str,
     source: str,
     steps: int,
-    images_per_step: int,
+    images_per_step: float,
     world_size: int,
     resumed_from: int | None,
     nan_rollbacks: int,
@@ -84,7 +84,8 @@ def model_card(
         dataset: the dataset name.
         source: the URL the images were read from; its credentials are left out.
         steps: G steps trained.
-        images_per_step: real images a G step sees, over all ranks.
+        images_per_step: real images a G step sees, over all ranks (the mean over the run's
+            steps: a finishing step, `TrainConfig.finish_steps`, sees fewer).
         world_size: the number of data-parallel processes.
         resumed_from: the step this run resumed from, or None.
         nan_rollbacks: rollbacks after a non-finite loss.

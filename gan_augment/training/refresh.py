@@ -134,7 +134,9 @@ def refresh_model(
     log.info("%s: training (%s)", dataset, reason)
     report = None
     if callback is not None:
-        total_steps, started = resolve_steps(train_config, len(cache), image_size=model_config.image_size), time.monotonic()
+        total_steps = resolve_steps(train_config, len(cache), image_size=model_config.image_size) \
+            + train_config.finish_steps
+        started = time.monotonic()
 
         def report(row: dict[str, float]) -> None:
             fraction = row["step"] / total_steps

@@ -16,6 +16,7 @@ from gan_augment.gan.models import Discriminator, Generator, build_models
 from gan_augment.io.fsio import redact_url, remove
 from gan_augment.layout import checkpoints_dir
 from gan_augment.training.distributed import DistributedContext
+from gan_augment.training.finish import build_finisher
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class TrainingState:
         labels: a class-conditional run's class index of every training image (-1: none yet),
             on the training device; pseudo-labels change it once during the run. None in an
             unconditional run.
+        finisher, opt_finisher: with `TrainConfig.finish_steps`, the critic G trains against
+            after the recipe's steps, and its optimiser (`training.finish`); None otherwise.
     """
 
     generator: Generator
@@ -63,6 +66,8 @@ class TrainingState:
     nan_rollbacks: int = 0
     history: dict[str, list[float]] = field(default_factory=empty_history)
     labels: torch.Tensor | None = None
+    finisher: torch.nn.Module | None = None
+    opt_finisher: torch.optim.Optimizer | None = None
 
     @classmethod
     def initial(cls, model_config: ModelConfig, train_config: TrainConfig, device: torch.device,
@@ -79,7 +84,10 @@ class TrainingState:
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=train_config.d_lr,
                                  betas=(train_config.d_beta1, train_config.beta2))
         rng = torch.Generator(device).manual_seed(train_config.seed)
-        return cls(generator, discriminator, ema, opt_g, opt_d, rng)
+        state = cls(generator, discriminator, ema, opt_g, opt_d, rng)
+        if train_config.finish_steps:
+            state.finisher, state.opt_finisher = build_finisher(model_config, train_config, device, memory_format)
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         """The state as weights and plain values, the global RNG states included."""
@@ -99,6 +107,8 @@ class TrainingState:
             "history": self.history,
             "nan_rollbacks": self.nan_rollbacks,
             **({"labels": self.labels} if self.labels is not None else {}),
+            **({"finisher": self.finisher.state_dict(), "opt_finisher": self.opt_finisher.state_dict()}
+               if self.finisher is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -117,10 +127,14 @@ class TrainingState:
         self.nan_rollbacks = state["nan_rollbacks"]
         if self.labels is not None and "labels" in state:
             self.labels.copy_(state["labels"])  # in place: the real batches read this tensor
+        if self.finisher is not None:
+            self.finisher.load_state_dict(state["finisher"])
+            self.opt_finisher.load_state_dict(state["opt_finisher"])
 
     def weights_finite(self) -> bool:
-        """Whether every weight of G and D is finite."""
-        params = [p for m in (self.generator, self.discriminator) for p in m.parameters()]
+        """Whether every weight of G, D and the finisher is finite."""
+        params = [p for m in (self.generator, self.discriminator, self.finisher) if m is not None
+                  for p in m.parameters()]
         return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
 
     def start_ranks(self, dist: DistributedContext, seed: int) -> None:

@@ -25,6 +25,7 @@ from gan_augment.gan.losses import (
 )
 from gan_augment.training.batches import RealBatches
 from gan_augment.training.distributed import DistributedContext
+from gan_augment.training.finish import finish_step
 from gan_augment.training.state import TrainingState
 
 
@@ -61,6 +62,8 @@ class TrainingStep:
         device: the training device.
         amp: run the forward passes under bf16 autocast.
         distributed: this process's place in a data-parallel run; None is a single process.
+        finish_from: the step from which each call is a finishing step (`training.finish`);
+            None: never.
 
     Attributes:
         g_forward, d_forward: G's and D's forward passes, compiled when `train_config.compile`
@@ -76,8 +79,10 @@ class TrainingStep:
         device: torch.device,
         amp: bool = False,
         distributed: DistributedContext | None = None,
+        finish_from: int | None = None,
     ) -> None:
         self.state, self.batches, self.tc, self.device = state, batches, train_config, device
+        self.finish_from = finish_from
         self.dist = distributed or DistributedContext()
         self.latent_dim = state.generator.config.latent_dim
         self.policies = train_config.augment_policies
@@ -106,6 +111,8 @@ class TrainingStep:
             D(G(z)) as mean probabilities; left there so that a step never waits for the host.
         """
         tc, state = self.tc, self.state
+        if self.finish_from is not None and state.step >= self.finish_from:
+            return finish_step(self, self.finish_from)
         # (1) Update D, `d_steps` times, each on its own real batch and fresh fakes. Only the
         # last update's fakes feed G's update; the earlier ones need no graph.
         updates = [self.update_discriminator(state.step * tc.d_steps + i,
@@ -295,11 +302,13 @@ class TrainingStep:
             loss = loss + self.tc.class_weight * F.cross_entropy(discriminator.classify(trunk).float(), fake_labels)
         return loss
 
-    def update_ema(self) -> None:
+    def update_ema(self, since: int = 0) -> None:
         """Move the EMA of G's weights, which samples, towards G; the warm-up lets early, short
-        runs track G (TensorFlow's ExponentialMovingAverage num_updates rule)."""
+        runs track G (TensorFlow's ExponentialMovingAverage num_updates rule), counted from step
+        `since`, where the EMA started."""
         state = self.state
-        decay = min(self.tc.ema_decay, (1 + state.step) / (10 + state.step))
+        done = state.step - since
+        decay = min(self.tc.ema_decay, (1 + done) / (10 + done))
         with torch.no_grad():
             torch._foreach_lerp_(list(state.ema.parameters()), list(state.generator.parameters()), 1 - decay)
             for ema_buffer, buffer in zip(state.ema.buffers(), state.generator.buffers()):

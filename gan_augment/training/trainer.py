@@ -19,15 +19,16 @@ from gan_augment.config import ModelConfig, TrainConfig
 from gan_augment.gan.checkpoint import save_model, write_model_card
 from gan_augment.gan.devices import has_native_bf16, select_device
 from gan_augment.gan.models import Generator, standing_statistics
-from gan_augment.io.fsio import basename, redact_url
-from gan_augment.io.parquet import read_table
+from gan_augment.io.fsio import basename
 from gan_augment.io.progress import Progress
+from gan_augment.io.tables import read_near_copies
 from gan_augment.layout import manifest_url, near_duplicates_url, validate_dataset_name
 from gan_augment.layout import model_dir as model_dir_of
 from gan_augment.scan.cache import ImageCache, build_cache
 from gan_augment.training.batches import BatchSampler, RealBatches
 from gan_augment.training.card import model_card, model_id, output_files, write_samples
 from gan_augment.training.distributed import DistributedContext, ShardedBatchSampler
+from gan_augment.training.finish import FINISH_BATCH
 from gan_augment.training.labels import (
     UNLABELLED,
     cache_labels,
@@ -148,6 +149,9 @@ class Trainer:
             raise ValueError(f"num_classes={model_config.num_classes} needs labels: pass labels= (a labels file "
                              "with `--labels`)")
         model_config = effective_model_config(model_config, train_config)
+        if train_config.finish_steps and (model_config.critic or model_config.num_classes):
+            raise ValueError("finish_steps trains an unconditional G without a critic of its own: drop "
+                             "ModelConfig.critic (or labels), or set finish_steps=0")
         self.classes, fingerprint = classes, cache.fingerprint
         if labels is not None:
             fingerprint = f"{cache.fingerprint}:{labels_fingerprint(classes, labels)}"
@@ -158,7 +162,9 @@ class Trainer:
         self.storage_options, self.callback = storage_options, callback
         self.model_id = model_id(dataset, fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
-        self.total_steps = resolve_steps(train_config, len(cache), self.dist.world_size, model_config.image_size)
+        # The recipe's steps, then `finish_steps` of the finish (training.finish).
+        self.main_steps = resolve_steps(train_config, len(cache), self.dist.world_size, model_config.image_size)
+        self.total_steps = self.main_steps + train_config.finish_steps
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
         self.amp = train_config.amp and has_native_bf16(self.device)
         # oneDNN (CPU) and cuDNN both run convolutions fastest on NHWC tensors.
@@ -179,7 +185,8 @@ class Trainer:
         self.batches = RealBatches(images, self.sampler, self.device, memory_format=self.memory_format,
                                    flip_rng=self.state.rng if train_config.flip else None)
         self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
-                                          distributed=self.dist)
+                                          distributed=self.dist,
+                                          finish_from=self.main_steps if train_config.finish_steps else None)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         # A conditional model's grid has one row of 8 samples per class, an unconditional one 8 x 8.
         rows = len(classes) if classes else 8
@@ -187,7 +194,7 @@ class Trainer:
         self.fixed_labels = torch.arange(rows, device=self.device).repeat_interleave(8) if classes else None
         self.pseudo_label_step = None
         if labels is not None and bool((labels == UNLABELLED).any()) and train_config.pseudo_label_at < 1.0:
-            self.pseudo_label_step = round(train_config.pseudo_label_at * self.total_steps)
+            self.pseudo_label_step = round(train_config.pseudo_label_at * self.main_steps)
         self.resumed_from: int | None = None
 
     def run(self, resume: bool = True) -> TrainResult:
@@ -244,7 +251,7 @@ class Trainer:
             count, window = 0, time.perf_counter()
         progress.close()
         seconds = time.perf_counter() - started
-        images_per_second = (state.step - start_step) * self.images_per_step / max(seconds, 1e-9)
+        images_per_second = self._images(start_step, state.step) / max(seconds, 1e-9)
         return self._finish(row, seconds, images_per_second)
 
     def pseudo_label(self) -> None:
@@ -275,10 +282,16 @@ class Trainer:
         if not all(math.isfinite(v) for v in values):
             return None
         row = dict(zip(METRICS, values), step=self.state.step,
-                   images_per_second=count * self.images_per_step / max(seconds, 1e-9))
+                   images_per_second=self._images(self.state.step - count, self.state.step) / max(seconds, 1e-9))
         for key, column in self.state.history.items():
             column.append(row[key])
         return row
+
+    def _images(self, first: int, last: int) -> int:
+        """Real images read from step `first` to step `last`; a finishing step reads at most FINISH_BATCH."""
+        finishing = max(0, last - max(first, self.main_steps))
+        per_finishing_step = min(FINISH_BATCH, self.tc.batch_size) * self.dist.world_size
+        return (last - first - finishing) * self.images_per_step + finishing * per_finishing_step
 
     def _write_samples(self, name: str, generator: Generator | None = None) -> None:
         if self.dist.is_main:
@@ -291,16 +304,19 @@ class Trainer:
         metrics = {k: v for k, v in row.items() if k != "step"}
         if self.resumed_from != state.step:
             metrics.update(seconds=seconds, images_per_second=images_per_second)
-        # With a critic, G moves `critic_rounds` times a step and its EMA's copied BatchNorm
-        # statistics lag; the saved G gets its own (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
-        sampler = standing_statistics(state.ema, seed=self.tc.seed) if self.mc.critic else state.ema
+        # With a critic, G moves `critic_rounds` times a step, and in the finish it moves fast; the
+        # EMA's copied BatchNorm statistics lag, so the saved G gets its own (BENCHMARKS.md,
+        # "Sample distance (SWD) of the recipes").
+        standing = self.mc.critic or (self.tc.finish_steps and state.step > self.main_steps)
+        sampler = standing_statistics(state.ema, seed=self.tc.seed) if standing else state.ema
         self._write_samples("final", sampler)
         if self.dist.is_main:
             extra = {"step": state.step, **({"classes": self.classes} if self.classes else {})}
             save_model(self.model_dir, sampler, state.discriminator, model_id=self.model_id,
                        dataset=self.dataset, extra=extra, storage_options=self.storage_options)
             card = model_card(self.cache, self.mc, self.tc, model_id=self.model_id, dataset=self.dataset,
-                              source=self.source, steps=state.step, images_per_step=self.images_per_step,
+                              source=self.source, steps=state.step,
+                              images_per_step=self._images(0, state.step) / max(state.step, 1),
                               world_size=self.dist.world_size, resumed_from=self.resumed_from,
                               nan_rollbacks=state.nan_rollbacks, metrics=metrics, device=self.device, amp=self.amp,
                               files=files)
@@ -313,20 +329,6 @@ class Trainer:
             write_model_card(self.model_dir, card, self.storage_options)
         return TrainResult(self.model_dir, self.model_id, self.dataset, state.step, len(self.cache),
                            self.resumed_from, seconds, images_per_second, metrics, files)
-
-
-def near_copies(out: str, dataset: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
-    """{uri: the uri it is a near-copy of} from the dataset's `near_duplicates.parquet` (written
-    by `gan-augment report`); {} where there is none yet, with a warning, since the option then
-    leaves nothing out."""
-    url = near_duplicates_url(out, dataset)
-    try:
-        table = read_table(url, storage_options, columns=["uri", "near_duplicate_of"])
-    except FileNotFoundError:
-        log.warning("skip_near_duplicates: no near-duplicate table at %s yet (gan-augment report writes it); "
-                    "training on every image", redact_url(url))
-        return {}
-    return dict(zip(table.column("uri").to_pylist(), table.column("near_duplicate_of").to_pylist()))
 
 
 def train(
@@ -376,7 +378,7 @@ def train(
     else:
         # The dataset's manifest, when a scan wrote one, spares reading objects it already rejected.
         manifest = manifest_url(out, dataset or basename(source))
-        copies = (near_copies(out, dataset or basename(source), storage_options)
+        copies = (read_near_copies(near_duplicates_url(out, dataset or basename(source)), storage_options)
                   if train_config.skip_near_duplicates else None)
         with (distributed or DistributedContext()).main_first():  # rank 0 fills any shared decode cache
             cache = build_cache(source, model_config.image_size, model_config.channels, storage_options,

@@ -1,0 +1,94 @@
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from gan_augment.config import TrainConfig
+from gan_augment.gan.checkpoint import load_latest_checkpoint, load_model, read_model_card
+from gan_augment.scan.cache import build_cache
+from gan_augment.training.batches import BatchSampler, RealBatches
+from gan_augment.training.state import TrainingState
+from gan_augment.training.step import TrainingStep
+from gan_augment.training.trainer import Trainer, effective_model_config, train
+
+CPU = torch.device("cpu")
+
+
+def _checkpoint(model_dir):
+    return load_latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_finish_moves_g_alone_and_leaves_d_as_a_run_without_it(image_folder, tmp_path, tiny_model_config):
+    recipe = TrainConfig(steps=4, batch_size=8, sample_every=100)
+    plain = train(image_folder, str(tmp_path / "plain"), tiny_model_config, recipe)
+    finished = train(image_folder, str(tmp_path / "finished"), tiny_model_config,
+                     dataclasses.replace(recipe, finish_steps=3))
+    assert (plain.steps, finished.steps) == (4, 7)
+    a, b = _checkpoint(plain.model_dir), _checkpoint(finished.model_dir)
+    # D, its optimiser and so the exported features are those of the run without a finish
+    assert _same(a["discriminator"], b["discriminator"])
+    assert torch.equal(a["opt_d"]["state"][0]["exp_avg"], b["opt_d"]["state"][0]["exp_avg"])
+    assert not _same(a["generator"], b["generator"])
+    assert "finisher" in b and "finisher" not in a
+    assert _same(load_model(plain.model_dir).discriminator.state_dict(),
+                 load_model(finished.model_dir).discriminator.state_dict())
+    assert b["history"]["step"][-1] == 7 and all(v == v for v in b["history"]["loss_g"])  # finite, logged
+    # 4 recipe steps of 2 x 8 real images, then 3 finishing steps of the batch's 8 (fewer than 64)
+    assert read_model_card(finished.model_dir)["epochs"] == (4 * 16 + 3 * 8) / 24
+
+
+def test_the_finish_resumes_exactly(image_folder, tmp_path, tiny_model_config):
+    config = TrainConfig(steps=3, finish_steps=5, batch_size=8, log_every=1, checkpoint_every=3, sample_every=100)
+    straight = train(image_folder, str(tmp_path / "a"), tiny_model_config, config)
+
+    def crash_after_step_7(row):
+        if row["step"] == 7:
+            raise KeyboardInterrupt  # the step-6 checkpoint, in the finish, is all that survives
+
+    with pytest.raises(KeyboardInterrupt):
+        train(image_folder, str(tmp_path / "b"), tiny_model_config, config, callback=crash_after_step_7)
+    resumed = train(image_folder, str(tmp_path / "b"), tiny_model_config, config)
+    assert resumed.resumed_from == 6 and resumed.steps == 8
+    first, second = _checkpoint(straight.model_dir), _checkpoint(resumed.model_dir)
+    for key in ("generator", "discriminator", "ema", "finisher"):
+        assert _same(first[key], second[key]), key
+    assert first["history"]["loss_g"] == second["history"]["loss_g"]
+
+
+def test_the_finishs_ema_restarts_from_g(image_folder, tiny_model_config):
+    config = TrainConfig(batch_size=8, finish_steps=2)
+    model_config = effective_model_config(tiny_model_config, config)
+    cache = build_cache(image_folder, model_config.image_size, model_config.channels)
+    state = TrainingState.initial(model_config, config, CPU)
+    batches = RealBatches(cache.images, BatchSampler(len(cache), config.batch_size, config.seed), CPU)
+    step = TrainingStep(state, batches, config, device=CPU, finish_from=0)
+    before = {k: v.clone() for k, v in state.generator.state_dict().items()}
+    with torch.no_grad():
+        for p in state.ema.parameters():
+            p.fill_(7.0)  # an EMA of the recipe's G, far from G
+    trunk = [p.clone() for p in state.discriminator.parameters()]
+    metrics = step()
+    after = state.generator.state_dict()
+    for name, ema in state.ema.named_parameters():  # reset to G, then the warm-up's first move (decay 0.1)
+        torch.testing.assert_close(ema, 0.1 * before[name] + 0.9 * after[name])
+    assert all(torch.equal(a, b) for a, b in zip(trunk, state.discriminator.parameters()))
+    assert state.step == 1 and bool(torch.isfinite(metrics).all())
+
+
+def test_the_finish_is_refused_beside_a_critic_or_labels(image_folder, tiny_model_config):
+    cache = build_cache(image_folder, tiny_model_config.image_size, tiny_model_config.channels)
+    config = TrainConfig(steps=2, batch_size=8, finish_steps=2)
+    with pytest.raises(ValueError, match="finish_steps"):
+        Trainer(cache, "memory://finish/a", dataclasses.replace(tiny_model_config, critic=True), config,
+                dataset="blobs")
+    with pytest.raises(ValueError, match="finish_steps"):
+        Trainer(cache, "memory://finish/b", tiny_model_config, config, dataset="blobs",
+                labels=torch.zeros(len(cache), dtype=torch.long), classes=["a"])
+    with pytest.raises(ValueError, match="finish_steps"):
+        TrainConfig(finish_steps=-1)
+    assert "finish_steps" not in TrainConfig().to_dict()  # model ids of existing runs stand
