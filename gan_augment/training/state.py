@@ -242,7 +242,7 @@ class Checkpoints:
         assert checkpoint is not None, "the step-0 checkpoint is written before training starts"
         state.load_state_dict(checkpoint)
         state.nan_rollbacks = rollbacks
-        for optimizer in (state.opt_g, state.opt_d):
+        for optimizer in (o for o in (state.opt_g, state.opt_d, state.opt_finisher) if o is not None):
             for group in optimizer.param_groups:
                 group["lr"] *= self.tc.nan_lr_factor
         log.warning("non-finite loss in %s: rolled back to step %d, learning rate now %.3g (rollback %d of %d)",

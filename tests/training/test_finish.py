@@ -4,6 +4,7 @@ import os
 import pytest
 import torch
 
+import gan_augment.training.finish as finish_module
 from gan_augment.config import TrainConfig
 from gan_augment.gan.checkpoint import load_latest_checkpoint, load_model, read_model_card
 from gan_augment.scan.cache import build_cache
@@ -92,3 +93,22 @@ def test_the_finish_is_refused_beside_a_critic_or_labels(image_folder, tiny_mode
     with pytest.raises(ValueError, match="finish_steps"):
         TrainConfig(finish_steps=-1)
     assert "finish_steps" not in TrainConfig().to_dict()  # model ids of existing runs stand
+
+
+def test_a_non_finite_loss_in_the_finish_rolls_back_and_lowers_the_finishers_lr(image_folder, tmp_path,
+                                                                                  tiny_model_config, monkeypatch):
+    calls = {"n": 0}
+    real_loss = finish_module.discriminator_loss
+
+    def nan_once_at_the_third_finishing_step(kind, real, fake):
+        calls["n"] += 1
+        loss = real_loss(kind, real, fake)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(finish_module, "discriminator_loss", nan_once_at_the_third_finishing_step)
+    config = TrainConfig(steps=2, finish_steps=4, batch_size=8, log_every=2, checkpoint_every=2, sample_every=100)
+    result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
+    state = _checkpoint(result.model_dir)
+    assert result.steps == 6 and state["nan_rollbacks"] == 1
+    assert state["opt_finisher"]["param_groups"][0]["lr"] == pytest.approx(config.lr * config.nan_lr_factor)
+    assert all(torch.isfinite(v).all() for v in state["finisher"].values() if v.is_floating_point())
