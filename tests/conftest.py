@@ -41,6 +41,24 @@ def tiny_train_config() -> TrainConfig:
     return TrainConfig(**TINY_TRAIN)
 
 
+@pytest.fixture
+def nan_loss_at(monkeypatch):
+    """`nan_loss_at(module, n)`: `module.discriminator_loss` returns NaN at its `n`th call (1-based)
+    and the true loss otherwise: one non-finite step, as a flaky device or a bad batch would give."""
+
+    def patch(module, n: int) -> None:
+        real_loss, calls = module.discriminator_loss, {"n": 0}
+
+        def nan_once(kind, real, fake):
+            calls["n"] += 1
+            loss = real_loss(kind, real, fake)
+            return loss * float("nan") if calls["n"] == n else loss
+
+        monkeypatch.setattr(module, "discriminator_loss", nan_once)
+
+    return patch
+
+
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory) -> str:
     """OUT/blobs/model of a tiny DCGAN trained for 6 steps on 24 grayscale blobs; shared by the

@@ -96,16 +96,8 @@ def test_the_finish_is_refused_beside_a_critic_or_labels(image_folder, tiny_mode
 
 
 def test_a_non_finite_loss_in_the_finish_rolls_back_and_lowers_the_finishers_lr(image_folder, tmp_path,
-                                                                                  tiny_model_config, monkeypatch):
-    calls = {"n": 0}
-    real_loss = finish_module.discriminator_loss
-
-    def nan_once_at_the_third_finishing_step(kind, real, fake):
-        calls["n"] += 1
-        loss = real_loss(kind, real, fake)
-        return loss * float("nan") if calls["n"] == 3 else loss
-
-    monkeypatch.setattr(finish_module, "discriminator_loss", nan_once_at_the_third_finishing_step)
+                                                                                  tiny_model_config, nan_loss_at):
+    nan_loss_at(finish_module, 3)  # the third finishing step
     config = TrainConfig(steps=2, finish_steps=4, batch_size=8, log_every=2, checkpoint_every=2, sample_every=100)
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     state = _checkpoint(result.model_dir)

@@ -81,16 +81,8 @@ def test_incompatible_checkpoints_are_not_resumed(image_folder, tmp_path, tiny_m
     assert load_model(result.model_dir).model_config.ndf == 12
 
 
-def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_model_config, monkeypatch):
-    calls = {"n": 0}
-    real_loss = step_module.discriminator_loss
-
-    def nan_once_at_step_5(kind, real, fake):
-        calls["n"] += 1
-        loss = real_loss(kind, real, fake)
-        return loss * float("nan") if calls["n"] == 5 else loss
-
-    monkeypatch.setattr(step_module, "discriminator_loss", nan_once_at_step_5)
+def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_model_config, nan_loss_at):
+    nan_loss_at(step_module, 5)
     config = TrainConfig(steps=8, batch_size=8, log_every=2, checkpoint_every=4, sample_every=100)
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     assert result.steps == 8
