@@ -199,14 +199,13 @@ class TrainConfig(JsonConfig):
             this weight (0: the critic alone). On Fashion-MNIST both together brought the samples
             closer and the features higher than the critic alone; on MNIST-5k they held both
             (BENCHMARKS.md, "Sample distance (SWD) of the recipes").
-        finish_steps: G steps after the recipe's in which G trains alone against a fresh plain
-            DCGAN critic of D's shape (the seed's losses and optimiser settings, 64 real images
-            and 64 fakes a step) while D stays as the recipe left it: the features are those of
-            the run without them, and the samples come from a plain GAN warm-started from the
-            recipe's G, with an EMA of their own. 0: none. Not with `ModelConfig.critic` or in a
-            class-conditional run. 1,000 took one seed's samples from 8.5x to 1.6x the real floor
-            on MNIST-5k and from 4.6x to 1.3x on Fashion-MNIST, in 1.10x the time (BENCHMARKS.md,
-            "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 1000").
+        finish_steps: G steps after the recipe's in which G trains alone against a plain DCGAN
+            discriminator that starts as a copy of D's real/fake path (the seed's losses and
+            optimiser settings, 64 real images and 64 fakes a step) while D stays as the recipe
+            left it: the features are those of the run without them, and the samples come from
+            a plain GAN that continues the recipe's, with an EMA of their own. 0: none. Not with
+            `ModelConfig.critic` or in a class-conditional run. What 1,000 steps buy and cost:
+            BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 1000".
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.

@@ -227,6 +227,14 @@ class Discriminator(nn.Module):
             raise ValueError("this discriminator has no class head (num_classes=0)")
         return self.class_head(trunk)
 
+    def critic_weights(self) -> dict[str, Tensor]:
+        """D's blocks and real/fake logit as the weights of a `build_critic` network: a plain
+        discriminator that computes D's unconditional logit, without D's other heads."""
+        weights = dict(self.blocks.state_dict())  # build_critic's first modules are D's blocks
+        head = len(self.blocks) + 1  # after the Flatten
+        weights.update({f"{head}.{name}": value for name, value in self.classifier.state_dict().items()})
+        return weights
+
     def project(self, trunk: Tensor) -> Tensor:
         """Projection-head output for the trunk features of a batch."""
         if self.projection is None:

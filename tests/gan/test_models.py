@@ -9,6 +9,7 @@ from gan_augment.gan.models import (
     Discriminator,
     Generator,
     UpsampleConv2d,
+    build_critic,
     build_models,
     init_weights,
     standing_statistics,
@@ -106,3 +107,14 @@ def test_standing_statistics_recompute_the_batch_norms_of_a_copy(tiny_model_conf
     assert not fixed.training
     again = standing_statistics(generator, batches=4, batch_size=64, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(fixed.buffers(), again.buffers()))  # seeded
+
+
+def test_a_critic_with_ds_critic_weights_computes_ds_logit(tiny_model_config):
+    torch.manual_seed(0)
+    _, discriminator = build_models(tiny_model_config)
+    discriminator.apply(init_weights)
+    critic = build_critic(tiny_model_config)
+    critic.load_state_dict(discriminator.critic_weights())
+    discriminator.eval(), critic.eval()  # dropout off
+    images = torch.randn(5, tiny_model_config.channels, tiny_model_config.image_size, tiny_model_config.image_size)
+    torch.testing.assert_close(critic(images).squeeze(1), discriminator(images), rtol=0, atol=0)

@@ -61,7 +61,7 @@ def test_the_finish_resumes_exactly(image_folder, tmp_path, tiny_model_config):
     assert first["history"]["loss_g"] == second["history"]["loss_g"]
 
 
-def test_the_finishs_ema_restarts_from_g(image_folder, tiny_model_config):
+def test_the_finish_starts_from_g_and_a_copy_of_d(image_folder, tiny_model_config):
     config = TrainConfig(batch_size=8, finish_steps=2)
     model_config = effective_model_config(tiny_model_config, config)
     cache = build_cache(image_folder, model_config.image_size, model_config.channels)
@@ -73,7 +73,11 @@ def test_the_finishs_ema_restarts_from_g(image_folder, tiny_model_config):
         for p in state.ema.parameters():
             p.fill_(7.0)  # an EMA of the recipe's G, far from G
     trunk = [p.clone() for p in state.discriminator.parameters()]
+    for group in state.opt_finisher.param_groups:
+        group["lr"] = 0.0  # the finisher keeps the weights it starts from
     metrics = step()
+    copied = state.discriminator.critic_weights()  # its norms' running statistics move in the step
+    assert all(torch.equal(p, copied[name]) for name, p in state.finisher.named_parameters())
     after = state.generator.state_dict()
     for name, ema in state.ema.named_parameters():  # reset to G, then the warm-up's first move (decay 0.1)
         torch.testing.assert_close(ema, 0.1 * before[name] + 0.9 * after[name])
