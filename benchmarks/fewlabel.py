@@ -35,9 +35,9 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
 peer again stopping when ours finishes, and writes part 1's section under its own name.
 `--finish-steps N` gives ours `TrainConfig(finish_steps=N)`: after the recipe's steps, N steps of G
-alone against a fresh plain critic, D as the recipe left it. In the race (without `--critic`) it
-races the default recipe with that finish; under `--swd-only` it trains, for each seed, only the
-default recipe and the same with the finish, side by side. Both write under their own section
+alone against a copy of D's real/fake path, D itself as the recipe left it. In the race (without
+`--critic`) it races the default recipe with that finish; under `--swd-only` it trains, for each
+seed, only the default recipe and the same with the finish, side by side. Both write under their own section
 names.
 `--critic-batch N` and `--critic-rounds N` set the critic's `TrainConfig.critic_batch` (the real
 images of each critic update) and `critic_rounds` (G's updates a step): under `--critic` for the
@@ -320,7 +320,8 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
     if args.finish_steps is not None:
         return (f"The default recipe ({model}, `TrainConfig()`, {budget}) and the same with "
                 f"`TrainConfig(finish_steps={args.finish_steps})` (then {args.finish_steps} steps of G alone against "
-                "a fresh plain DCGAN critic, 64 real images and 64 fakes a step, D as the recipe left it; the samples "
+                "a plain DCGAN discriminator that starts as a copy of D's real/fake path, 64 real images and 64 fakes "
+                "a step, D as the recipe left it; the samples "
                 "from an EMA of G restarted for them, with standing statistics)")
     changes = critic_changes(args)
     if changes:
@@ -433,8 +434,9 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
         generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
     else:
         train = "`TrainConfig()`" if args.finish_steps is None else (
-            f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a fresh plain "
-            "DCGAN critic after the recipe's steps, D as the recipe left it")
+            f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a plain DCGAN "
+            "discriminator that starts as a copy of D's real/fake path, after the recipe's steps, D as the recipe "
+            "left it")
         ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
                 f"{train}, {budget})")
         generator = f"ours updates its generator every {recipe.d_steps} of them"
