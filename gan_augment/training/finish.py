@@ -6,8 +6,8 @@ The recipe's G learns against a D shaped by the contrastive losses, which buys t
 and costs the samples (BENCHMARKS.md, "Sample distance (SWD) of the recipes"). A short plain GAN
 that starts where the recipe ends, from its G and a copy of its D, brings the samples close to
 the data and leaves D, and so the exported features, exactly those of a run without it. A finisher
-that starts from D rather than from fresh weights gives closer samples in the same steps (the
-design notes, "The finish").
+that starts from D rather than from fresh weights gives closer samples in the same steps
+(docs/design.md, "A finish for the samples").
 """
 
 from __future__ import annotations

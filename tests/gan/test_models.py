@@ -115,6 +115,7 @@ def test_a_critic_with_ds_critic_weights_computes_ds_logit(tiny_model_config):
     discriminator.apply(init_weights)
     critic = build_critic(tiny_model_config)
     critic.load_state_dict(discriminator.critic_weights())
-    discriminator.eval(), critic.eval()  # dropout off
+    discriminator.eval()  # dropout off, the norms' running statistics
+    critic.eval()
     images = torch.randn(5, tiny_model_config.channels, tiny_model_config.image_size, tiny_model_config.image_size)
     torch.testing.assert_close(critic(images).squeeze(1), discriminator(images), rtol=0, atol=0)
