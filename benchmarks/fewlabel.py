@@ -76,7 +76,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCHMARKS_MD, machine_line, markdown_table, set_threads, write_section  # noqa: E402
 from fewlabel_augmentation import AUGMENTATION_TEXT, augmentation  # noqa: E402
 from fewlabel_data import DATASETS, HEADER, KS, MODEL, Digits, fmt, mean_row, prepare_digits  # noqa: E402
-from fewlabel_swd import SWD_TEXT, critic_settings, other_weight, sample_swd, swd_of_recipes, swd_table  # noqa: E402
+from fewlabel_swd import SWD_TEXT, critic_settings, other_weight, swd_draws, swd_of_recipes, swd_table  # noqa: E402
 from fewlabel_training import race, run_pair, train_ours  # noqa: E402
 
 from gan_augment.config import FeatureProtocol, ModelConfig, TrainConfig  # noqa: E402
@@ -261,7 +261,8 @@ def features_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig,
 
     # The samples' SWD by `gan-augment evaluate`'s own path, so that its floor is a fair one.
     model = load_model(os.path.join(digits.out, "recipe-0", "model"))
-    samples_table = swd_table({f"ours: {ours_name(args)}, seed 0": sample_swd(model, digits.pool)})
+    title, draws = f"ours: {ours_name(args)}, seed 0", swd_draws(model, digits.pool)
+    samples_table = swd_table({title: draws[0]}, draws={title: draws})
     print(samples_table)
     if not args.no_write:
         grid = write_sample_grid(args, model, digits)

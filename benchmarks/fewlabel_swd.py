@@ -30,6 +30,9 @@ from gan_augment.gan.checkpoint import TrainedModel, load_model  # noqa: E402
 from gan_augment.scan.cache import ImageCache  # noqa: E402
 
 SWD_IMAGES = 2 * TEST  # real images drawn from the pool: 1,000 reference, 1,000 for the floor
+# Evaluation seeds averaged in the tables' last SWD column. One draw of 1,000 images a side moved one
+# model's ratio from 1.36x to 1.77x between seeds (BENCHMARKS.md, "..., finish_steps 1000").
+SWD_DRAWS = 5
 
 
 def other_weight(recipe: TrainConfig, channels: int) -> float:
@@ -69,7 +72,10 @@ SWD_TEXT = (
     "a seeded random 2,000 of the pool images split into two disjoint halves; 1,000 samples "
     "(`SyntheticDataset(model, num_samples=1000, seed=0)`, uint8) and the other 1,000 real images (the "
     "floor: what samples as close to the data as real images would reach) are each compared with the same "
-    "1,000 reference images. \"x floor\" is the mean over the floor's mean.")
+    "1,000 reference images. \"x floor\" is the mean over the floor's mean. \"x floor, "
+    f"{SWD_DRAWS} draws\" repeats the measurement with `--seed` 0 to {SWD_DRAWS - 1} (each seed its own subset, "
+    "halves, samples and patches) and gives the mean of the ratios ± their standard deviation; the "
+    "other columns are seed 0's.")
 
 
 def sample_swd(model: TrainedModel, pool: ImageCache, seed: int = 0) -> SwdWithFloor:
@@ -83,13 +89,20 @@ def sample_swd(model: TrainedModel, pool: ImageCache, seed: int = 0) -> SwdWithF
     return swd_with_floor(compared_sets(model, pool.images, max_images=SWD_IMAGES, seed=seed), seed=seed)
 
 
+def swd_draws(model: TrainedModel, pool: ImageCache, draws: int = SWD_DRAWS) -> list[SwdWithFloor]:
+    """`sample_swd` with seeds 0 to `draws` - 1: the measurement's own spread."""
+    return [sample_swd(model, pool, seed=seed) for seed in range(draws)]
+
+
 def _cells(swd: SlicedWasserstein) -> list[str]:
     return [*(f"{1e3 * value:.1f}" for value in swd.distances), f"{1e3 * swd.mean:.1f}"]
 
 
-def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]] | None = None) -> str:
-    """A floor row and one row per model: its SWD, its ratio to the floor and, when `probes` are
-    given, its few-label probe.
+def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]] | None = None,
+              draws: dict[str, list[SwdWithFloor]] | None = None) -> str:
+    """A floor row and one row per model: its SWD, its ratio to the floor, with `draws` (each
+    model's `swd_draws`) the mean and spread of the ratio over them and, when `probes` are given,
+    its few-label probe.
 
     Raises:
         ValueError: models measured on different real halves (their floors differ), which one
@@ -99,30 +112,37 @@ def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]
     if any(floor != floors[0] for floor in floors):
         raise ValueError("the models' floors differ; measure every model on the same pool and seed")
     ks = KS if probes else ()
+    spread = [f"x floor, {len(next(iter(draws.values())))} draws"] if draws else []
     header = ["vs 1,000 pool images (x1e3)", *(f"{r}x{r}" for r in floors[0].resolutions), "mean", "x floor",
-              *HEADER[1:1 + len(ks)]]
-    rows = [["real: 1,000 other pool images (floor)", *_cells(floors[0]), "1.0", *[""] * len(ks)]]
-    rows += [[name, *_cells(result.samples), f"{result.ratio:.1f}", *(fmt(probes[name][k]) for k in ks)]
+              *spread, *HEADER[1:1 + len(ks)]]
+    rows = [["real: 1,000 other pool images (floor)", *_cells(floors[0]), "1.0", *["1.0"] * len(spread),
+             *[""] * len(ks)]]
+    rows += [[name, *_cells(result.samples), f"{result.ratio:.1f}",
+              *([_mean([d.ratio for d in draws[name]], digits=2)] if draws else []),
+              *(fmt(probes[name][k]) for k in ks)]
              for name, result in results.items()]
     return markdown_table(header, rows)
 
 
-def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]], names: list[str]) -> str:
+def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]], names: list[str],
+               draws: dict[str, list[SwdWithFloor]]) -> str:
     """Per recipe of `names`, the mean over seeds (± their standard deviation) of the ratio to
-    the floor and of each seed's mean probe accuracy."""
-    header = ["recipe, mean of seeds", "x floor", *HEADER[1:]]
+    the floor (seed 0's measurement, and the mean of each model's `draws`) and of each seed's mean
+    probe accuracy."""
+    header = ["recipe, mean of seeds", "x floor", f"x floor, {len(next(iter(draws.values())))} draws", *HEADER[1:]]
     rows = []
     for recipe in names:
         runs = [title for title in results if title.startswith(recipe + ", seed")]
         rows.append([recipe, _mean([results[title].ratio for title in runs]),
+                     _mean([float(np.mean([d.ratio for d in draws[title]])) for title in runs], digits=2),
                      *(_mean([100 * probes[title][k].mean for title in runs]) for k in KS)])
     return markdown_table(header, rows)
 
 
-def _mean(values: list[float]) -> str:
-    """The mean of the seeds' unrounded values, ± their standard deviation."""
-    spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.1f}{spread}"
+def _mean(values: list[float], digits: int = 1) -> str:
+    """The mean of the unrounded values, ± their standard deviation."""
+    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{spread}"
 
 
 def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int,
@@ -143,11 +163,12 @@ def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int
     folders, timing = list(jobs), {}
     for i in range(0, len(folders), 2):
         timing.update(run_pair({folder: jobs[folder] for folder in folders[i:i + 2]}))
-    results, probes = {}, {}
+    results, probes, draws = {}, {}, {}
     for folder, (name, seed) in runs.items():
         model = load_model(os.path.join(digits.out, folder, "model"))
         run = timing[folder]
         title = f"{name}, seed {seed} ({run['steps']} D steps, {run['seconds']:.0f} s)"
-        results[title] = sample_swd(model, digits.pool)
+        draws[title] = swd_draws(model, digits.pool)
+        results[title] = draws[title][0]
         probes[title] = digits.probe(*digits.ours_features(model))
-    return swd_table(results, probes), mean_table(results, probes, list(compared))
+    return swd_table(results, probes, draws), mean_table(results, probes, list(compared), draws)

@@ -4,10 +4,11 @@ images cannot bias."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from conftest import blob_tensor, write_png_folder
 
+from conftest import blob_tensor, write_png_folder
 from gan_augment.evaluate.evaluation import compared_sets, evaluate_model, swd_with_floor
 from gan_augment.evaluate.metrics import sliced_wasserstein
 from gan_augment.gan.checkpoint import load_model
@@ -67,3 +68,18 @@ def test_the_few_label_benchmark_reports_what_evaluate_reports(trained_model_dir
                                          max_images=SWD_IMAGES, seed=1), seed=1)
     with pytest.raises(ValueError, match="floors differ"):
         swd_table({"ours": result, "measured on other halves": other})
+
+
+def test_the_benchmarks_draws_are_evaluates_seeds(trained_model_dir, source):
+    """`swd_draws`: `sample_swd` (what `evaluate --seed S` reports) for seeds 0, 1, ...; the
+    table's last SWD column is the mean and spread of their ratios."""
+    from benchmarks.fewlabel_swd import sample_swd, swd_draws, swd_table
+
+    model, pool = load_model(trained_model_dir), build_cache(source, 16, 1)
+    draws = swd_draws(model, pool, draws=3)
+    assert [d.ratio for d in draws] == [sample_swd(model, pool, seed=seed).ratio for seed in range(3)]
+    assert draws[0].ratio != draws[1].ratio  # each seed its own subset, samples and patches
+    ratios = [d.ratio for d in draws]
+    table = swd_table({"ours": draws[0]}, draws={"ours": draws})
+    assert "| x floor, 3 draws |" in table
+    assert f"| {draws[0].ratio:.1f} | {np.mean(ratios):.2f} ± {np.std(ratios, ddof=1):.2f} |" in table
