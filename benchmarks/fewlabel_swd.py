@@ -30,8 +30,8 @@ from gan_augment.gan.checkpoint import TrainedModel, load_model  # noqa: E402
 from gan_augment.scan.cache import ImageCache  # noqa: E402
 
 SWD_IMAGES = 2 * TEST  # real images drawn from the pool: 1,000 reference, 1,000 for the floor
-# Evaluation seeds averaged in the tables' last SWD column. One draw of 1,000 images a side moved one
-# model's ratio from 1.36x to 1.77x between seeds (BENCHMARKS.md, "..., finish_steps 1000").
+# Evaluation seeds averaged in the tables' last SWD column: one draw of 1,000 images a side is noisy
+# (MNIST-5k's finished samples, 1.36 ± 0.18x their floor over five seeds; BENCHMARKS.md, "..., finish_steps 1000").
 SWD_DRAWS = 5
 
 
