@@ -26,10 +26,11 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
    already organised by class). Half of every batch is synthetic.
 4. SWD of 1,000 samples of our seed-0 model next to the real-vs-real floor, by the functions
    `gan-augment evaluate` uses (`compared_sets`, `swd_with_floor`): a seeded random 2,000 pool
-   digits in two halves, one the reference, the other the floor. Part 1 measures its seed-0
-   model; `--swd-only` trains nothing else: for each of `--seeds` seeds, the default recipe, the
-   same with ContraD's loss on fakes turned the other way from its automatic choice (without it
-   on greyscale, `fake_contrastive_weight=0`; with it in colour, `=1`) and the recipe with a
+   digits in two halves, one the reference, the other the floor, measured with seed 0 and,
+   for the spread, seeds 0 to 4 (`swd_draws`). Part 1 measures its seed-0 model; `--swd-only`
+   trains nothing else: for each of `--seeds` seeds, the default recipe, the same with
+   ContraD's loss on fakes turned the other way from its automatic choice (without it on
+   greyscale, `fake_contrastive_weight=0`; with it in colour, `=1`) and the recipe with a
    critic for G (`ModelConfig(critic=True)`), two at a time side by side, each with its SWD and
    its few-label probe, and writes only its section.
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
