@@ -124,16 +124,15 @@ def swd_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]
     return markdown_table(header, rows)
 
 
-def mean_table(results: dict[str, SwdWithFloor], probes: dict[str, dict[int, Any]], names: list[str],
-               draws: dict[str, list[SwdWithFloor]]) -> str:
+def mean_table(draws: dict[str, list[SwdWithFloor]], probes: dict[str, dict[int, Any]], names: list[str]) -> str:
     """Per recipe of `names`, the mean over seeds (± their standard deviation) of the ratio to
     the floor (seed 0's measurement, and the mean of each model's `draws`) and of each seed's mean
     probe accuracy."""
     header = ["recipe, mean of seeds", "x floor", f"x floor, {len(next(iter(draws.values())))} draws", *HEADER[1:]]
     rows = []
     for recipe in names:
-        runs = [title for title in results if title.startswith(recipe + ", seed")]
-        rows.append([recipe, _mean([results[title].ratio for title in runs]),
+        runs = [title for title in draws if title.startswith(recipe + ", seed")]
+        rows.append([recipe, _mean([draws[title][0].ratio for title in runs]),
                      _mean([float(np.mean([d.ratio for d in draws[title]])) for title in runs], digits=2),
                      *(_mean([100 * probes[title][k].mean for title in runs]) for k in KS)])
     return markdown_table(header, rows)
@@ -171,4 +170,4 @@ def swd_of_recipes(digits: Digits, recipe: TrainConfig, threads: int, seeds: int
         draws[title] = swd_draws(model, digits.pool)
         results[title] = draws[title][0]
         probes[title] = digits.probe(*digits.ours_features(model))
-    return swd_table(results, probes, draws), mean_table(results, probes, list(compared), draws)
+    return swd_table(results, probes, draws), mean_table(draws, probes, list(compared))
