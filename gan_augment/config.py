@@ -24,6 +24,10 @@ POOLINGS = ("max", "avg")
 DEFAULT_BACKGROUND, DEFAULT_FIT = "white", "crop"
 BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 LEGACY_DECODE = {"background": "black", "fit": "crop"}  # a model card's from before these options
+# The automatic finish's G steps per recipe step: on MNIST-5k's three seeds 2,000 after the
+# default's 1,000 brought the samples to 1.15-1.26x the SWD floor, 1,000 left two at 1.36x and
+# 1.61x (BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 2000").
+FINISH_STEPS_PER_STEP = 2
 
 
 def background_rgb(background: str) -> tuple[int, int, int]:
@@ -203,9 +207,12 @@ class TrainConfig(JsonConfig):
             discriminator that starts as a copy of D's real/fake path (the seed's losses and
             optimiser settings, 64 real images and 64 fakes a step) while D stays as the recipe
             left it: the features are those of the run without them, and the samples come from
-            a plain GAN that continues the recipe's, with an EMA of their own. 0: none. Not with
-            `ModelConfig.critic` or in a class-conditional run. What 1,000 steps buy and cost:
-            BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 1000".
+            a plain GAN that continues the recipe's, with an EMA of their own. 0: none. None is
+            automatic (`finish_steps_for`): twice the recipe's steps where the contrastive loss
+            shapes D and G has no critic or classes, 0 otherwise. A number above 0 is refused
+            beside `ModelConfig.critic` or in a class-conditional run. What 2,000 steps after the
+            default's 1,000 buy and cost: BENCHMARKS.md, "Sample distance (SWD) of the recipes
+            (MNIST-5k), finish_steps 2000".
         ema_decay: decay of the generator's exponential moving average used for sampling.
         amp: bf16 autocast where the hardware runs bf16 natively (CUDA; CPUs with
             AVX512-BF16 or AMX); fp32 elsewhere.
@@ -257,7 +264,7 @@ class TrainConfig(JsonConfig):
     critic_rounds: int = 3
     critic_batch: int | None = None
     critic_head_weight: float = 1.0
-    finish_steps: int = 0
+    finish_steps: int | None = None
     ema_decay: float = 0.999
     amp: bool = True
     channels_last: bool = True
@@ -276,7 +283,7 @@ class TrainConfig(JsonConfig):
     skip_near_duplicates: bool = False
 
     _OMITTED_AT_DEFAULT = ("pseudo_label_at", "pseudo_label_threshold", "class_weight", "skip_near_duplicates",
-                           "critic_rounds", "critic_batch", "critic_head_weight", "finish_steps")
+                           "critic_rounds", "critic_batch", "critic_head_weight")
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -291,8 +298,10 @@ class TrainConfig(JsonConfig):
             check_int(self, "critic_batch", 1)
         for name in ("batch_size", "d_steps", "log_every", "checkpoint_every", "sample_every", "critic_rounds"):
             check_int(self, name, 1)
-        for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed", "finish_steps"):
+        for name in ("unrolled_steps", "keep_checkpoints", "max_nan_rollbacks", "seed"):
             check_int(self, name, 0)
+        if self.finish_steps is not None:
+            check_int(self, "finish_steps", 0)
         check_float(self, "lr", 0.0, 1.0, open_low=True)
         check_float(self, "d_lr", 0.0, 1.0, open_low=True)
         check_float(self, "beta1", 0.0, 0.9999)
@@ -335,6 +344,17 @@ class TrainConfig(JsonConfig):
         if self.fake_contrastive_weight is not None:
             return float(self.fake_contrastive_weight)
         return 1.0 if channels == 1 else 0.0
+
+    def finish_steps_for(self, steps: int, model_config: ModelConfig) -> int:
+        """The finishing steps of a run whose recipe trains `steps` G steps: `finish_steps`, or
+        when it is None, `FINISH_STEPS_PER_STEP` x `steps` where the contrastive loss shapes D
+        and G faces D alone, 0 otherwise (the seed's plain GAN needs no finish, a critic is a
+        finisher of its own, and the finish asks G for no class)."""
+        if self.finish_steps is not None:
+            return self.finish_steps
+        if self.contrastive_weight == 0 or model_config.critic or model_config.num_classes:
+            return 0
+        return FINISH_STEPS_PER_STEP * steps
 
     @property
     def fakes_per_step(self) -> int:

@@ -134,8 +134,8 @@ def refresh_model(
     log.info("%s: training (%s)", dataset, reason)
     report = None
     if callback is not None:
-        total_steps = resolve_steps(train_config, len(cache), image_size=model_config.image_size) \
-            + train_config.finish_steps
+        main_steps = resolve_steps(train_config, len(cache), image_size=model_config.image_size)
+        total_steps = main_steps + train_config.finish_steps_for(main_steps, model_config)
         started = time.monotonic()
 
         def report(row: dict[str, float]) -> None:

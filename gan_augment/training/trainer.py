@@ -162,16 +162,18 @@ class Trainer:
         self.storage_options, self.callback = storage_options, callback
         self.model_id = model_id(dataset, fingerprint, model_config, train_config)
         self.device = select_device(train_config.device)
-        # The recipe's steps, then `finish_steps` of the finish (training.finish).
+        # The recipe's steps, then those of the finish (training.finish), automatic by default.
         self.main_steps = resolve_steps(train_config, len(cache), self.dist.world_size, model_config.image_size)
-        self.total_steps = self.main_steps + train_config.finish_steps
+        self.finish_steps = train_config.finish_steps_for(self.main_steps, model_config)
+        self.total_steps = self.main_steps + self.finish_steps
         self.images_per_step = train_config.batch_size * train_config.d_steps * self.dist.world_size
         self.amp = train_config.amp and has_native_bf16(self.device)
         # oneDNN (CPU) and cuDNN both run convolutions fastest on NHWC tensors.
         channels_last = train_config.channels_last and self.device.type in ("cuda", "cpu")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        self.state = TrainingState.initial(model_config, train_config, self.device, self.memory_format)
+        resolved = dataclasses.replace(train_config, finish_steps=self.finish_steps)
+        self.state = TrainingState.initial(model_config, resolved, self.device, self.memory_format)
         self.given_labels = labels
         if labels is not None:
             self.state.labels = labels.to(self.device).clone()
@@ -186,7 +188,7 @@ class Trainer:
                                    flip_rng=self.state.rng if train_config.flip else None)
         self.training_step = TrainingStep(self.state, self.batches, train_config, device=self.device, amp=self.amp,
                                           distributed=self.dist,
-                                          finish_from=self.main_steps if train_config.finish_steps else None)
+                                          finish_from=self.main_steps if self.finish_steps else None)
         fixed = torch.Generator().manual_seed(train_config.seed + 1)
         # A conditional model's grid has one row of 8 samples per class, an unconditional one 8 x 8.
         rows = len(classes) if classes else 8
@@ -307,7 +309,7 @@ class Trainer:
         # With a critic, G moves `critic_rounds` times a step, and in the finish it moves fast; the
         # EMA's copied BatchNorm statistics lag, so the saved G gets its own (BENCHMARKS.md,
         # "Sample distance (SWD) of the recipes").
-        standing = self.mc.critic or (self.tc.finish_steps and state.step > self.main_steps)
+        standing = self.mc.critic or (self.finish_steps and state.step > self.main_steps)
         sampler = standing_statistics(state.ema, seed=self.tc.seed) if standing else state.ema
         self._write_samples("final", sampler)
         if self.dist.is_main:
@@ -324,6 +326,7 @@ class Trainer:
                 card["labels"] = self.label_summary()
             if self.training_step.contrastive:  # what an automatic (None) weight resolved to
                 card["fake_contrastive_weight"] = self.training_step.fake_contrastive_weight
+            card["finish_steps"] = self.finish_steps  # what an automatic (None) finish resolved to
             if self.mc.critic:  # train_config leaves it out at its default
                 card["critic_head_weight"] = self.tc.critic_head_weight
             write_model_card(self.model_dir, card, self.storage_options)

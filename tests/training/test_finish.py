@@ -9,6 +9,7 @@ from gan_augment.config import TrainConfig
 from gan_augment.gan.checkpoint import load_latest_checkpoint, load_model, read_model_card
 from gan_augment.scan.cache import build_cache
 from gan_augment.training.batches import BatchSampler, RealBatches
+from gan_augment.training.refresh import stale_reason
 from gan_augment.training.state import TrainingState
 from gan_augment.training.step import TrainingStep
 from gan_augment.training.trainer import Trainer, effective_model_config, train
@@ -25,7 +26,7 @@ def _same(a, b):
 
 
 def test_the_finish_moves_g_alone_and_leaves_d_as_a_run_without_it(image_folder, tmp_path, tiny_model_config):
-    recipe = TrainConfig(steps=4, batch_size=8, sample_every=100)
+    recipe = TrainConfig(steps=4, batch_size=8, sample_every=100, finish_steps=0)
     plain = train(image_folder, str(tmp_path / "plain"), tiny_model_config, recipe)
     finished = train(image_folder, str(tmp_path / "finished"), tiny_model_config,
                      dataclasses.replace(recipe, finish_steps=3))
@@ -96,7 +97,36 @@ def test_the_finish_is_refused_beside_a_critic_or_labels(image_folder, tiny_mode
                 labels=torch.zeros(len(cache), dtype=torch.long), classes=["a"])
     with pytest.raises(ValueError, match="finish_steps"):
         TrainConfig(finish_steps=-1)
-    assert "finish_steps" not in TrainConfig().to_dict()  # model ids of existing runs stand
+    Trainer(cache, "memory://finish/c", dataclasses.replace(tiny_model_config, critic=True),
+            dataclasses.replace(config, finish_steps=None), dataset="blobs")  # automatic: no finish
+
+
+def test_the_automatic_finish_is_twice_the_recipes_steps_where_the_contrastive_loss_shapes_d(tiny_model_config):
+    automatic = TrainConfig()
+    assert automatic.finish_steps is None and automatic.finish_steps_for(1000, tiny_model_config) == 2000
+    assert TrainConfig(finish_steps=7).finish_steps_for(1000, tiny_model_config) == 7
+    assert TrainConfig(finish_steps=0).finish_steps_for(1000, tiny_model_config) == 0
+    assert TrainConfig.seed_dcgan().finish_steps_for(1000, tiny_model_config) == 0  # a plain GAN already
+    for changed in ({"critic": True}, {"num_classes": 3}):
+        assert automatic.finish_steps_for(1000, dataclasses.replace(tiny_model_config, **changed)) == 0
+
+
+def test_a_default_run_finishes_and_its_card_says_for_how_many_steps(image_folder, tmp_path, tiny_model_config):
+    result = train(image_folder, str(tmp_path / "out"), tiny_model_config,
+                   TrainConfig(steps=2, batch_size=8, sample_every=100))
+    card = read_model_card(result.model_dir)
+    assert result.steps == 6 and card["finish_steps"] == 4 and card["train_config"]["finish_steps"] is None
+    assert "finisher" in _checkpoint(result.model_dir)
+
+
+def test_a_model_trained_before_the_automatic_finish_is_retrained(tiny_model_config):
+    config = TrainConfig()
+    recorded = {"data_fingerprint": "f", "model_config": effective_model_config(tiny_model_config, config).to_dict(),
+                "train_config": config.to_dict()}
+    assert stale_reason(recorded, "f", tiny_model_config, config) is None
+    before = {k: v for k, v in config.to_dict().items() if k != "finish_steps"}  # 0 was the default, left out
+    assert stale_reason({**recorded, "train_config": before}, "f", tiny_model_config, config) \
+        == "the training config changed"
 
 
 def test_a_non_finite_loss_in_the_finish_rolls_back_and_lowers_the_finishers_lr(image_folder, tmp_path,
