@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gan_augment.config_base import JsonConfig, check, check_choice, check_float, check_int
+from gan_augment.config_base import JsonConfig, background_rgb, check, check_choice, check_float, check_int
 
 LOSSES = ("bce", "wgan-gp", "hinge")
 UPSAMPLE_MODES = ("nearest", "transpose")
@@ -22,30 +22,11 @@ FITS = ("crop", "pad")
 POOLINGS = ("max", "avg")
 # Measured on Wesnoth's sprites: BENCHMARKS.md "Transparency and fit on colour sprites".
 DEFAULT_BACKGROUND, DEFAULT_FIT = "white", "crop"
-BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 LEGACY_DECODE = {"background": "black", "fit": "crop"}  # a model card's from before these options
 # The automatic finish's G steps per recipe step: on MNIST-5k's three seeds 2,000 after the
 # default's 1,000 brought the samples to 1.15-1.26x the SWD floor, 1,000 left two at 1.36x and
 # 1.61x (BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 2000").
 FINISH_STEPS_PER_STEP = 2
-
-
-def background_rgb(background: str) -> tuple[int, int, int]:
-    """The RGB colour of a `ModelConfig.background`: "black", "white" or "#rrggbb".
-
-    Raises:
-        ValueError: anything else.
-
-    Examples:
-        >>> background_rgb("white"), background_rgb("#7f7f7f")
-        ((255, 255, 255), (127, 127, 127))
-    """
-    if background in BACKGROUNDS:
-        return BACKGROUNDS[background]
-    digits = background[1:] if isinstance(background, str) and background.startswith("#") else ""
-    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-        raise ValueError(f"background={background!r} is invalid: expected black, white or a colour #rrggbb")
-    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
 @dataclass(frozen=True)

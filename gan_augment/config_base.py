@@ -1,5 +1,6 @@
-"""What the configuration dataclasses of `gan_augment.config` share: a strict JSON round-trip
-and the validators that name the field an impossible value was written to."""
+"""What the configuration dataclasses of `gan_augment.config` share: a strict JSON round-trip,
+the validators that name the field an impossible value was written to, and the parser of a
+background colour (`ModelConfig.background`, also read by the decoder)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="JsonConfig")
+BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 
 
 class JsonConfig:
@@ -69,3 +71,21 @@ def check_float(cfg: object, name: str, low: float, high: float, *, open_low: bo
 def check_choice(cfg: object, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(cfg, name)
     check(value in choices, cfg, name, value, f"one of {', '.join(choices)}")
+
+
+def background_rgb(background: str) -> tuple[int, int, int]:
+    """The RGB colour of a `ModelConfig.background`: "black", "white" or "#rrggbb".
+
+    Raises:
+        ValueError: anything else.
+
+    Examples:
+        >>> background_rgb("white"), background_rgb("#7f7f7f")
+        ((255, 255, 255), (127, 127, 127))
+    """
+    if background in BACKGROUNDS:
+        return BACKGROUNDS[background]
+    digits = background[1:] if isinstance(background, str) and background.startswith("#") else ""
+    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"background={background!r} is invalid: expected black, white or a colour #rrggbb")
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)

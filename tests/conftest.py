@@ -28,7 +28,9 @@ torch.set_num_threads(1)
 
 
 TINY_MODEL = dict(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
-TINY_TRAIN = dict(steps=6, batch_size=8, log_every=2, checkpoint_every=3, sample_every=3, seed=0)
+# No finish: these trainings test storage, flows and resuming, and step counts read plainly; the
+# automatic finish has its own tests (tests/training/test_finish.py, tests/test_cli_scripting.py).
+TINY_TRAIN = dict(steps=6, batch_size=8, log_every=2, checkpoint_every=3, sample_every=3, seed=0, finish_steps=0)
 
 
 @pytest.fixture

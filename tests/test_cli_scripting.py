@@ -80,7 +80,8 @@ def test_train_sample_and_features_json(image_folder, trained_model_dir, tmp_pat
     assert main(["train", image_folder, "--out", out, "--image-size", "16", "--channels", "1", "--ngf", "8",
                  "--ndf", "8", "--latent-dim", "16", "--steps", "2", "--batch-size", "8", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
-    assert trained["steps"] == 2 and trained["files"]["model"] == f"{out}/blobs/model/model.pt"
+    # The recipe's 2 steps, then the automatic finish's 2 x 2 (TrainConfig.finish_steps_for).
+    assert trained["steps"] == 2 + 4 and trained["files"]["model"] == f"{out}/blobs/model/model.pt"
     assert main(["sample", trained_model_dir, "--n", "5", "--out", str(tmp_path / "s"), "--json"]) == 0
     sampled = json.loads(capsys.readouterr().out)
     assert sampled["rows"] == 5 and sampled["files"] == [str(tmp_path / "s" / "part-00000.parquet")]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT, FITS, background_rgb
+from gan_augment.config import DEFAULT_BACKGROUND, DEFAULT_FIT, FITS
+from gan_augment.config_base import background_rgb
 from gan_augment.scan.phash import perceptual_hash, perceptual_hashes
 
 # Formats the whole pipeline reads; Pillow knows more (PSD, ICO, JPEG 2000, ...), which the

@@ -26,7 +26,8 @@ from gan_augment.training.distributed import (
 from gan_augment.training.trainer import Trainer
 
 MODEL = ModelConfig(image_size=16, channels=1, latent_dim=16, ngf=8, ndf=8)
-TRAINING = TrainConfig(steps=4, batch_size=4, log_every=2, checkpoint_every=2, sample_every=4, seed=0, device="cpu")
+TRAINING = TrainConfig(steps=4, batch_size=4, log_every=2, checkpoint_every=2, sample_every=4, seed=0, device="cpu",
+                       finish_steps=0)
 
 
 def free_port() -> int:
@@ -107,7 +108,8 @@ def test_torchrun_launches_the_cli_on_two_processes(image_folder, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "gan_augment.cli", "train", image_folder, "--out", str(out), "--image-size", "16", "--channels", "1",
-         "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--steps", "4", "--batch-size", "4", "--device", "cpu"],
+         "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--steps", "4", "--finish-steps", "0", "--batch-size", "4",
+         "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("model card:") == 1  # rank 0 reports, rank 1 stays quiet

@@ -13,7 +13,7 @@ def test_skips_an_up_to_date_model_even_when_the_trainer_adjusted_its_config(
         image_folder, tmp_path, tiny_model_config):
     # wgan-gp swaps D's BatchNorm for LayerNorm, so the card records another model config than
     # the one asked for; the comparison must see through that or it would retrain forever.
-    training = TrainConfig(steps=2, batch_size=8, log_every=1, loss="wgan-gp", seed=0)
+    training = TrainConfig(steps=2, batch_size=8, log_every=1, loss="wgan-gp", seed=0, finish_steps=0)
     out = str(tmp_path / "out")
     fractions = []
     first = refresh_model(image_folder, out, tiny_model_config, training,

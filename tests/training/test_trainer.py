@@ -53,7 +53,7 @@ def test_training_writes_the_storage_layout(image_folder, tmp_path, tiny_model_c
 def test_resume_is_exact(image_folder, tmp_path, tiny_model_config, critic):
     tiny_model_config = dataclasses.replace(tiny_model_config, critic=critic)
     config = TrainConfig(steps=8, batch_size=8, log_every=1, checkpoint_every=4, sample_every=100,
-                         diffaugment="color,translation,cutout", flip=True)
+                         diffaugment="color,translation,cutout", flip=True, finish_steps=0)  # test_finish resumes one
     straight = train(image_folder, str(tmp_path / "a"), tiny_model_config, config)
 
     def crash_after_step_5(row):
@@ -83,7 +83,7 @@ def test_incompatible_checkpoints_are_not_resumed(image_folder, tmp_path, tiny_m
 
 def test_non_finite_loss_rolls_back_and_lowers_lr(image_folder, tmp_path, tiny_model_config, nan_loss_at):
     nan_loss_at(step_module, 5)
-    config = TrainConfig(steps=8, batch_size=8, log_every=2, checkpoint_every=4, sample_every=100)
+    config = TrainConfig(steps=8, batch_size=8, log_every=2, checkpoint_every=4, sample_every=100, finish_steps=0)
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     assert result.steps == 8
     state = _state_of(result.model_dir)
@@ -113,7 +113,7 @@ def test_other_losses_train(image_folder, tmp_path, tiny_model_config, loss):
     config = TrainConfig(steps=2, batch_size=8, loss=loss, d_steps=2, unrolled_steps=1, concat_real_fake=True,
                          contrastive_weight=0.5, log_every=1)
     result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
-    assert result.steps == 2
+    assert result.steps == 2 + 4  # and the automatic finish's 2 x 2, after these losses too
     assert all(torch.isfinite(torch.tensor(value)) for value in result.metrics.values())
     if loss == "wgan-gp":  # BatchNorm is swapped for a norm valid under the gradient penalty
         assert load_model(result.model_dir).model_config.d_norm == "layer"
