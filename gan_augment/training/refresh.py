@@ -65,7 +65,13 @@ def stale_reason(
         return "the data changed since the last training"
     if card.get("model_config") != effective_model_config(model_config, train_config).to_dict():
         return "the model config changed"
-    if card.get("train_config") != train_config.to_dict():
+    recorded, current = card.get("train_config") or {}, train_config.to_dict()
+    if "finish_steps" not in recorded and train_config.finish_steps is None \
+            and train_config.finish_steps_for(1, model_config) == 0:
+        # A card from before the automatic finish, which left out its default of 0: where the
+        # automatic finish is 0 as well (colour, a critic, classes), the model is what it would be.
+        current.pop("finish_steps")
+    if recorded != current:
         return "the training config changed"
     if (card.get("labels") or {}).get("fingerprint") != labels_fingerprint:
         return "the labels changed"

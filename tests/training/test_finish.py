@@ -101,31 +101,42 @@ def test_the_finish_is_refused_beside_a_critic_or_labels(image_folder, tiny_mode
             dataclasses.replace(config, finish_steps=None), dataset="blobs")  # automatic: no finish
 
 
-def test_the_automatic_finish_is_twice_the_recipes_steps_where_the_contrastive_loss_shapes_d(tiny_model_config):
+def test_the_automatic_finish_is_twice_the_recipes_steps_on_greyscale_where_contrast_shapes_d(tiny_model_config):
     automatic = TrainConfig()
     assert automatic.finish_steps is None and automatic.finish_steps_for(1000, tiny_model_config) == 2000
     assert TrainConfig(finish_steps=7).finish_steps_for(1000, tiny_model_config) == 7
     assert TrainConfig(finish_steps=0).finish_steps_for(1000, tiny_model_config) == 0
     assert TrainConfig.seed_dcgan().finish_steps_for(1000, tiny_model_config) == 0  # a plain GAN already
-    for changed in ({"critic": True}, {"num_classes": 3}):
+    for changed in ({"critic": True}, {"num_classes": 3}, {"channels": 3}):  # colour: not measured
         assert automatic.finish_steps_for(1000, dataclasses.replace(tiny_model_config, **changed)) == 0
 
 
-def test_a_default_run_finishes_and_its_card_says_for_how_many_steps(image_folder, tmp_path, tiny_model_config):
-    result = train(image_folder, str(tmp_path / "out"), tiny_model_config,
-                   TrainConfig(steps=2, batch_size=8, sample_every=100))
+def test_a_default_run_finishes_as_the_explicit_number_would_and_its_card_says_how_many_steps(
+        image_folder, tmp_path, tiny_model_config):
+    config = TrainConfig(steps=2, batch_size=8, sample_every=100)
+    result = train(image_folder, str(tmp_path / "out"), tiny_model_config, config)
     card = read_model_card(result.model_dir)
     assert result.steps == 6 and card["finish_steps"] == 4 and card["train_config"]["finish_steps"] is None
-    assert "finisher" in _checkpoint(result.model_dir)
+    explicit = train(image_folder, str(tmp_path / "explicit"), tiny_model_config,
+                     dataclasses.replace(config, finish_steps=4))
+    assert explicit.model_id != result.model_id
+    automatic, four = _checkpoint(result.model_dir), _checkpoint(explicit.model_dir)
+    for key in ("generator", "discriminator", "ema", "finisher"):
+        assert _same(automatic[key], four[key]), key
 
 
-def test_a_model_trained_before_the_automatic_finish_is_retrained(tiny_model_config):
+def test_a_model_trained_before_the_automatic_finish_is_retrained_where_it_now_finishes(tiny_model_config):
     config = TrainConfig()
     recorded = {"data_fingerprint": "f", "model_config": effective_model_config(tiny_model_config, config).to_dict(),
                 "train_config": config.to_dict()}
     assert stale_reason(recorded, "f", tiny_model_config, config) is None
     before = {k: v for k, v in config.to_dict().items() if k != "finish_steps"}  # 0 was the default, left out
     assert stale_reason({**recorded, "train_config": before}, "f", tiny_model_config, config) \
+        == "the training config changed"
+    colour = dataclasses.replace(tiny_model_config, channels=3)  # where the automatic finish is 0 too
+    old_colour = {**recorded, "model_config": effective_model_config(colour, config).to_dict(), "train_config": before}
+    assert stale_reason(old_colour, "f", colour, config) is None
+    assert stale_reason(old_colour, "f", colour, dataclasses.replace(config, finish_steps=5)) \
         == "the training config changed"
 
 
