@@ -36,10 +36,11 @@ faction) and terrain tiles (labelled by terrain) at 64x64x3 with 1,000 test imag
 `--critic` races the recipe with a critic for G (`ModelConfig(critic=True)`) instead of the default, the
 peer again stopping when ours finishes, and writes part 1's section under its own name.
 `--finish-steps N` gives ours `TrainConfig(finish_steps=N)`: after the recipe's steps, N steps of G
-alone against a copy of D's real/fake path, D itself as the recipe left it. In the race (without
-`--critic`) it races the default recipe with that finish; under `--swd-only` it trains, for each
-seed, only the default recipe and the same with the finish, side by side. Both write under their own section
-names.
+alone against a copy of D's real/fake path, D itself as the recipe left it (by default the finish is
+automatic on greyscale: `TrainConfig.finish_steps_for`). In the race (without `--critic`) it races the recipe with
+that finish; under `--swd-only` with N >= 1 it trains, for each seed, only the recipe without its finish
+(`finish_steps=0`) and the same with N steps of it, side by side; `--swd-only --finish-steps 0` trains
+the three recipes of `--swd-only`, none with a finish. Each writes under its own section name.
 `--critic-batch N` and `--critic-rounds N` set the critic's `TrainConfig.critic_batch` (the real
 images of each critic update) and `critic_rounds` (G's updates a step): under `--critic` for the
 race; under `--swd-only` they train, for each seed, only the critic as it is and the critic with
@@ -120,9 +121,10 @@ def parse_args() -> argparse.Namespace:
                         "side by side (the sections are written under their own names)")
     parser.add_argument("--critic-rounds", type=int, help="as --critic-batch, for `TrainConfig.critic_rounds` (G's "
                         "updates a step against the critic)")
-    parser.add_argument("--finish-steps", type=int, help="ours with `TrainConfig(finish_steps=N)`: in the race, "
-                        "instead of the default; with --swd-only, the default and the same with the finish, side "
-                        "by side (the sections are written under their own names)")
+    parser.add_argument("--finish-steps", type=int, help="ours with `TrainConfig(finish_steps=N)` instead of the "
+                        "automatic finish: in the race, and (0) in --swd-only's three recipes; with --swd-only and "
+                        "N >= 1, the recipe without its finish and the same with N steps of it, side by side (the "
+                        "sections are written under their own names)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
@@ -134,9 +136,10 @@ def parse_args() -> argparse.Namespace:
             parser.error(f"{flag} sizes a critic: add --critic or --swd-only")
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1")
-    if args.finish_steps is not None and (args.critic or args.critic_batch or args.critic_rounds or args.ablations
-                                          or args.augmentation or args.finish_steps < 1):
-        parser.error("--finish-steps N (N >= 1) goes with the default recipe's race or with --swd-only alone")
+    if args.finish_steps is not None and (args.critic or args.critic_batch or args.critic_rounds or args.augmentation
+                                          or args.finish_steps < 0 or (args.swd_only and args.ablations)):
+        parser.error("--finish-steps N (N >= 0) goes with the default recipe's race (and --ablations) or with "
+                     "--swd-only alone")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -147,7 +150,8 @@ def main() -> None:
     set_threads(args.threads)
     digits = prepare_digits(args.draws, DATASETS[args.data])
     recipe = TrainConfig(steps=args.steps, **(critic_changes(args) if args.critic else {}),
-                         **({} if args.finish_steps is None or args.swd_only else {"finish_steps": args.finish_steps}))
+                         **({} if args.finish_steps is None or (args.swd_only and args.finish_steps)
+                            else {"finish_steps": args.finish_steps}))
     steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
     print(f"pool {len(digits.pool)} images, test {len(digits.test)}; the recipe trains {steps} steps", file=sys.stderr)
     if args.swd_only:
@@ -319,8 +323,8 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
               f"{recipe.d_steps} updates of the critic and also against D's real/fake head at "
               f"`TrainConfig.critic_head_weight` = {recipe.critic_head_weight:g}, and D's trunk learns from the "
               "contrastive losses alone)")
-    if args.finish_steps is not None:
-        return (f"The default recipe ({model}, `TrainConfig()`, {budget}) and the same with "
+    if args.finish_steps:
+        return (f"The recipe without its finish ({model}, `TrainConfig(finish_steps=0)`, {budget}) and the same with "
                 f"`TrainConfig(finish_steps={args.finish_steps})` (then {args.finish_steps} steps of G alone against "
                 "a plain DCGAN discriminator that starts as a copy of D's real/fake path, 64 real images and 64 fakes "
                 "a step, D as the recipe left it; the samples "
@@ -335,7 +339,8 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
     weight = other_weight(recipe, data.model.channels)
     other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
              f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
-    return (f"The default recipe ({model}, `TrainConfig()`, {budget}), the same recipe with {other}, and the same "
+    train = "`TrainConfig()`" if args.finish_steps is None else "`TrainConfig(finish_steps=0)`, no finish"
+    return (f"The default recipe ({model}, {train}, {budget}), the same recipe with {other}, and the same "
             f"recipe with {critic}")
 
 
@@ -376,7 +381,7 @@ def ablations_part(args: argparse.Namespace, digits: Digits, recipe: TrainConfig
     """Part 2: train each ablation (two at a time), probe its D, write the section."""
     ablations = ablation_configs(recipe, args.steps)
     names = list(ablations)
-    rows = [[f"ours: default recipe, seed 0 ({races.runs[0]['recipe']['steps']} D steps)",
+    rows = [[f"ours: {ours_name(args)}, seed 0 ({races.runs[0]['recipe']['steps']} D steps)",
              *(fmt(r) for r in races.ours_rows[0].values())]]
     for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
         jobs = {name: (train_ours, dict(root=digits.root, split="pool", out=digits.out,
@@ -435,10 +440,11 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
                 f"{recipe.d_steps} updates of the critic, and D's trunk learns from the contrastive losses alone)")
         generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
     else:
-        train = "`TrainConfig()`" if args.finish_steps is None else (
-            f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a plain DCGAN "
-            "discriminator that starts as a copy of D's real/fake path, after the recipe's steps, D as the recipe "
-            "left it")
+        train = ("`TrainConfig()`" if args.finish_steps is None else "`TrainConfig(finish_steps=0)`, no finish"
+                 if args.finish_steps == 0 else
+                 f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a plain "
+                 "DCGAN discriminator that starts as a copy of D's real/fake path, after the recipe's steps, D as the "
+                 "recipe left it")
         ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
                 f"{train}, {budget})")
         generator = f"ours updates its generator every {recipe.d_steps} of them"

@@ -51,18 +51,20 @@ def recipes(recipe: TrainConfig, channels: int, critic: dict[str, int] | None = 
     """{row title: (the change to the default model config, the change to `recipe`)}: the recipe;
     the same with ContraD's loss on fakes turned the other way (`other_weight`); and the same with
     a critic for G. With `critic` (changes to the critic's settings, such as `{"critic_batch": 32}`),
-    only the critic as it is and the critic with those changes; with `finish` (N), only the recipe
-    and the same with `finish_steps=N`."""
+    only the critic as it is and the critic with those changes; with `finish` (N >= 1), only the
+    recipe without its finish and the same with `finish_steps=N`. A `recipe` that names its
+    `finish_steps` says so in its row's title."""
     if finish:
-        return {"ours: default recipe": ({}, {}),
+        return {"recipe without the finish (`finish_steps=0`)": ({}, {"finish_steps": 0}),
                 f"default recipe, `finish_steps={finish}`": ({}, {"finish_steps": finish})}
+    ours = "ours: default recipe" + ("" if recipe.finish_steps is None else f", `finish_steps={recipe.finish_steps}`")
     title = "recipe with a critic for G (`ModelConfig(critic=True)`)"
     if critic:
         return {title: ({"critic": True}, {}), f"{title}, `{critic_settings(critic)}`": ({"critic": True}, critic)}
     weight = other_weight(recipe, channels)
     other = (f"recipe {'with' if weight else 'without'} ContraD's loss on fakes "
              f"(`fake_contrastive_weight={weight:g}`)")
-    return {"ours: default recipe": ({}, {}), other: ({}, {"fake_contrastive_weight": weight}),
+    return {ours: ({}, {}), other: ({}, {"fake_contrastive_weight": weight}),
             title: ({"critic": True}, {})}
 
 

@@ -76,7 +76,7 @@ def fashion_section(results: dict) -> str:
              "`dataset-fashion-mnist`). The 60,000 train and 10,000 test images are written as grey PNGs into "
              f"one dataset of {results['images']:,} objects. The model is the default DCGAN at 32x32x1 with the "
              f"default training (its automatic budget, 7.3 epochs for 70,000 images), capped at "
-             f"{results['train_seconds']:.0f} s by `TrainConfig(max_seconds=...)`.")
+             f"{results['train_seconds']:.0f} s by `TrainConfig(max_seconds=..., finish_steps=0)`.")
     method = ("Each step runs in a fresh process. Peak RSS is that process's high-water mark (VmHWM); the next "
               "column samples, every 0.2 s, the sum over the process and its decoding worker processes. The "
               "exports' last column is the high-water mark reached while writing, above the resident memory once "
