@@ -368,8 +368,8 @@ def train(
         >>> from gan_augment import ModelConfig, TrainConfig, load_model
         >>> tiny = ModelConfig(image_size=16, channels=1, ngf=8, ndf=8)
         >>> result = train(f"{store}/shapes", f"{out}/again", tiny, TrainConfig(steps=2, batch_size=8))
-        >>> result.model_dir.endswith("again/shapes/model"), result.steps
-        (True, 2)
+        >>> result.model_dir.endswith("again/shapes/model"), result.steps  # 2, then the automatic finish's 4
+        (True, 6)
         >>> load_model(result.model_dir).dataset
         'shapes'
     """
