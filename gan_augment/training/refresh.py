@@ -69,7 +69,8 @@ def stale_reason(
     if "finish_steps" not in recorded and train_config.finish_steps is None \
             and train_config.finish_steps_for(1, model_config) == 0:
         # A card from before the automatic finish, which left out its default of 0: where the
-        # automatic finish is 0 as well (colour, a critic, classes), the model is what it would be.
+        # automatic finish is 0 as well (colour, a critic, classes; the rule gives 0 for one step
+        # only where it gives 0 for every budget), the model is what it would be.
         current.pop("finish_steps")
     if recorded != current:
         return "the training config changed"
