@@ -2,12 +2,14 @@
 flag) of 5,000 and 10,000 images costs at 32x32x1 (Fashion-MNIST) and at 64x64x3 (Wesnoth's unit
 sprites), decoding included.
 
-Both parts are timed by CPU time, which other load on a shared machine does not inflate the way it
+Every part is timed by CPU time, which other load on a shared machine does not inflate the way it
 inflates wall-clock: the decode of 1,000 images in this process (`build_cache`, `max_seconds=None`),
-and the median of `--steps` G steps of the default recipe (`Trainer`, one torch thread, after two
-warm-up steps). The training's CPU time is the measured time per G step times the budget's steps
-(`resolve_steps`), plus the decode at the measured rate; on 2 cores with 2 torch threads its
-wall-clock is at best half of it.
+the median of `--steps` G steps of the default recipe and the median of `--steps` steps of the finish
+(`training.finish`) that follows them (`Trainer`, one torch thread, each after two warm-up steps).
+The training's CPU time is the recipe's steps (`resolve_steps`) and the automatic finish's
+(`TrainConfig.finish_steps_for`: twice the recipe's on greyscale, none on colour) at their measured
+costs, plus the decode at the measured rate; on 2 cores with 2 torch threads its wall-clock is at
+best half of it. The finishing step is timed on colour too, for what a finish there would cost.
 
     python benchmarks/auto_budget.py [--steps 5] [--no-write]
 """
@@ -52,14 +54,25 @@ def write_samples(name: str, folder: str) -> None:
             shutil.copyfile(paths[i], os.path.join(folder, f"{i:05d}.png"))
 
 
-def measure(name: str, model: ModelConfig, steps: int) -> tuple[float, float]:
-    """(decode CPU seconds per image, CPU seconds per G step of the default recipe)."""
+def measure(name: str, model: ModelConfig, steps: int) -> tuple[float, float, float]:
+    """(decode CPU seconds per image, CPU seconds per G step of the default recipe, and per step of
+    its finish)."""
     folder = os.path.join(tempfile.mkdtemp(prefix="auto-budget-"), name)
     write_samples(name, folder)
     started = time.process_time()
     cache = build_cache(folder, model.image_size, model.channels, max_seconds=None, **model.decode_options)
     decode = (time.process_time() - started) / len(cache)
-    trainer = Trainer(cache, f"memory://auto-budget/{name}/model", model, TrainConfig(steps=1000), dataset=name)
+    # The recipe's warm-up and timed steps, then as many of the finish (an explicit number runs on
+    # colour too).
+    config = TrainConfig(steps=2 + steps, finish_steps=2 + steps)
+    trainer = Trainer(cache, f"memory://auto-budget/{name}/model", model, config, dataset=name)
+    recipe, finish = _timed(trainer, steps), _timed(trainer, steps)
+    assert trainer.state.step == trainer.total_steps, "the timed steps are the recipe's, then the finish's"
+    return decode, recipe, finish
+
+
+def _timed(trainer: Trainer, steps: int) -> float:
+    """The median CPU seconds of `steps` training steps, after two warm-up steps."""
     for _ in range(2):
         trainer.training_step()
     times = []
@@ -67,7 +80,7 @@ def measure(name: str, model: ModelConfig, steps: int) -> tuple[float, float]:
         started = time.thread_time()
         trainer.training_step()
         times.append(time.thread_time() - started)
-    return decode, statistics.median(times)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -79,16 +92,18 @@ def main() -> None:
     rows, loads = [], [os.getloadavg()[0]]
     for name, model in (("fashion", ModelConfig(image_size=32, channels=1)),
                         ("wesnoth", ModelConfig(image_size=64, channels=3))):
-        decode, step = measure(name, model, args.steps)
+        decode, step, finishing = measure(name, model, args.steps)
         for images in (5000, 10_000):
             g_steps = resolve_steps(TrainConfig(), images, image_size=model.image_size)
-            total = images * decode + g_steps * step
+            finish_steps = TrainConfig().finish_steps_for(g_steps, model)
+            total = images * decode + g_steps * step + finish_steps * finishing
             rows.append([f"{model.image_size}x{model.image_size}x{model.channels} ({name})", f"{images:,}",
-                         f"{2 * g_steps:,}", f"{1e3 * decode:.2f}", f"{step:.2f}", f"{total:,.0f}",
-                         f"{total / 120:.1f}"])
+                         f"{2 * g_steps:,}", f"{finish_steps:,}", f"{1e3 * decode:.2f}", f"{step:.2f}",
+                         f"{finishing:.2f}", f"{total:,.0f}", f"{total / 120:.1f}"])
     loads.append(os.getloadavg()[0])
-    table = markdown_table(["images", "count", "D steps (auto)", "decode CPU ms / image", "CPU s / G step",
-                            "CPU s of the default training", "minutes on 2 cores at best"], rows)
+    table = markdown_table(["images", "count", "D steps (auto)", "finishing G steps (auto)", "decode CPU ms / image",
+                            "CPU s / G step", "CPU s / finishing step", "CPU s of the default training",
+                            "minutes on 2 cores at best"], rows)
     print(table)
     if not args.no_write:
         write_section(SECTION, "\n\n".join([
