@@ -339,9 +339,19 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
     weight = other_weight(recipe, data.model.channels)
     other = (f"ContraD's loss on fakes {'on' if weight else 'off'} (`fake_contrastive_weight={weight:g}`; the "
              f"automatic choice for {data.model.channels}-channel images is {'off' if weight else 'on'})")
-    train = "`TrainConfig()`" if args.finish_steps is None else "`TrainConfig(finish_steps=0)`, no finish"
-    return (f"The default recipe ({model}, {train}, {budget}), the same recipe with {other}, and the same "
-            f"recipe with {critic}")
+    return (f"The default recipe ({model}, {train_text(args.finish_steps)}, {budget}), the same recipe with "
+            f"{other}, and the same recipe with {critic}")
+
+
+def train_text(finish_steps: int | None) -> str:
+    """Ours' `TrainConfig` with `--finish-steps` (None: the automatic finish), in words."""
+    if finish_steps is None:
+        return "`TrainConfig()`"
+    if finish_steps == 0:
+        return "`TrainConfig(finish_steps=0)`, no finish"
+    return (f"`TrainConfig(finish_steps={finish_steps})`, its finish included: G alone against a plain DCGAN "
+            "discriminator that starts as a copy of D's real/fake path, after the recipe's steps, D as the recipe "
+            "left it")
 
 
 def critic_change_text(recipe: TrainConfig, changes: dict[str, int]) -> str:
@@ -440,13 +450,8 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
                 f"{recipe.d_steps} updates of the critic, and D's trunk learns from the contrastive losses alone)")
         generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
     else:
-        train = ("`TrainConfig()`" if args.finish_steps is None else "`TrainConfig(finish_steps=0)`, no finish"
-                 if args.finish_steps == 0 else
-                 f"`TrainConfig(finish_steps={args.finish_steps})`, its finish included: G alone against a plain "
-                 "DCGAN discriminator that starts as a copy of D's real/fake path, after the recipe's steps, D as the "
-                 "recipe left it")
         ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
-                f"{train}, {budget})")
+                f"{train_text(args.finish_steps)}, {budget})")
         generator = f"ours updates its generator every {recipe.d_steps} of them"
     return "\n\n".join([
         command(args),
