@@ -25,7 +25,8 @@ DEFAULT_BACKGROUND, DEFAULT_FIT = "white", "crop"
 LEGACY_DECODE = {"background": "black", "fit": "crop"}  # a model card's from before these options
 # The automatic finish's G steps per recipe step: on MNIST-5k's three seeds 2,000 after the
 # default's 1,000 brought the samples to 1.15-1.26x the SWD floor, 1,000 left two at 1.36x and
-# 1.61x (BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 2000").
+# 1.61x (BENCHMARKS.md, "Sample distance (SWD) of the recipes (MNIST-5k), finish_steps 2000");
+# confirmed on Fashion-MNIST's three seeds, 1.11-1.28x ("... (Fashion-MNIST), finish_steps 2000").
 FINISH_STEPS_PER_STEP = 2
 
 
