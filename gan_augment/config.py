@@ -333,8 +333,8 @@ class TrainConfig(JsonConfig):
         when it is None, `FINISH_STEPS_PER_STEP` x `steps` on greyscale images where the
         contrastive loss shapes D and G faces D alone, 0 otherwise: the seed's plain GAN needs no
         finish, a critic is a finisher of its own, the finish asks G for no class, and on colour
-        images its time would go to the SimCLR peer that already leads there in the race
-        (BENCHMARKS.md, "..., finish_steps 500" on Wesnoth's sprites)."""
+        images its time, given to the SimCLR peer too, puts the peer ahead at every label count
+        (BENCHMARKS.md, "Few-label features (Wesnoth sprites, 64x64x3), finish_steps 500")."""
         if self.finish_steps is not None:
             return self.finish_steps
         if (self.contrastive_weight == 0 or model_config.critic or model_config.num_classes
