@@ -89,16 +89,16 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     set_threads(1)
-    rows, loads = [], [os.getloadavg()[0]]
+    rows, loads, default = [], [os.getloadavg()[0]], TrainConfig()
     for name, model in (("fashion", ModelConfig(image_size=32, channels=1)),
                         ("wesnoth", ModelConfig(image_size=64, channels=3))):
         decode, step, finishing = measure(name, model, args.steps)
         for images in (5000, 10_000):
-            g_steps = resolve_steps(TrainConfig(), images, image_size=model.image_size)
-            finish_steps = TrainConfig().finish_steps_for(g_steps, model)
+            g_steps = resolve_steps(default, images, image_size=model.image_size)
+            finish_steps = default.finish_steps_for(g_steps, model)
             total = images * decode + g_steps * step + finish_steps * finishing
             rows.append([f"{model.image_size}x{model.image_size}x{model.channels} ({name})", f"{images:,}",
-                         f"{2 * g_steps:,}", f"{finish_steps:,}", f"{1e3 * decode:.2f}", f"{step:.2f}",
+                         f"{default.d_steps * g_steps:,}", f"{finish_steps:,}", f"{1e3 * decode:.2f}", f"{step:.2f}",
                          f"{finishing:.2f}", f"{total:,.0f}", f"{total / 120:.1f}"])
     loads.append(os.getloadavg()[0])
     table = markdown_table(["images", "count", "D steps (auto)", "finishing G steps (auto)", "decode CPU ms / image",
