@@ -125,6 +125,9 @@ def parse_args() -> argparse.Namespace:
                         "automatic finish: in the race, and (0) in --swd-only's three recipes; with --swd-only and "
                         "N >= 1, the recipe without its finish and the same with N steps of it, side by side (the "
                         "sections are written under their own names)")
+    parser.add_argument("--view-flip", action="store_true", help="ours with `TrainConfig(view_flip=True)`, and the "
+                        "peer with the same mirrored views, in the race (its sections are written under their own "
+                        "names)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.swd_only and (args.ablations or args.augmentation):
@@ -140,6 +143,8 @@ def parse_args() -> argparse.Namespace:
                                           or args.finish_steps < 0 or (args.swd_only and args.ablations)):
         parser.error("--finish-steps N (N >= 0) goes with the default recipe's race (and --ablations) or with "
                      "--swd-only alone")
+    if args.view_flip and (args.swd_only or args.critic or args.ablations or args.augmentation):
+        parser.error("--view-flip goes with the default recipe's race (and --finish-steps) only")
     if args.data != "mnist" and (args.ablations or args.augmentation):
         parser.error("--ablations and --augmentation run on --data mnist only")
     return args
@@ -149,7 +154,7 @@ def main() -> None:
     args = parse_args()
     set_threads(args.threads)
     digits = prepare_digits(args.draws, DATASETS[args.data])
-    recipe = TrainConfig(steps=args.steps, **(critic_changes(args) if args.critic else {}),
+    recipe = TrainConfig(steps=args.steps, view_flip=args.view_flip, **(critic_changes(args) if args.critic else {}),
                          **({} if args.finish_steps is None or (args.swd_only and args.finish_steps)
                             else {"finish_steps": args.finish_steps}))
     steps = resolve_steps(recipe, len(digits.pool), image_size=digits.model.image_size)
@@ -215,6 +220,9 @@ def critic_changes(args: argparse.Namespace) -> dict[str, int]:
 
 
 def ours_name(args: argparse.Namespace) -> str:
+    if args.view_flip:
+        finish = "" if args.finish_steps is None else f", `finish_steps={args.finish_steps}`"
+        return f"default recipe, `view_flip=True`{finish}"
     if args.finish_steps is not None:
         return f"default recipe, `finish_steps={args.finish_steps}`"
     if not args.critic:
@@ -284,7 +292,8 @@ def write_sample_grid(args: argparse.Namespace, model: Any, digits: Digits) -> s
     name = (f"BENCHMARKS-samples-{args.data}" + ("" if args.steps is None else f"-{args.steps}-steps")
             + ("-critic" if args.critic else "")
             + "".join(f"-{name.replace('_', '-')}-{value}" for name, value in critic_changes(args).items())
-            + ("" if args.finish_steps is None else f"-finish-steps-{args.finish_steps}") + ".png")
+            + ("" if args.finish_steps is None else f"-finish-steps-{args.finish_steps}")
+            + ("-view-flip" if args.view_flip else "") + ".png")
     with open(os.path.join(os.path.dirname(BENCHMARKS_MD), name), "wb") as f:
         f.write(sample_grid_png(to_model_range(torch.cat([samples, digits.pool.images[rows]]))))
     return name
@@ -343,8 +352,12 @@ def swd_recipes_text(args: argparse.Namespace, recipe: TrainConfig) -> str:
             f"{other}, and the same recipe with {critic}")
 
 
-def train_text(finish_steps: int | None) -> str:
-    """Ours' `TrainConfig` with `--finish-steps` (None: the automatic finish), in words."""
+def train_text(finish_steps: int | None, view_flip: bool = False) -> str:
+    """Ours' `TrainConfig` with `--finish-steps` (None: the automatic finish) and `--view-flip`, in words."""
+    if view_flip:
+        finish = "" if finish_steps is None else f", finish_steps={finish_steps}"
+        return (f"`TrainConfig(view_flip=True{finish})`: the contrastive views mirror half the images, the peer's "
+                "too")
     if finish_steps is None:
         return "`TrainConfig()`"
     if finish_steps == 0:
@@ -416,7 +429,8 @@ def section(args: argparse.Namespace, name: str) -> str:
     return (name + ("" if args.steps is None else f", {args.steps} G steps")
             + (", with a critic" if args.critic else "")
             + "".join(f", {name} {value}" for name, value in critic_changes(args).items())
-            + ("" if args.finish_steps is None else f", finish_steps {args.finish_steps}"))
+            + ("" if args.finish_steps is None else f", finish_steps {args.finish_steps}")
+            + (", view flips" if args.view_flip else ""))
 
 
 def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
@@ -426,6 +440,7 @@ def command(args: argparse.Namespace, *flags: str, seeds: bool = True) -> str:
     critic = (["--critic"] if args.critic else []) + [f"--{name.replace('_', '-')} {value}"
                                                       for name, value in critic_changes(args).items()]
     critic += [] if args.finish_steps is None else [f"--finish-steps {args.finish_steps}"]
+    critic += ["--view-flip"] if args.view_flip else []
     return "`" + " ".join(["python benchmarks/fewlabel.py", *data, f"--threads {args.threads}", *seed_flag, *budget,
                            *critic, *flags]) + "`"
 
@@ -451,7 +466,7 @@ def features_report(args: argparse.Namespace, runs: list[dict], features_table: 
         generator = f"with the critic, G updates {recipe.critic_rounds} times every {recipe.d_steps} of them"
     else:
         ours = (f"Our default recipe (`ModelConfig(image_size={model.image_size}, channels={model.channels})`, "
-                f"{train_text(args.finish_steps)}, {budget})")
+                f"{train_text(args.finish_steps, args.view_flip)}, {budget})")
         generator = f"ours updates its generator every {recipe.d_steps} of them"
     return "\n\n".join([
         command(args),

@@ -62,7 +62,7 @@ class SimCLRPeer:
     recipe's D optimiser (Adam 1e-3, betas 0.9/0.999), batch, precision and memory format, no
     generator."""
 
-    def __init__(self, seed: int, model: ModelConfig = MODEL) -> None:
+    def __init__(self, seed: int, model: ModelConfig = MODEL, flip: bool = False) -> None:
         recipe = TrainConfig()
         torch.manual_seed(seed)
         _, discriminator = build_models(model)
@@ -73,9 +73,10 @@ class SimCLRPeer:
         self.amp = recipe.amp and has_native_bf16(torch.device("cpu"))
         self.temperature, self.batch_size = recipe.contrastive_temperature, recipe.batch_size
         self.rng = torch.Generator().manual_seed(seed)
+        self.flip = flip  # mirrored views, as ours' `TrainConfig.view_flip`
 
     def step(self, batch: torch.Tensor) -> None:
-        views = torch.cat([random_view(batch, self.rng), random_view(batch, self.rng)]).contiguous(
+        views = torch.cat([random_view(batch, self.rng, self.flip) for _ in range(2)]).contiguous(
             memory_format=self.memory_format)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
             first, second = self.discriminator.project(self.discriminator.trunk(views)).chunk(2)
@@ -85,12 +86,13 @@ class SimCLRPeer:
         self.optimizer.step()
 
 
-def train_simclr(root: str, out: str, model: dict, threads: int, seed: int, ready: Any, go: Any, stop: Any) -> dict:
+def train_simclr(root: str, out: str, model: dict, threads: int, seed: int, ready: Any, go: Any, stop: Any,
+                 flip: bool = False) -> dict:
     """Train `SimCLRPeer` until `stop` is set; saves D's state dict to out/simclr-<seed>.pt."""
     setup_process(threads)
     config = ModelConfig.from_dict(model)
     cache, _ = load_split(root, "pool", config)
-    peer = SimCLRPeer(seed, config)
+    peer = SimCLRPeer(seed, config, flip)
     images = to_model_range(cache.images)
     steps, per_epoch, batch = 0, len(images) // peer.batch_size, peer.batch_size
     ready.set()
@@ -151,7 +153,7 @@ def race(root: str, out: str, recipe: TrainConfig, seed: int, threads: int,
     peer_model = dataclasses.replace(model, critic=False)  # the peer has no generator, so no critic
     peer = ctx.Process(target=_call, args=(train_simclr, dict(
         root=root, out=out, model=peer_model.to_dict(), threads=threads, seed=seed, ready=ready_peer, go=go,
-        stop=stop), results, "simclr"))
+        stop=stop, flip=recipe.view_flip), results, "simclr"))
     ours.start(), peer.start()
     ready_ours.wait(), ready_peer.wait()
     go.set()

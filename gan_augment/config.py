@@ -160,6 +160,8 @@ class TrainConfig(JsonConfig):
         diffaugment: comma-separated DiffAugment policies applied to real and fake
             (Zhao et al. 2020), e.g. "color,translation,cutout"; "" is off.
         flip: random horizontal flips of real images.
+        view_flip: the contrastive loss's views mirror half the images too (SimCLR's flip); off,
+            as digits are not mirror-symmetric (BENCHMARKS.md, "..., view flips" sections).
         contrastive_weight: weight of the SimCLR-style loss on D's projection head over two
             random views of the real batch (ContraD, Jeong & Shin 2021); 0 is the plain GAN.
         contrastive_temperature: NT-Xent temperature.
@@ -239,6 +241,7 @@ class TrainConfig(JsonConfig):
     concat_real_fake: bool = False
     diffaugment: str = ""
     flip: bool = False
+    view_flip: bool = False
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.2
     fake_negatives: bool = True
@@ -307,8 +310,8 @@ class TrainConfig(JsonConfig):
         check_float(self, "class_weight", 0.0, math.inf)
         check_choice(self, "loss", LOSSES)
         check_choice(self, "device", DEVICES)
-        for name in ("concat_real_fake", "flip", "fake_negatives", "detach_gan_head", "amp", "channels_last",
-                     "compile", "skip_near_duplicates"):
+        for name in ("concat_real_fake", "flip", "view_flip", "fake_negatives", "detach_gan_head", "amp",
+                     "channels_last", "compile", "skip_near_duplicates"):
             check(isinstance(getattr(self, name), bool), self, name, getattr(self, name), "a bool")
         unknown = [p for p in self.augment_policies if p not in AUGMENT_POLICIES]
         check(not unknown, self, "diffaugment", self.diffaugment,

@@ -45,6 +45,7 @@ def test_unknown_key_names_it():
         (TrainConfig, {"diffaugment": "color,zoom"}, "diffaugment"),
         (TrainConfig, {"device": "tpu"}, "device"),
         (TrainConfig, {"flip": "yes"}, "flip"),
+        (TrainConfig, {"view_flip": 1}, "view_flip"),
         (TrainConfig, {"d_lr": 0.0}, "d_lr"),
         (TrainConfig, {"fake_batch_size": 0}, "fake_batch_size"),
         (TrainConfig, {"fake_negatives": 1}, "fake_negatives"),

@@ -80,14 +80,20 @@ VIEW_CONTRAST = 0.3  # contrast x[0.7, 1.3]
 VIEW_BRIGHTNESS = 0.2  # brightness +-0.2 of the full range
 
 
-def random_view(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def random_view(x: Tensor, generator: torch.Generator | None = None, flip: bool = False) -> Tensor:
     """One random view per image for the contrastive loss: a random resized crop, rotated and
     shifted (one batched affine warp, so it is differentiable and cheap), then contrast and
     brightness jitter. Outside the image is the darkest value (-1). These are the magnitudes
     that worked best on digits (see BENCHMARKS.md, few-label features); SimCLR's colour
-    distortion and blur are left out because they destroy small grayscale images."""
+    distortion and blur are left out because they destroy small grayscale images. With `flip`,
+    half the views are mirrored left to right too (SimCLR's flip, in the same warp); its draw
+    comes after the others, so the views without it are the same for a given generator."""
     batch = x.shape[0]
     u = torch.rand(batch, 7, device=x.device, generator=generator)  # (B, 7): every draw at once
+    jitter = torch.rand(batch, 2, 1, 1, 1, device=x.device, dtype=x.dtype, generator=generator)
+    mirror = torch.ones(batch, device=x.device)
+    if flip:
+        mirror = torch.where(torch.rand(batch, device=x.device, generator=generator) < 0.5, -mirror, mirror)
     area = VIEW_SCALE[0] + (VIEW_SCALE[1] - VIEW_SCALE[0]) * u[:, 0]
     log_ratio = math.log(VIEW_RATIO[0]) + (math.log(VIEW_RATIO[1]) - math.log(VIEW_RATIO[0])) * u[:, 1]
     ratio = torch.exp(log_ratio)
@@ -97,12 +103,12 @@ def random_view(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     centre_x = (2 * u[:, 3] - 1) * (1 - width) + (2 * u[:, 4] - 1) * 2 * VIEW_TRANSLATION
     centre_y = (2 * u[:, 5] - 1) * (1 - height) + (2 * u[:, 6] - 1) * 2 * VIEW_TRANSLATION
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos * width, -sin * height, centre_x], 1),
-                         torch.stack([sin * width, cos * height, centre_y], 1)], 1)  # (B, 2, 3)
+    # a mirror negates the output's x before the warp: the first column of the affine map
+    theta = torch.stack([torch.stack([mirror * cos * width, -sin * height, centre_x], 1),
+                         torch.stack([mirror * sin * width, cos * height, centre_y], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # Sampling x + 1 with zero padding fills the outside with -1 after the shift back.
     warped = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    jitter = torch.rand(batch, 2, 1, 1, 1, device=x.device, dtype=x.dtype, generator=generator)
     contrast = 1 + (2 * jitter[:, 0] - 1) * VIEW_CONTRAST
     brightness = (2 * jitter[:, 1] - 1) * VIEW_BRIGHTNESS * 2
     return (warped * contrast + brightness - 1).clamp(-1, 1)

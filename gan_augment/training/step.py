@@ -319,8 +319,9 @@ class TrainingStep:
         return diff_augment(images, self.policies, self.state.rng)
 
     def view(self, images: Tensor) -> Tensor:
-        """A random view of each image (crop, rotation, shift, contrast), for the contrastive loss."""
-        return random_view(images, self.state.rng)
+        """A random view of each image (crop, rotation, shift, contrast, and a mirror with
+        `view_flip`), for the contrastive loss."""
+        return random_view(images, self.state.rng, flip=self.tc.view_flip)
 
     def discriminate(self, real: Tensor, fake: Tensor, real_labels: Tensor | None = None,
                      fake_labels: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -72,3 +72,15 @@ def test_random_view_keeps_a_digit_recognisable_and_fills_with_background():
     bright = (views > 0).flatten(1).sum(1)
     assert (bright > 0).float().mean() >= 0.9
     assert views.min() == -1.0
+
+
+def test_a_flipped_view_is_the_same_view_mirrored_and_leaves_the_others_as_they_were():
+    # The flip's draw comes after the view's own, so with the same generator each flipped view is
+    # the unflipped one mirrored left to right, and about half the views are flipped.
+    images = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    plain = random_view(images, torch.Generator().manual_seed(5))
+    flipped = random_view(images, torch.Generator().manual_seed(5), flip=True)
+    mirrored = torch.tensor([torch.allclose(f, p.flip(-1), atol=1e-5) for f, p in zip(flipped, plain)])
+    same = torch.tensor([torch.equal(f, p) for f, p in zip(flipped, plain)])
+    assert bool((mirrored ^ same).all())
+    assert 16 <= int(mirrored.sum()) <= 48

@@ -168,3 +168,11 @@ def test_a_critic_needs_the_contrastive_recipe(image_folder, tiny_model_config):
         _step(image_folder, model_config, unrolled_steps=1)
     with pytest.raises(ValueError, match="critic_rounds"):
         _step(image_folder, model_config, critic_rounds=9)  # a batch of 8 cannot feed 9 critic updates
+
+
+def test_view_flip_mirrors_the_contrastive_views(image_folder, tiny_model_config):
+    plain, flipped = (_step(image_folder, tiny_model_config, view_flip=flip) for flip in (False, True))
+    images = plain.batches(0)
+    a, b = plain.view(images), flipped.view(images)  # both generators are seeded alike
+    assert a.shape == b.shape and not torch.equal(a, b)
+    assert all(torch.equal(x, y) or torch.allclose(x, y.flip(-1), atol=1e-5) for x, y in zip(b, a))
