@@ -160,8 +160,9 @@ class TrainConfig(JsonConfig):
         diffaugment: comma-separated DiffAugment policies applied to real and fake
             (Zhao et al. 2020), e.g. "color,translation,cutout"; "" is off.
         flip: random horizontal flips of real images.
-        view_flip: the contrastive loss's views mirror half the images too (SimCLR's flip); off,
-            as digits are not mirror-symmetric (BENCHMARKS.md, "..., view flips" sections).
+        view_flip: the contrastive loss's views mirror half the images too (SimCLR's flip). Off:
+            digits are not mirror-symmetric, and on Wesnoth's sprites and Fashion-MNIST it did not
+            help (BENCHMARKS.md, "Few-label features (...), view flips").
         contrastive_weight: weight of the SimCLR-style loss on D's projection head over two
             random views of the real batch (ContraD, Jeong & Shin 2021); 0 is the plain GAN.
         contrastive_temperature: NT-Xent temperature.
