@@ -43,6 +43,15 @@ what cross-validation chose for the loop's picks) classifies at least as many po
 by their true labels. The searched picks are then scored like any others, by
 `labelled_set_accuracy` on the test split, and written to their own section.
 
+`--models M` asks how much the targets' gains depend on the model that gives the features: the
+default recipe trains on each pool M times, with `TrainConfig.seed` 0 to M - 1 (cached like the
+first), and on each model the default at 10 labels and the two-round loop at 100 are measured
+against random picks, as in the table; written to a section of its own.
+
+`--rounds R` measures the labelling loop in R rounds instead of two (the first `--first-round` of
+the budget, 1 / R when not given, the rest split evenly over the later rounds), printed like the
+other loop settings.
+
 With `--datasets` other than the two the targets are set for (`mnist,fashion`), the table and
 the oracle's go to sections of their own, named after the data sets, with no target verdicts.
 """
@@ -79,6 +88,7 @@ REFERENCE_BUDGET = 200  # random picks only: how many labels random needs to mat
 TWO_ROUNDS = f"auto in two rounds ({DEFAULT_METHOD}, then {LATER_ROUND_METHOD})"
 TWO_ROUND_BUDGETS = (50, 100)
 ORACLE_SECTION = "Which images to label: how far an oracle gets"
+MODELS_SECTION = "Which images to label: several trained models"
 
 
 # -- data, model, features (cached) -----------------------------------------------------------------
@@ -123,13 +133,14 @@ def label_of(uri: str) -> int:
     return int(os.path.basename(uri).split("_")[1].split(".")[0])
 
 
-def prepare(cache: str, name: str) -> dict:
-    """Scan, train (once) and export the features of dataset `name` under `cache`; returns where
-    they are and how long each part took (0 when reused)."""
+def prepare(cache: str, name: str, train_seed: int = 0) -> dict:
+    """Scan, train (once) and export the features of dataset `name` under `cache`, the model
+    trained with `TrainConfig.seed` = `train_seed`; returns where they are and how long each part
+    took (0 when reused)."""
     from gan_augment import export_features, extract_features, scan_store, train
     from gan_augment.layout import features_dir, model_dir, model_file
 
-    store, out = os.path.join(cache, "store"), os.path.join(cache, "out")
+    store, out = os.path.join(cache, "store"), os.path.join(cache, "out" if not train_seed else f"out-{train_seed}")
     pool_x, pool_y, test_x, test_y = _pool_and_test(name)
     _write_pngs(os.path.join(store, name), pool_x, pool_y)
     _write_pngs(os.path.join(cache, "test", name), test_x, test_y)
@@ -141,7 +152,8 @@ def prepare(cache: str, name: str) -> dict:
     if not os.path.exists(model_file(model_dir(out, name))):
         # The recipe as these figures were measured: the finish (automatic since finish_steps=None)
         # changes no feature, so no pick and no probe, only the samples and the training's seconds.
-        train(os.path.join(store, name), out, MODELS[name], TrainConfig(finish_steps=0), resume=True)
+        train(os.path.join(store, name), out, MODELS[name], TrainConfig(finish_steps=0, seed=train_seed),
+              resume=True)
         seconds["train"] = time.perf_counter() - started
     features = features_dir(out, name)
     if not os.path.exists(os.path.join(features, "_SUCCESS")):
@@ -152,18 +164,30 @@ def prepare(cache: str, name: str) -> dict:
 
 # -- measurement ------------------------------------------------------------------------------------
 
-def pick(features: str, budget: int, method: str, seed: int, first_round: float = 0.5) -> list[str]:
-    """The URIs a method picks; for `TWO_ROUNDS`, the default's two rounds with the first's labels
-    answered in between."""
+def round_sizes(budget: int, rounds: int, first_round: float | None = None) -> list[int]:
+    """How many images each round of a labelling loop picks: the first `first_round` of the budget
+    (1 / `rounds` when None), the rest split as evenly as it goes over the later rounds."""
+    first = round(budget * (1 / rounds if first_round is None else first_round))
+    later = [len(part) for part in np.array_split(np.arange(budget - first), rounds - 1)] if rounds > 1 else []
+    return [first, *later]
+
+
+def pick(features: str, budget: int, method: str, seed: int, first_round: float | None = None,
+         rounds: int = 2) -> list[str]:
+    """The URIs a method picks; for `TWO_ROUNDS`, the default's labelling loop (two rounds unless
+    `rounds` says otherwise), every earlier round's labels answered before the next."""
     from gan_augment.curate import select_for_labelling
 
     if method != TWO_ROUNDS:
         return list(select_for_labelling(features, budget, method, seed=seed).uris)
-    first = select_for_labelling(features, round(budget * first_round), seed=seed)
-    answers = {uri: label_of(uri) for uri in first.uris}  # the person labelling answers the first round
-    second = select_for_labelling(features, budget - len(first), labelled=answers, seed=seed)
-    assert (first.method, second.method) == (DEFAULT_METHOD, LATER_ROUND_METHOD), (first.method, second.method)
-    return list(first.uris) + list(second.uris)
+    picked: list[str] = []
+    answers: dict[str, int] = {}
+    for size in round_sizes(budget, rounds, first_round):
+        chosen = select_for_labelling(features, size, labelled=answers, seed=seed)
+        assert chosen.method == (LATER_ROUND_METHOD if answers else DEFAULT_METHOD), chosen.method
+        picked += list(chosen.uris)
+        answers.update({uri: label_of(uri) for uri in chosen.uris})  # the person labelling answers the round
+    return picked
 
 
 def load_features(prepared: dict) -> tuple[list[str], np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
@@ -177,23 +201,23 @@ def load_features(prepared: dict) -> tuple[list[str], np.ndarray, dict[str, int]
             np.array([label_of(uri) for uri in test.uris]))
 
 
-def measure(prepared: dict, seeds: int, only: tuple[str, ...] = (),
-            first_round: float = 0.5) -> dict[tuple[str, int], dict[str, list[float]]]:
+def measure(prepared: dict, seeds: int, only: tuple[str, ...] = (), first_round: float | None = None, rounds: int = 2,
+            budgets: tuple[int, ...] = TWO_ROUND_BUDGETS) -> dict[tuple[str, int], dict[str, list[float]]]:
     """{(method, budget): {"accuracy": [per seed], "classes": [...], "seconds": [...]}}; `only`:
-    these methods at the two-round budgets."""
+    these methods at `budgets` (the loop at those of them it runs at)."""
     from gan_augment.curate import METHODS
     from gan_augment.evaluate.probe import labelled_set_accuracy
 
     _, pool, row_of, test_x, test_y = load_features(prepared)
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
-    for budget in TWO_ROUND_BUDGETS if only else (*BUDGETS, REFERENCE_BUDGET):
+    for budget in budgets if only else (*BUDGETS, REFERENCE_BUDGET):
         methods = [m for m in METHODS if m != LATER_ROUND_METHOD]  # margin is a later round: in TWO_ROUNDS
         methods += [TWO_ROUNDS] if budget in TWO_ROUND_BUDGETS else []
-        for method in only or (methods if budget in BUDGETS else ("random",)):
+        for method in [m for m in only if m in methods] if only else (methods if budget in BUDGETS else ("random",)):
             cell = results.setdefault((method, budget), {"accuracy": [], "classes": [], "seconds": []})
             for seed in range(seeds):
                 started = time.perf_counter()
-                picks = pick(prepared["features"], budget, method, seed, first_round)
+                picks = pick(prepared["features"], budget, method, seed, first_round, rounds)
                 cell["seconds"].append(time.perf_counter() - started)
                 rows = [row_of[uri] for uri in picks]
                 labels = [label_of(uri) for uri in picks]  # what the person labelling answers
@@ -224,22 +248,22 @@ def report(results: dict, name: str) -> tuple[list[list[str]], dict[int, dict[st
 
 
 def two_round_variant(prepared: dict, seeds: int, unsure_share: float | None, first_round: float | None,
-                      typicality_among: str | None) -> None:
-    """Print the two-round loop's gain over random at 50 and 100 with other settings; write nothing."""
+                      typicality_among: str | None, rounds: int = 2) -> None:
+    """Print the labelling loop's gain over random at 50 and 100 with other settings; write nothing."""
     from gan_augment.curate import selection
 
     if unsure_share is not None:
         selection.UNSURE_SHARE = unsure_share  # both read by `margin` at each call
     if typicality_among is not None:
         selection.MARGIN_TYPICALITY = typicality_among
-    first_round = 0.5 if first_round is None else first_round
     for name, each in prepared.items():
-        results = measure(each, seeds, only=("random", TWO_ROUNDS), first_round=first_round)
+        results = measure(each, seeds, only=("random", TWO_ROUNDS), first_round=first_round, rounds=rounds)
         for budget in TWO_ROUND_BUDGETS:
             gain = 100 * (np.asarray(results[(TWO_ROUNDS, budget)]["accuracy"])
                           - results[("random", budget)]["accuracy"])
+            sizes = " + ".join(map(str, round_sizes(budget, rounds, first_round)))
             print(f"{NAMES[name]}, budget {budget}, unsure share {selection.UNSURE_SHARE}, typicality among "
-                  f"{selection.MARGIN_TYPICALITY}, first round {first_round:.0%}: {_pm(gain, 1.0)} points over "
+                  f"{selection.MARGIN_TYPICALITY}, rounds {sizes}: {_pm(gain, 1.0)} points over "
                   f"random (paired, {seeds} seeds)", flush=True)
 
 
@@ -297,6 +321,51 @@ def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) ->
         write_section(title, oracle_body(command, machine_line(threads), steps, table))
 
 
+def across_models(cache: str, names: list[str], models: int, seeds: int, threads: int, write: bool) -> None:
+    """The default's gains at the targets' budgets on `models` models of each pool, trained with
+    `TrainConfig.seed` 0 to `models` - 1 (module doc)."""
+    header = ["data", "model (training seed)", "random 10, %", f"{DEFAULT_METHOD} 10 − random (points)",
+              "random 100, %", "two-round loop 100 − random (points)"]
+    rows, verdicts = [], []
+    for name in names:
+        gains: dict[int, list[float]] = {10: [], 100: []}
+        randoms: dict[int, list[float]] = {10: [], 100: []}
+        for train_seed in range(models):
+            results = measure(prepare(cache, name, train_seed), seeds, only=("random", DEFAULT_METHOD, TWO_ROUNDS),
+                              budgets=tuple(gains))
+            cells = []
+            for budget, method in ((10, DEFAULT_METHOD), (100, TWO_ROUNDS)):
+                random = results[("random", budget)]["accuracy"]
+                gain = np.subtract(results[(method, budget)]["accuracy"], random)
+                gains[budget].append(100 * gain.mean())
+                randoms[budget].append(100 * np.mean(random))
+                cells += [_pm(random), _pm(gain)]
+            rows.append([NAMES[name], str(train_seed), *cells])
+        rows.append([f"**{NAMES[name]}**", f"mean of {models} models", _pm(randoms[10], 1.0), _pm(gains[10], 1.0),
+                     _pm(randoms[100], 1.0), _pm(gains[100], 1.0)])
+        for budget, target in TARGETS.items():
+            mean, met = float(np.mean(gains[budget])), sum(gain >= target for gain in gains[budget])
+            what = f"the default ({DEFAULT_METHOD})" if budget == 10 else "the default in two rounds"
+            verdict = f" (target +{target}: {'met' if mean >= target else 'missed'})" if name in DATASETS else ""
+            verdicts.append(f"- {NAMES[name]}, budget {budget}: {what} {mean:+.1f} points over random on the mean of "
+                            f"{models} models{verdict}; {met} of the {models} models reach +{target}")
+    table = markdown_table(header, rows)
+    print(table + "\n\n" + "\n".join(verdicts))
+    if write:
+        title, flag = _titled(MODELS_SECTION, names)
+        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --models {models}{flag}"
+        write_section(title, (
+            f"`{command}` ({machine_line(threads)}; models and features cached under `--cache`).\n\n"
+            f"The pools, test splits and selection seeds of \"{SECTION}\", whose model is trained with seed 0 (the "
+            f"same seed retrained on another CPU gives other weights: \"One seed on other CPUs (oneDNN's instruction "
+            f"sets)\"); the default recipe trained on each pool {models} times, with `TrainConfig.seed` 0 to "
+            f"{models - 1} (and `finish_steps=0`), and each model's features exported. On each: the default's "
+            f"first round ({DEFAULT_METHOD}) at 10 labels and the two-round loop at 100, against random picks of "
+            f"the same size, mean ± standard deviation over selection seeds 0-{seeds - 1}, the gains paired by seed; "
+            f"the mean rows average the models' means (± their standard deviation). A target is met when the "
+            f"mean over the models reaches it.\n\n{table}\n\n" + "\n".join(verdicts)))
+
+
 def _titled(title: str, names: list[str]) -> tuple[str, str]:
     """A section's title and the command's `--datasets` flag: the title alone for the two data sets
     the targets are set for, the title with the data sets' names (and the flag) for any others."""
@@ -328,6 +397,8 @@ def main() -> None:
     parser.add_argument("--first-round", type=float, help="the first round's share (the two-round loop only)")
     parser.add_argument("--typicality-among", choices=MARGIN_TYPICALITIES,
                         help="where margin measures typicality (the two-round loop only)")
+    parser.add_argument("--rounds", type=int, help="rounds of the labelling loop (the loop only; default 2)")
+    parser.add_argument("--models", type=int, metavar="M", help="the targets' gains on M trained models (module doc)")
     parser.add_argument("--oracle", type=int, metavar="N", help="N swaps of the oracle's search (module doc)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -338,10 +409,13 @@ def main() -> None:
         print(name, prepared[name], flush=True)
     if args.prepare_only:
         return
+    if args.models is not None:
+        return across_models(args.cache, names, args.models, args.seeds, args.threads, not args.no_write)
     if args.oracle is not None:
         return oracle(prepared, args.seeds, args.oracle, args.threads, not args.no_write)
-    if (args.unsure_share, args.first_round, args.typicality_among) != (None, None, None):
-        return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round, args.typicality_among)
+    if (args.unsure_share, args.first_round, args.typicality_among, args.rounds) != (None,) * 4:
+        return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round, args.typicality_among,
+                                 args.rounds or 2)
     rows, verdicts = [], []
     for name in names:
         print(f"{name}:", flush=True)
