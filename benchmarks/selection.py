@@ -401,6 +401,8 @@ def main() -> None:
     parser.add_argument("--models", type=int, metavar="M", help="the targets' gains on M trained models (module doc)")
     parser.add_argument("--oracle", type=int, metavar="N", help="N swaps of the oracle's search (module doc)")
     args = parser.parse_args()
+    if (args.rounds is not None and args.rounds < 1) or (args.models is not None and args.models < 1):
+        parser.error("--rounds and --models take 1 or more")
     set_threads(args.threads)
     names = args.datasets.split(",")
     prepared = {}
