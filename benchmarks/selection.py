@@ -46,7 +46,8 @@ by their true labels. The searched picks are then scored like any others, by
 `--models M` asks how much the targets' gains depend on the model that gives the features: the
 default recipe trains on each pool M times, with `TrainConfig.seed` 0 to M - 1 (cached like the
 first), and on each model the default at 10 labels and the two-round loop at 100 are measured
-against random picks, as in the table; written to a section of its own.
+against random picks, as in the table; written to a section of its own. Beside a loop setting
+below, `--models M` prints that setting's gains on each of the M models instead.
 
 `--rounds R` measures the labelling loop in R rounds instead of two (the first `--first-round` of
 the budget, 1 / R when not given, the rest split evenly over the later rounds), printed like the
@@ -411,13 +412,17 @@ def main() -> None:
         print(name, prepared[name], flush=True)
     if args.prepare_only:
         return
+    if (args.unsure_share, args.first_round, args.typicality_among, args.rounds) != (None,) * 4:
+        for train_seed in range(args.models or 1):  # with --models, the setting on each model
+            print(f"model {train_seed}:", flush=True)
+            on = prepared if not train_seed else {name: prepare(args.cache, name, train_seed) for name in names}
+            two_round_variant(on, args.seeds, args.unsure_share, args.first_round, args.typicality_among,
+                              args.rounds or 2)
+        return
     if args.models is not None:
         return across_models(args.cache, names, args.models, args.seeds, args.threads, not args.no_write)
     if args.oracle is not None:
         return oracle(prepared, args.seeds, args.oracle, args.threads, not args.no_write)
-    if (args.unsure_share, args.first_round, args.typicality_among, args.rounds) != (None,) * 4:
-        return two_round_variant(prepared, args.seeds, args.unsure_share, args.first_round, args.typicality_among,
-                                 args.rounds or 2)
     rows, verdicts = [], []
     for name in names:
         print(f"{name}:", flush=True)
