@@ -322,45 +322,54 @@ def oracle(prepared: dict, seeds: int, steps: int, threads: int, write: bool) ->
         write_section(title, oracle_body(command, machine_line(threads), steps, table))
 
 
-def across_models(cache: str, names: list[str], models: int, seeds: int, threads: int, write: bool) -> None:
-    """The default's gains at the targets' budgets on `models` models of each pool, trained with
-    `TrainConfig.seed` 0 to `models` - 1 (module doc)."""
-    header = ["data", "model (training seed)", "random 10, %", f"{DEFAULT_METHOD} 10 − random (points)",
-              "random 100, %", "two-round loop 100 − random (points)"]
+def per_model(prepared: dict, cache: str, names: list[str], models: int) -> list[dict]:
+    """The prepared data sets of models trained with `TrainConfig.seed` 0 to `models` - 1; seed 0's
+    are `prepared`."""
+    return [prepared if not seed else {name: prepare(cache, name, seed) for name in names} for seed in range(models)]
+
+
+def across_models(models: list[dict], names: list[str], seeds: int, threads: int, write: bool) -> None:
+    """The default's gains at the targets' budgets on each model of `per_model` (module doc): one
+    round of the default where the loop does not run, the two-round loop where it does."""
+    method_at = {budget: TWO_ROUNDS if budget in TWO_ROUND_BUDGETS else DEFAULT_METHOD for budget in TARGETS}
+    header = ["data", "model (training seed)"]
+    for budget, method in method_at.items():
+        header += [f"random {budget}, %", f"{'two-round loop' if method == TWO_ROUNDS else method} {budget} − random "
+                   f"(points)"]
     rows, verdicts = [], []
     for name in names:
-        gains: dict[int, list[float]] = {10: [], 100: []}
-        randoms: dict[int, list[float]] = {10: [], 100: []}
-        for train_seed in range(models):
-            results = measure(prepare(cache, name, train_seed), seeds, only=("random", DEFAULT_METHOD, TWO_ROUNDS),
-                              budgets=tuple(gains))
+        gains: dict[int, list[float]] = {budget: [] for budget in TARGETS}
+        randoms: dict[int, list[float]] = {budget: [] for budget in TARGETS}
+        for train_seed, prepared in enumerate(models):
+            results = measure(prepared[name], seeds, only=("random", DEFAULT_METHOD, TWO_ROUNDS),
+                              budgets=tuple(TARGETS))
             cells = []
-            for budget, method in ((10, DEFAULT_METHOD), (100, TWO_ROUNDS)):
+            for budget, method in method_at.items():
                 random = results[("random", budget)]["accuracy"]
                 gain = np.subtract(results[(method, budget)]["accuracy"], random)
                 gains[budget].append(100 * gain.mean())
                 randoms[budget].append(100 * np.mean(random))
                 cells += [_pm(random), _pm(gain)]
             rows.append([NAMES[name], str(train_seed), *cells])
-        rows.append([f"**{NAMES[name]}**", f"mean of {models} models", _pm(randoms[10], 1.0), _pm(gains[10], 1.0),
-                     _pm(randoms[100], 1.0), _pm(gains[100], 1.0)])
+        rows.append([f"**{NAMES[name]}**", f"mean of {len(models)} models",
+                     *(_pm(values, 1.0) for budget in TARGETS for values in (randoms[budget], gains[budget]))])
         for budget, target in TARGETS.items():
             mean, met = float(np.mean(gains[budget])), sum(gain >= target for gain in gains[budget])
-            what = f"the default ({DEFAULT_METHOD})" if budget == 10 else "the default in two rounds"
+            what = "the default in two rounds" if method_at[budget] == TWO_ROUNDS else f"the default ({DEFAULT_METHOD})"
             verdict = f" (target +{target}: {'met' if mean >= target else 'missed'})" if name in DATASETS else ""
             verdicts.append(f"- {NAMES[name]}, budget {budget}: {what} {mean:+.1f} points over random on the mean of "
-                            f"{models} models{verdict}; {met} of the {models} models reach +{target}")
+                            f"{len(models)} models{verdict}; {met} of the {len(models)} models reach +{target}")
     table = markdown_table(header, rows)
     print(table + "\n\n" + "\n".join(verdicts))
     if write:
         title, flag = _titled(MODELS_SECTION, names)
-        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --models {models}{flag}"
+        command = f"python benchmarks/selection.py --threads {threads} --seeds {seeds} --models {len(models)}{flag}"
         write_section(title, (
             f"`{command}` ({machine_line(threads)}; models and features cached under `--cache`).\n\n"
             f"The pools, test splits and selection seeds of \"{SECTION}\", whose model is trained with seed 0 (the "
             f"same seed retrained on another CPU gives other weights: \"One seed on other CPUs (oneDNN's instruction "
-            f"sets)\"); the default recipe trained on each pool {models} times, with `TrainConfig.seed` 0 to "
-            f"{models - 1} (and `finish_steps=0`), and each model's features exported. On each: the default's "
+            f"sets)\"); the default recipe trained on each pool {len(models)} times, with `TrainConfig.seed` 0 to "
+            f"{len(models) - 1} (and `finish_steps=0`), and each model's features exported. On each: the default's "
             f"first round ({DEFAULT_METHOD}) at 10 labels and the two-round loop at 100, against random picks of "
             f"the same size, mean ± standard deviation over selection seeds 0-{seeds - 1}, the gains paired by seed; "
             f"the mean rows average the models' means (± their standard deviation). A target is met when the "
@@ -412,15 +421,15 @@ def main() -> None:
         print(name, prepared[name], flush=True)
     if args.prepare_only:
         return
+    models = per_model(prepared, args.cache, names, args.models or 1)
     if (args.unsure_share, args.first_round, args.typicality_among, args.rounds) != (None,) * 4:
-        for train_seed in range(args.models or 1):  # with --models, the setting on each model
+        for train_seed, on in enumerate(models):  # with --models, the setting on each model
             print(f"model {train_seed}:", flush=True)
-            on = prepared if not train_seed else {name: prepare(args.cache, name, train_seed) for name in names}
             two_round_variant(on, args.seeds, args.unsure_share, args.first_round, args.typicality_among,
                               args.rounds or 2)
         return
     if args.models is not None:
-        return across_models(args.cache, names, args.models, args.seeds, args.threads, not args.no_write)
+        return across_models(models, names, args.seeds, args.threads, not args.no_write)
     if args.oracle is not None:
         return oracle(prepared, args.seeds, args.oracle, args.threads, not args.no_write)
     rows, verdicts = [], []
