@@ -13,10 +13,12 @@ training split as the pool, 1,000 of its test split). The two data sets train in
 process and `--threads` threads each.
 
     python benchmarks/fewlabel_conditional.py [--steps 800] [--cnn-steps 400] [--cnn-seeds 3] [--threads 1]
-        [--critic] [--no-write]
+        [--critic] [--pseudo-label-threshold P] [--datasets mnist,fashion] [--no-write]
 
 With `--critic` the conditional models hold a critic (`ModelConfig.critic`), whose samples came
 much closer to the data in the unconditional runs; its table goes to a section of its own.
+`--pseudo-label-threshold P` trains with `TrainConfig.pseudo_label_threshold` = P (the class
+probability a pool image needs to take a pseudo-label) and writes to a section of its own too.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class: int, threads: int,
-                synthetic_share: float = 0.5, critic: bool = False) -> dict:
+                synthetic_share: float = 0.5, critic: bool = False, threshold: float | None = None) -> dict:
     """Everything for one data set; returns its rows and notes."""
     setup_process(threads)
     root = tempfile.mkdtemp(prefix=f"conditional-{name}-")
@@ -121,7 +123,8 @@ def dataset_job(name: str, steps: int, cnn_seeds: int, cnn_steps: int, per_class
                                for c in range(10)])
     classes, given = cache_labels(pool, {pool.uris[i]: int(y_pool[i]) for i in labelled})
     trainer = Trainer(pool, os.path.join(root, "out", name, "model"), dataclasses.replace(MODEL, critic=critic),
-                      TrainConfig(steps=steps), dataset=name, labels=given, classes=classes)
+                      TrainConfig(steps=steps, **({} if threshold is None else {"pseudo_label_threshold": threshold})),
+                      dataset=name, labels=given, classes=classes)
     started = time.perf_counter()
     trainer.run(resume=False)
     seconds, load = time.perf_counter() - started, os.getloadavg()[0]
@@ -183,17 +186,21 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:
                  *(f"{100 * r['conditional']:.1f}" for r in results)])
     table = markdown_table(["small CNN trained on", *(f"{r['name']} ({args.cnn_seeds} CNN seeds)" for r in results)],
                            rows)
+    threshold = args.pseudo_label_threshold
+    threshold_flag = "" if threshold is None else f" --pseudo-label-threshold {threshold}"
+    threshold = TrainConfig().pseudo_label_threshold if threshold is None else threshold
     notes = " ".join(
         f"{r['name']}: {r['seconds']:.0f} s of training (load average {r['load']:.1f} at its end); "
         f"{100 * r['pseudo_share']:.1f}% of the unlabelled pool pseudo-labelled, {100 * r['pseudo_correct']:.1f}% "
         f"of those correctly." for r in results)
     return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-steps {args.cnn_steps} "
             f"--cnn-seeds {args.cnn_seeds} --threads {args.threads} --synthetic-share {args.synthetic_share}"
-            f"{' --critic' if args.critic else ''}`\n\n{WHAT}\n\n"
+            f"{' --critic' if args.critic else ''}{threshold_flag}"
+            f"{'' if args.datasets == 'mnist,fashion' else ' --datasets ' + args.datasets}`\n\n{WHAT}\n\n"
             f"{machine_line(args.threads)} One class-conditional model per data set "
             f"({RECIPES[args.critic]}, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
-            f"pseudo-labels at half of the steps with a 0.9 threshold), {args.per_class} samples per class. A small "
-            f"CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, "
+            f"pseudo-labels at half of the steps with a {threshold} threshold), {args.per_class} samples per class. "
+            f"A small CNN (two conv blocks, dropout, linear), Adam 1e-3, {args.cnn_steps} steps of 64; with samples, "
             f"{args.synthetic_share:.0%} of every batch is synthetic. Mean ± spread over CNN seeds. {notes}\n\n{table}")
 
 
@@ -207,11 +214,13 @@ def main() -> None:
     parser.add_argument("--synthetic-share", type=float, default=0.5, help="share of each CNN batch that is synthetic")
     parser.add_argument("--datasets", default="mnist,fashion")
     parser.add_argument("--critic", action="store_true", help="conditional models with a critic (ModelConfig.critic)")
+    parser.add_argument("--pseudo-label-threshold", type=float,
+                        help="the class probability a pseudo-label needs (default: TrainConfig's)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     jobs = [dict(name=name, steps=args.steps, cnn_seeds=args.cnn_seeds, cnn_steps=args.cnn_steps,
                  per_class=args.per_class, threads=args.threads, synthetic_share=args.synthetic_share,
-                 critic=args.critic)
+                 critic=args.critic, threshold=args.pseudo_label_threshold)
             for name in args.datasets.split(",")]
     # Processes, not a Pool: decoding the PNGs starts worker processes of its own.
     with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -219,7 +228,9 @@ def main() -> None:
     text = report(args, results)
     print(text)
     if not args.no_write:
-        write_section(SECTION + (", with a critic" if args.critic else ""), text)
+        threshold = args.pseudo_label_threshold
+        write_section(SECTION + (", with a critic" if args.critic else "")
+                      + ("" if threshold is None else f", pseudo-label threshold {threshold}"), text)
 
 
 if __name__ == "__main__":
