@@ -58,6 +58,7 @@ from gan_augment.training.trainer import Trainer  # noqa: E402
 SECTION = "Class-conditional samples from few labels (MNIST-5k, Fashion-MNIST)"
 RECIPES = {False: "the default recipe", True: "the default recipe with a critic (`ModelConfig(critic=True)`)"}
 LABELLED_PER_CLASS = 10
+DATASETS = "mnist,fashion"
 WHAT = (
     "What it measures: whether the samples of one class-conditional model per data set help a small "
     "CNN that has 100 labelled images (10 per class), on MNIST-5k (the 4,000/1,000 split of fewlabel.py) "
@@ -196,7 +197,7 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:
     return (f"`python benchmarks/fewlabel_conditional.py --steps {args.steps} --cnn-steps {args.cnn_steps} "
             f"--cnn-seeds {args.cnn_seeds} --threads {args.threads} --synthetic-share {args.synthetic_share}"
             f"{' --critic' if args.critic else ''}{threshold_flag}"
-            f"{'' if args.datasets == 'mnist,fashion' else ' --datasets ' + args.datasets}`\n\n{WHAT}\n\n"
+            f"{'' if args.datasets == DATASETS else ' --datasets ' + args.datasets}`\n\n{WHAT}\n\n"
             f"{machine_line(args.threads)} One class-conditional model per data set "
             f"({RECIPES[args.critic]}, `--steps {args.steps}` G steps, labels for 10 images per class (draw 0), "
             f"pseudo-labels at half of the steps with a {threshold} threshold), {args.per_class} samples per class. "
@@ -212,7 +213,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic-share", type=float, default=0.5, help="share of each CNN batch that is synthetic")
-    parser.add_argument("--datasets", default="mnist,fashion")
+    parser.add_argument("--datasets", default=DATASETS)
     parser.add_argument("--critic", action="store_true", help="conditional models with a critic (ModelConfig.critic)")
     parser.add_argument("--pseudo-label-threshold", type=float,
                         help="the class probability a pseudo-label needs (default: TrainConfig's)")
